@@ -1,0 +1,1 @@
+"""Offline retrieval scoring shared by the evaluator, the CLI and benchmarks."""

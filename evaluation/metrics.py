@@ -1,0 +1,96 @@
+"""Recall@K and NDCG@K over the whole catalogue, one scorer for everything.
+
+The pipeline's evaluator, `mmse evaluate` and every benchmark call these
+functions, so figures from any of them are comparable. Conventions follow the
+benchmark's README: an item is relevant for recall when its grade is at least
+`features.RELEVANT_GRADE`; NDCG's gain is grade - 1, unjudged items gain 0;
+queries without a relevant item are left out of recall (but kept for NDCG
+when they have any positive gain).
+"""
+import collections
+import csv
+import math
+from typing import Dict, Iterable, Mapping, Sequence
+
+from model import features
+
+# query -> {item_id: grade}
+Judgments = Dict[str, Dict[int, float]]
+
+
+def read_judgments(path: str) -> Judgments:
+  """Reads a `query,item_id,relevance` CSV; a bad row is an error, not a skip."""
+  judgments: Judgments = collections.defaultdict(dict)
+  with open(path, newline="", encoding="utf-8") as f:
+    reader = csv.DictReader(f)
+    missing = {features.QUERY, features.ITEM_ID, features.RELEVANCE} - set(
+        reader.fieldnames or ())
+    if missing:
+      raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    for line, row in enumerate(reader, start=2):
+      try:
+        item_id = int(row[features.ITEM_ID])
+        grade = float(row[features.RELEVANCE])
+      except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}:{line}: bad judgment row {row}") from e
+      judgments[row[features.QUERY]][item_id] = grade
+  return dict(judgments)
+
+
+def recall_at_k(ranked: Sequence[int], grades: Mapping[int, float],
+                k: int) -> float:
+  relevant = {i for i, g in grades.items() if g >= features.RELEVANT_GRADE}
+  if not relevant:
+    raise ValueError("recall is undefined without a relevant item")
+  return len(relevant.intersection(ranked[:k])) / len(relevant)
+
+
+def ndcg_at_k(ranked: Sequence[int], grades: Mapping[int, float],
+              k: int) -> float:
+  gains = {i: g - 1.0 for i, g in grades.items() if g > 1.0}
+  dcg = sum(gains.get(item, 0.0) / math.log2(rank + 2)
+            for rank, item in enumerate(ranked[:k]))
+  ideal = sorted(gains.values(), reverse=True)[:k]
+  idcg = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
+  return dcg / idcg if idcg > 0 else 0.0
+
+
+def score(rankings: Mapping[str, Sequence[int]], judgments: Judgments,
+          cutoffs: Iterable[int] = (10, 100, 1000)) -> Dict[str, float]:
+  """Mean Recall@K and NDCG@K over the judged queries.
+
+  Args:
+    rankings: query -> item ids, best first (at least max(cutoffs) long when
+      the catalogue allows). Every judged query must have a ranking.
+    judgments: query -> {item_id: grade}.
+    cutoffs: the K values.
+
+  Returns:
+    {"recall@K": ..., "ndcg@K": ..., "queries": number of judged queries,
+     "recall_queries": queries with a relevant item}.
+  """
+  missing = [q for q in judgments if q not in rankings]
+  if missing:
+    raise ValueError(f"{len(missing)} judged queries have no ranking, "
+                     f"e.g. {missing[:3]}")
+  cutoffs = sorted(cutoffs)
+  recall = {k: [] for k in cutoffs}
+  ndcg = {k: [] for k in cutoffs}
+  for query, grades in judgments.items():
+    ranked = list(rankings[query])
+    has_relevant = any(g >= features.RELEVANT_GRADE for g in grades.values())
+    for k in cutoffs:
+      if has_relevant:
+        recall[k].append(recall_at_k(ranked, grades, k))
+      ndcg[k].append(ndcg_at_k(ranked, grades, k))
+  result = {}
+  for k in cutoffs:
+    result[f"recall@{k}"] = _mean(recall[k])
+    result[f"ndcg@{k}"] = _mean(ndcg[k])
+  result["queries"] = len(judgments)
+  result["recall_queries"] = len(recall[cutoffs[0]]) if cutoffs else 0
+  return result
+
+
+def _mean(values):
+  return sum(values) / len(values) if values else 0.0
