@@ -64,9 +64,6 @@ def read_catalog_csv(path: str) -> Catalog:
         columns[n].append(parsed[n])
   if not seen:
     raise ValueError(f"{path}: the catalogue is empty")
-  if without_id:
-    logging.warning("%s: %d catalogue rows have no item_id and are skipped",
-                    examples_uri, without_id)
   return {n: _column(n, v) for n, v in columns.items()}
 
 
