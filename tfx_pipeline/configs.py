@@ -6,6 +6,7 @@ through their parameters or `custom_config`, and rebuild the dataclass with
 ablation is a `dataclasses.replace` of these, never a code fork.
 """
 import dataclasses
+import json
 import os
 from typing import Any, Dict, Optional, Tuple
 
@@ -106,8 +107,12 @@ def _from_dict(cls, values: Optional[Dict[str, Any]]):
   if unknown:
     raise ValueError(f"Unknown {cls.__name__} keys: {sorted(unknown)}")
   for f in dataclasses.fields(cls):
-    if f.name in values and isinstance(values[f.name], list):
+    if f.name not in values:
+      continue
+    if isinstance(values[f.name], list):
       values[f.name] = tuple(values[f.name])
+    elif f.type is float and isinstance(values[f.name], int):
+      values[f.name] = float(values[f.name])  # JSON writes 0.0 as 0.
   return cls(**values)
 
 
@@ -138,6 +143,8 @@ class PipelineConfig:
   model: ModelConfig = ModelConfig()
   evaluation: EvalConfig = EvalConfig()
   pipeline_name: str = PIPELINE_NAME
+  # ANN index served beside the exact `retrieval` model: scann, faiss, exact.
+  index_kind: str = "scann"
   # Beam flags for every Beam-powered component. DirectRunner on the local
   # machine by default; see runners/ for Dataflow.
   beam_pipeline_args: Tuple[str, ...] = (
@@ -156,3 +163,56 @@ class PipelineConfig:
   @property
   def serving_dir(self) -> str:
     return os.path.join(self.output_dir, "serving")
+
+
+def dataflow_beam_pipeline_args(project: str, region: str,
+                                temp_location: str) -> Tuple[str, ...]:
+  """Beam flags that move every Beam-powered component onto Dataflow.
+
+  `--setup_file` ships this repository's packages (the mining and indexing
+  DoFns, the preprocessing_fn) to the workers.
+  """
+  setup_file = os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+  return (
+      "--runner=DataflowRunner",
+      f"--project={project}",
+      f"--region={region}",
+      f"--temp_location={temp_location}",
+      f"--setup_file={setup_file}",
+      "--experiments=use_runner_v2",
+  )
+
+
+_SECTIONS = {
+    "mining": mining_config,
+    "text": text_config,
+    "model": model_config,
+    "evaluation": eval_config,
+}
+
+
+def with_overrides(config: PipelineConfig, assignments) -> PipelineConfig:
+  """Applies `section.field=value` strings (value parsed as JSON if it can).
+
+  Used by `mmse run --set` and by the benchmark's ablations, so an ablation is
+  a config change expressed in the same words a user would type.
+  """
+  sections: Dict[str, Dict[str, Any]] = {}
+  for assignment in assignments:
+    key, sep, raw = assignment.partition("=")
+    section, dot, field = key.partition(".")
+    if not sep or not dot:
+      raise ValueError(f"expected section.field=value, got {assignment!r}")
+    if section not in _SECTIONS:
+      raise ValueError(f"unknown config section {section!r}; "
+                       f"one of {sorted(_SECTIONS)}")
+    try:
+      value = json.loads(raw)
+    except json.JSONDecodeError:
+      value = raw
+    sections.setdefault(section, {})[field] = value
+  for section, values in sections.items():
+    merged = {**dataclasses.asdict(getattr(config, section)), **values}
+    config = dataclasses.replace(config, **{section: _SECTIONS[section](merged)})
+  return config

@@ -1,0 +1,1 @@
+"""Embeds the catalogue once and builds the served retrieval model and index."""

@@ -1,0 +1,130 @@
+"""The MMSE pipeline: wiring only; every knob comes from `configs`.
+
+search logs ─ CsvExampleGen ─ Statistics/Schema/ExampleValidator ─┐
+catalogue  ─ CsvExampleGen ─ Statistics/Schema/ExampleValidator ─┤
+                                                                  ▼
+      MultiStageSamples (Beam: clean, stages, random negatives, split)
+        ─ StatisticsGen/SchemaGen ─ Transform ─ Trainer (TFRS)
+        ─ RetrievalEvaluator (whole catalogue, vs latest blessed) ┐
+        ─ IndexBuilder (catalogue embeddings, retrieval model)    ┴ ServingPusher
+"""
+import dataclasses
+import glob
+import os
+from typing import Optional
+
+from tfx import v1 as tfx
+
+from components.index_builder.component import IndexBuilder
+from components.multistage_samples.component import MultiStageSamples
+from components.retrieval_evaluator.component import RetrievalEvaluator
+from components.serving_pusher.component import ServingPusher
+from tfx_pipeline import configs
+
+PREPROCESSING_FN = "model.preprocessing.preprocessing_fn"
+RUN_FN = "model.trainer.run_fn"
+
+
+def _csv_example_gen(path_pattern: str, component_id: str):
+  """CsvExampleGen over files matching `path_pattern`, as one split."""
+  directory, pattern = os.path.split(path_pattern)
+  if glob.has_magic(directory):
+    raise ValueError(
+        f"Only the file name may hold wildcards, not the directory: "
+        f"{path_pattern}")
+  return tfx.components.CsvExampleGen(
+      input_base=directory,
+      input_config=tfx.proto.Input(
+          splits=[tfx.proto.Input.Split(name="all", pattern=pattern)]),
+  ).with_id(component_id)
+
+
+def _validated(examples, prefix: str) -> list:
+  """Statistics, an inferred schema and anomaly checks for one input."""
+  statistics = tfx.components.StatisticsGen(
+      examples=examples).with_id(f"{prefix}StatisticsGen")
+  schema = tfx.components.SchemaGen(
+      statistics=statistics.outputs["statistics"],
+      infer_feature_shape=True).with_id(f"{prefix}SchemaGen")
+  validator = tfx.components.ExampleValidator(
+      statistics=statistics.outputs["statistics"],
+      schema=schema.outputs["schema"]).with_id(f"{prefix}ExampleValidator")
+  return [statistics, schema, validator]
+
+
+def create_pipeline(config: configs.PipelineConfig,
+                    metadata_connection_config: Optional[
+                        tfx.proto.orchestration.MetadataConnectionConfig] = None,
+                    enable_cache: bool = False) -> tfx.dsl.Pipeline:
+  """Returns the MMSE pipeline for `config`."""
+  logs_gen = _csv_example_gen(config.logs_pattern, "LogsExampleGen")
+  catalog_gen = _csv_example_gen(config.catalog_path, "CatalogExampleGen")
+  logs_checks = _validated(logs_gen.outputs["examples"], "Logs")
+  catalog_checks = _validated(catalog_gen.outputs["examples"], "Catalog")
+
+  mining = MultiStageSamples(
+      logs=logs_gen.outputs["examples"],
+      catalog=catalog_gen.outputs["examples"],
+      **dataclasses.asdict(config.mining))
+  samples_statistics = tfx.components.StatisticsGen(
+      examples=mining.outputs["examples"]).with_id("SamplesStatisticsGen")
+  samples_schema = tfx.components.SchemaGen(
+      statistics=samples_statistics.outputs["statistics"],
+      infer_feature_shape=True).with_id("SamplesSchemaGen")
+
+  transform = tfx.components.Transform(
+      examples=mining.outputs["examples"],
+      schema=samples_schema.outputs["schema"],
+      preprocessing_fn=PREPROCESSING_FN,
+      custom_config={"text": dataclasses.asdict(config.text)})
+
+  trainer = tfx.components.Trainer(
+      run_fn=RUN_FN,
+      examples=transform.outputs["transformed_examples"],
+      transform_graph=transform.outputs["transform_graph"],
+      schema=samples_schema.outputs["schema"],
+      train_args=tfx.proto.TrainArgs(splits=["train"]),
+      eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+      custom_config={
+          "model": dataclasses.asdict(config.model),
+          "text": dataclasses.asdict(config.text),
+      })
+
+  latest_blessed_model = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id("LatestBlessedModelResolver")
+
+  evaluator = RetrievalEvaluator(
+      model=trainer.outputs["model"],
+      baseline_model=latest_blessed_model.outputs["model"],
+      examples=mining.outputs["examples"],
+      catalog=catalog_gen.outputs["examples"],
+      **dataclasses.asdict(config.evaluation))
+
+  index_builder = IndexBuilder(
+      model=trainer.outputs["model"],
+      catalog=catalog_gen.outputs["examples"],
+      retrieval_k=config.model.retrieval_k,
+      index_kind=config.index_kind)
+
+  pusher = ServingPusher(
+      model=trainer.outputs["model"],
+      index=index_builder.outputs["index"],
+      model_blessing=evaluator.outputs["blessing"],
+      serving_dir=config.serving_dir)
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=config.pipeline_name,
+      pipeline_root=config.pipeline_root,
+      components=[
+          logs_gen, catalog_gen, *logs_checks, *catalog_checks, mining,
+          samples_statistics, samples_schema, transform, trainer,
+          latest_blessed_model, evaluator, index_builder, pusher
+      ],
+      enable_cache=enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=list(config.beam_pipeline_args),
+  )
