@@ -1,0 +1,83 @@
+"""ServingPusher: TF Serving layout, increasing versions, blessing gate."""
+import os
+
+from google.protobuf import text_format
+import pytest
+from tensorflow_serving.config import model_server_config_pb2
+from tfx.types import standard_artifacts
+
+from components.serving_pusher import executor
+from tfx_pipeline import configs
+
+
+def _fake_saved_model(path, marker):
+  os.makedirs(os.path.join(path, "variables"))
+  with open(os.path.join(path, "saved_model.pb"), "w") as f:
+    f.write(marker)
+
+
+@pytest.fixture
+def artifacts(tmp_path):
+  model = standard_artifacts.Model()
+  model.uri = str(tmp_path / "model")
+  index = standard_artifacts.Model()  # Only its uri matters here.
+  index.uri = str(tmp_path / "index")
+  sources = executor.model_sources(model.uri, index.uri)
+  for name, path in sources.items():
+    _fake_saved_model(path, name)
+  return model, index, sources
+
+
+def test_push_writes_each_model_as_the_same_increasing_version(
+    tmp_path, artifacts):
+  _, _, sources = artifacts
+  serving_dir = str(tmp_path / "serving")
+  assert executor.push(sources, serving_dir) == 1
+  assert executor.push(sources, serving_dir) == 2
+  for name in configs.SERVED_MODELS:
+    model_dir = os.path.join(serving_dir, name)
+    assert sorted(os.listdir(model_dir)) == ["1", "2"]  # No staging left.
+    with open(os.path.join(model_dir, "2", "saved_model.pb")) as f:
+      assert f.read() == name
+
+
+def test_models_config_is_a_valid_tf_serving_config(tmp_path, artifacts):
+  _, _, sources = artifacts
+  serving_dir = str(tmp_path / "serving")
+  executor.push(sources, serving_dir)
+  with open(os.path.join(serving_dir, executor.MODELS_CONFIG)) as f:
+    config = text_format.Parse(f.read(),
+                               model_server_config_pb2.ModelServerConfig())
+  entries = {c.name: c for c in config.model_config_list.config}
+  assert set(entries) == set(configs.SERVED_MODELS)
+  for name, entry in entries.items():
+    assert entry.base_path == os.path.join(serving_dir, name)
+    assert entry.model_platform == "tensorflow"
+
+
+def test_missing_saved_model_is_an_error_and_pushes_nothing(tmp_path,
+                                                            artifacts):
+  _, _, sources = artifacts
+  os.remove(os.path.join(sources[configs.RETRIEVAL], "saved_model.pb"))
+  serving_dir = str(tmp_path / "serving")
+  with pytest.raises(FileNotFoundError, match="retrieval"):
+    executor.push(sources, serving_dir)
+  assert not os.path.exists(serving_dir)
+
+
+@pytest.mark.parametrize("blessed", [True, False])
+def test_executor_pushes_only_blessed_models(tmp_path, artifacts, blessed):
+  model, index, _ = artifacts
+  blessing = standard_artifacts.ModelBlessing()
+  blessing.uri = str(tmp_path / "blessing")
+  blessing.set_int_custom_property("blessed", int(blessed))
+  pushed = standard_artifacts.PushedModel()
+  pushed.uri = str(tmp_path / "pushed")
+  serving_dir = str(tmp_path / "serving")
+  executor.Executor().Do(
+      {"model": [model], "index": [index], "model_blessing": [blessing]},
+      {"pushed_model": [pushed]}, {"serving_dir": serving_dir})
+  assert pushed.get_int_custom_property("pushed") == int(blessed)
+  assert os.path.exists(serving_dir) == blessed
+  if blessed:
+    assert pushed.get_string_custom_property("pushed_version") == "1"
