@@ -1,0 +1,101 @@
+"""The whole TFX pipeline on a tiny simulated set, then the pushed models."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model import catalog as catalog_lib
+from sample_data import simulator
+from tfx_pipeline import cli
+from tfx_pipeline import configs
+from tfx_pipeline import run_report
+from tfx_pipeline.runners import local
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("e2e")
+  data_dir = str(root / "data")
+  simulator.simulate(data_dir, num_items=300, num_queries=40,
+                     num_requests=500)
+  config = configs.PipelineConfig(
+      logs_pattern=os.path.join(data_dir, "logs", "*.csv.gz"),
+      catalog_path=os.path.join(data_dir, "catalog.csv"),
+      output_dir=str(root / "out"))
+  config = configs.with_overrides(
+      config, ["model.epochs=2", "model.batch_size=32", "model.retrieval_k=50",
+               "text.vocab_min_frequency=1"])
+  local.run(config)
+  return config, data_dir
+
+
+@pytest.mark.e2e
+def test_every_component_completes_and_the_model_is_pushed(pipeline_run):
+  config, _ = pipeline_run
+  report = run_report.latest_run(config.metadata_path)
+  assert report["components"], report
+  states = {name: c["state"] for name, c in report["components"].items()}
+  assert set(states.values()) <= {"COMPLETE", "CACHED"}, states
+  assert report["mining"]["rows_read"] > 0
+  assert report["blessed"] is True
+  assert report["pushed"] is True
+  for name in configs.SERVED_MODELS:
+    assert os.path.exists(os.path.join(config.serving_dir, name, "1",
+                                       "saved_model.pb"))
+  assert os.path.exists(os.path.join(config.serving_dir, "models.config"))
+  assert os.path.isdir(report["tensorboard_logdir"])
+
+
+@pytest.mark.e2e
+def test_pushed_models_agree_with_each_other(pipeline_run):
+  config, data_dir = pipeline_run
+  load = lambda name: tf.saved_model.load(
+      os.path.join(config.serving_dir, name, "1")).signatures[
+          "serving_default"]
+  retrieval, query_tower, item_tower = (
+      load(configs.RETRIEVAL), load(configs.QUERY_TOWER),
+      load(configs.ITEM_TOWER))
+  items = catalog_lib.read_catalog_csv(os.path.join(data_dir, "catalog.csv"))
+  queries = tf.constant(["cordless drill", "led light bulb"])
+
+  result = retrieval(query=queries)
+  ids, scores = result["item_ids"].numpy(), result["scores"].numpy()
+  assert ids.shape == (2, 50) and ids.dtype == np.int64
+  assert set(ids.ravel()) <= set(items["item_id"])
+  assert np.all(np.diff(scores, axis=1) <= 1e-6)  # Best first.
+
+  # The retrieval model's scores are query_tower . item_tower.
+  q = query_tower(query=queries)["embedding"].numpy()
+  inputs = {name: tf.constant(items[name])
+            for name in item_tower.structured_input_signature[1]}
+  v = item_tower(**inputs)["embedding"].numpy()
+  exact = q @ v.T
+  best = np.argsort(-exact, axis=1)[:, :50]
+  np.testing.assert_allclose(scores, np.take_along_axis(exact, best, 1),
+                             rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.e2e
+def test_cli_retrieve_and_evaluate_read_the_serving_dir(pipeline_run, tmp_path,
+                                                        capsys):
+  config, data_dir = pipeline_run
+  queries = tmp_path / "queries.txt"
+  queries.write_text("cordless drill\n\nled light bulb\n")
+  out = tmp_path / "out.jsonl"
+  assert cli.main(["retrieve", "--serving-dir", config.serving_dir,
+                   "--queries", str(queries), "-k", "5",
+                   "--out", str(out)]) == 0
+  lines = [json.loads(l) for l in out.read_text().splitlines()]
+  assert [l["query"] for l in lines] == ["cordless drill", "", "led light bulb"]
+  assert all(len(l["item_ids"]) == 5 for l in lines)
+
+  capsys.readouterr()
+  assert cli.main(["evaluate", "--serving-dir", config.serving_dir,
+                   "--catalog", os.path.join(data_dir, "catalog.csv"),
+                   "--judgments", os.path.join(data_dir, "judgments.csv")]) == 0
+  metrics = json.loads(capsys.readouterr().out)
+  for key in ("recall@10", "recall@100", "recall@1000", "ndcg@10", "ndcg@100"):
+    assert 0.0 <= metrics[key] <= 1.0
+  assert metrics["queries"] > 0

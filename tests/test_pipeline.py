@@ -1,0 +1,48 @@
+"""Pipeline wiring and the runners that compile it for other orchestrators."""
+import json
+
+import pytest
+
+from tfx_pipeline import configs
+from tfx_pipeline import pipeline
+
+
+def _config(tmp_path):
+  return configs.PipelineConfig(
+      logs_pattern=str(tmp_path / "logs" / "*.csv.gz"),
+      catalog_path=str(tmp_path / "catalog.csv"),
+      output_dir=str(tmp_path / "out"))
+
+
+def test_pipeline_wires_every_stage_in_order(tmp_path):
+  built = pipeline.create_pipeline(_config(tmp_path))
+  ids = [c.id for c in built.components]
+  for expected in ("LogsExampleGen", "CatalogExampleGen", "LogsStatisticsGen",
+                   "LogsSchemaGen", "LogsExampleValidator",
+                   "CatalogExampleValidator", "MultiStageSamples",
+                   "Transform", "Trainer", "LatestBlessedModelResolver",
+                   "RetrievalEvaluator", "IndexBuilder", "ServingPusher"):
+    assert expected in ids
+  # Components are sorted topologically: each comes after its inputs.
+  assert ids.index("MultiStageSamples") < ids.index("Transform") < ids.index(
+      "Trainer") < ids.index("RetrievalEvaluator") < ids.index("ServingPusher")
+
+
+def test_wildcards_in_the_directory_are_rejected(tmp_path):
+  config = _config(tmp_path)
+  config = configs.PipelineConfig(
+      logs_pattern=str(tmp_path / "*" / "logs.csv"),
+      catalog_path=config.catalog_path, output_dir=config.output_dir)
+  with pytest.raises(ValueError, match="wildcards"):
+    pipeline.create_pipeline(config)
+
+
+def test_kubeflow_v2_runner_compiles_a_pipeline_spec(tmp_path):
+  from tfx_pipeline.runners import kubeflow_v2  # pylint: disable=g-import-not-at-top
+  output = str(tmp_path / "mmse_pipeline.json")
+  kubeflow_v2.compile_pipeline(_config(tmp_path), "gcr.io/example/mmse:1",
+                               output)
+  with open(output) as f:
+    spec = json.load(f)
+  tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+  assert {"Trainer", "MultiStageSamples", "ServingPusher"} <= set(tasks)
