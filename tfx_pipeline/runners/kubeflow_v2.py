@@ -5,8 +5,9 @@
         --logs 'gs://BUCKET/logs/*.csv.gz' --catalog gs://BUCKET/catalog.csv \
         --root gs://BUCKET/mmse [--dataflow-project P --dataflow-region R]
 
-The image is this repository installed on a TFX base image (see
-docs/scale.md); submit the JSON with the KFP or Vertex AI client.
+The image is this repository `pip install`ed on `tensorflow/tfx:1.16.0`
+(README, "Running at scale"); submit the JSON with the KFP or Vertex AI
+client.
 """
 import argparse
 import os
