@@ -52,6 +52,9 @@ class TextConfig:
   vocab_size: int = 50_000
   vocab_min_frequency: int = 2
   oov_buckets: int = 10
+  # Item ids for the optional id embedding; rarer items share OOV buckets.
+  item_id_vocab_size: int = 200_000
+  item_id_min_frequency: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
