@@ -149,7 +149,8 @@ def exact_top_k(query_embeddings: np.ndarray, item_embeddings: np.ndarray,
   k = min(k, num_items)
   indices = np.empty((num_queries, k), dtype=np.int64)
   scores = np.empty((num_queries, k), dtype=np.float32)
-  items_t = np.ascontiguousarray(item_embeddings.T, dtype=np.float32)
+  # A transposed view: BLAS multiplies it without copying the catalogue.
+  items_t = item_embeddings.astype(np.float32, copy=False).T
   progress = _Progress("Exact top-k", num_queries)
   for start in range(0, num_queries, batch_size):
     stop = min(start + batch_size, num_queries)

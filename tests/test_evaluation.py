@@ -8,7 +8,7 @@ import pytest
 from evaluation import embedding
 from evaluation import metrics
 from evaluation import serving_eval
-from tests import toy_towers
+import toy_towers  # tests/ is on sys.path under pytest (no __init__.py).
 
 # Eight items; a bag-of-words model scores a query by shared words.
 CATALOG_ROWS = [
