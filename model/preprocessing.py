@@ -306,3 +306,32 @@ def transform_items(tft_layer, raw_feature_spec,
       name: tf.reshape(value, [-1] + value.shape[2:].as_list())[:count]
       for name, value in transformed.items()
   }
+
+
+def id_feature_sizes(tf_transform_output, text_config) -> Dict[str, int]:
+  """Distinct ids of each id feature (padding 0 included): embedding rows.
+
+  Args:
+    tf_transform_output: the `TFTransformOutput` the model trains on.
+    text_config: the `TextConfig` the Transform ran with.
+
+  Returns:
+    {transformed feature name: number of ids} for the token, trigram and
+    item-index features and every categorical side feature present.
+  """
+  transformed = tf_transform_output.transformed_feature_spec()
+  tokens = (tf_transform_output.vocabulary_size_by_name(TOKEN_VOCABULARY) +
+            text_config.oov_buckets + 1)
+  trigrams = text_config.trigram_buckets + 1
+  sizes = {
+      QUERY_TOKENS: tokens, TITLE_TOKENS: tokens,
+      QUERY_TRIGRAMS: trigrams, TITLE_TRIGRAMS: trigrams,
+      ITEM_INDEX: (tf_transform_output.vocabulary_size_by_name(ITEM_VOCABULARY)
+                   + CATEGORICAL_OOV_BUCKETS + 1),
+  }
+  for name in features.ITEM_SIDE_FEATURES:
+    if side_feature_index(name) in transformed:
+      sizes[side_feature_index(name)] = (
+          tf_transform_output.vocabulary_size_by_name(name) +
+          CATEGORICAL_OOV_BUCKETS + 1)
+  return sizes

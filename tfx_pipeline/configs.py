@@ -76,7 +76,9 @@ class ModelConfig:
   # Weight of a positive in the retrieval loss by its stage.
   ordered_weight: float = 2.0
   clicked_weight: float = 1.0
-  # Ranking-loss margin per stage of difference (hinge on fused scores).
+  # Ranking loss over each slate's pairs: "hinge" (margin per stage of
+  # difference, on fused scores) or "logistic" (scaled by the temperature).
+  ranking_loss: str = "hinge"
   ranking_margin: float = 0.1
   use_unclicked: bool = True
   use_random_negatives: bool = True

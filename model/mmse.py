@@ -1,0 +1,121 @@
+"""The MMSE model: two towers, post-fusion and the multi-stage objectives.
+
+Training sees slates (one query, L items); serving sees queries alone or items
+alone. `embed_queries` and `embed_items` are the two serving halves - both in
+the fused space, where the score is a dot product - and `compute_loss` runs
+them over a batch of slates and mixes the global retrieval loss with the local
+stage-ranking loss.
+"""
+from typing import Dict, Mapping
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from model import fusion
+from model import preprocessing
+from model import tasks
+from model import towers
+from tfx_pipeline import configs
+
+# Transformed slate features the item tower reads (flattened from [B, L, ...]).
+_ITEM_INPUTS = (preprocessing.TITLE_TOKENS, preprocessing.TITLE_TRIGRAMS,
+                preprocessing.ITEM_INDEX, preprocessing.PRICE)
+
+
+class MMSEModel(tfrs.models.Model):
+  """Query and item towers scored by post-fusion, trained on slates."""
+
+  def __init__(self, config: configs.ModelConfig,
+               id_feature_sizes: Dict[str, int], use_price: bool):
+    """Builds the model.
+
+    Args:
+      config: the model's knobs.
+      id_feature_sizes: `preprocessing.id_feature_sizes(...)`.
+      use_price: whether the items carry a `price` (the Transform output has
+        `preprocessing.PRICE`).
+    """
+    super().__init__()
+    if not (config.retrieval_weight or config.ranking_weight):
+      raise ValueError("retrieval_weight and ranking_weight are both 0: "
+                       "nothing to train")
+    self.config = config
+    text = towers.TextEmbedding(
+        id_feature_sizes[preprocessing.QUERY_TOKENS],
+        id_feature_sizes[preprocessing.QUERY_TRIGRAMS],
+        config.token_embedding_dim, name="text_embedding")
+    self.query_tower = towers.QueryTower(text, config, name="query_tower")
+    self.item_tower = towers.ItemTower(
+        text, config, id_feature_sizes, use_price, name="item_tower")
+    self.fusion = fusion.PostFusion(config.num_heads, name="post_fusion")
+    self.retrieval_task = tasks.MultiStageRetrieval(
+        temperature=config.temperature,
+        ordered_weight=config.ordered_weight,
+        clicked_weight=config.clicked_weight,
+        use_unclicked=config.use_unclicked,
+        use_random_negatives=config.use_random_negatives,
+        remove_accidental_hits=config.remove_accidental_hits,
+        sampling_bias_correction=config.sampling_bias_correction,
+        name="retrieval")
+    self.ranking_task = tasks.StageRankingTask(
+        loss=config.ranking_loss,
+        margin=config.ranking_margin,
+        temperature=config.temperature,
+        use_unclicked=config.use_unclicked,
+        use_random_negatives=config.use_random_negatives,
+        name="ranking")
+    # Epoch means of each objective (the base class reports the last batch).
+    self.retrieval_loss = tf.keras.metrics.Mean(name="retrieval_loss")
+    self.ranking_loss = tf.keras.metrics.Mean(name="ranking_loss")
+    self.mean_loss = tf.keras.metrics.Mean(name="mean_loss")
+
+  @classmethod
+  def from_transform_output(cls, config: configs.ModelConfig,
+                            text_config: configs.TextConfig,
+                            tf_transform_output) -> "MMSEModel":
+    """Sizes the embedding tables from the Transform's vocabularies."""
+    return cls(config,
+               preprocessing.id_feature_sizes(tf_transform_output, text_config),
+               preprocessing.PRICE in
+               tf_transform_output.transformed_feature_spec())
+
+  def embed_queries(self, inputs: Mapping[str, tf.Tensor],
+                    training: bool = False) -> tf.Tensor:
+    """[N, num_heads * head_dim] query vectors, head weights folded in."""
+    return self.fusion.query_embedding(
+        self.query_tower(inputs, training=training))
+
+  def embed_items(self, inputs: Mapping[str, tf.Tensor],
+                  training: bool = False) -> tf.Tensor:
+    """[N, num_heads * head_dim] item vectors."""
+    return self.fusion.item_embedding(
+        self.item_tower(inputs, training=training))
+
+  def compute_loss(self, inputs: Mapping[str, tf.Tensor],
+                   training: bool = False) -> tf.Tensor:
+    """Weighted sum of the enabled objectives over a batch of slates."""
+    stage = inputs[preprocessing.STAGE]
+    query_embeddings = self.embed_queries(inputs, training)
+    slots = {
+        name: tf.reshape(inputs[name], [-1] + inputs[name].shape[2:].as_list())
+        for name in _ITEM_INPUTS + tuple(self.item_tower.side_embeddings)
+        if name in inputs
+    }
+    item_embeddings = tf.reshape(
+        self.embed_items(slots, training),
+        [tf.shape(stage)[0], tf.shape(stage)[1], -1])
+
+    loss = tf.constant(0.0)
+    if self.config.retrieval_weight:
+      retrieval = self.retrieval_task(
+          query_embeddings, item_embeddings, stage,
+          inputs[preprocessing.ITEM_ID], inputs[preprocessing.QUERY_KEY])
+      self.retrieval_loss.update_state(retrieval)
+      loss += self.config.retrieval_weight * retrieval
+    if self.config.ranking_weight:
+      scores = tf.einsum("bd,bld->bl", query_embeddings, item_embeddings)
+      ranking = self.ranking_task(scores, stage)
+      self.ranking_loss.update_state(ranking)
+      loss += self.config.ranking_weight * ranking
+    self.mean_loss.update_state(loss)
+    return loss

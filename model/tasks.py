@@ -1,0 +1,221 @@
+"""The two MMSE objectives over multi-stage slates.
+
+A slate holds one query's anchor positive (ordered or clicked), lower-stage
+items of the same query (clicked, shown-unclicked) and random catalogue items,
+each slot tagged with its `features.Stage`. The objectives read the same batch
+of slates at two scales:
+
+- `MultiStageRetrieval` (global) asks each positive to beat every other item
+  in the batch, which is the task the ANN index serves: find the few right
+  items among all of them.
+- `StageRankingTask` (local) asks each slate to be ordered by stage, which
+  teaches the grades in between: a shown-but-unclicked item is closer to the
+  query than a random one, a clicked item is not as good as an ordered one.
+
+Both honour `use_unclicked` and `use_random_negatives` by masking those slots
+out, so an ablation is a config change.
+"""
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from model import features
+
+# Added to the logits of excluded candidates: far below any real logit, yet
+# finite, so a row whose candidates are all excluded stays NaN-free.
+MIN_FLOAT = np.finfo(np.float32).min / 100.0
+
+
+def slot_mask(stage: tf.Tensor, use_unclicked: bool,
+              use_random_negatives: bool) -> tf.Tensor:
+  """Slots that take part in the objectives: real ones the config keeps."""
+  mask = stage != features.Stage.PADDING
+  if not use_unclicked:
+    mask &= stage != features.Stage.UNCLICKED
+  if not use_random_negatives:
+    mask &= stage != features.Stage.RANDOM
+  return mask
+
+
+class MultiStageRetrieval(tf.keras.layers.Layer, tfrs.tasks.base.Task):
+  """Softmax of each positive against every item of the batch.
+
+  Every slot with a positive stage (clicked or ordered) is one row: its
+  query's embedding scores all B * L slots of the batch - the other queries'
+  items (their positives, context items and random negatives alike) and the
+  slate's own lower-stage and random items - and the loss is the cross-entropy
+  of the positive's slot. In-batch items follow the logs' popularity, the
+  random items cover the long tail of the catalogue that a search log never
+  shows, and the slate's own unclicked items are the hardest negatives: shown
+  for this very query and passed over.
+
+  Two corrections keep the softmax honest:
+  - accidental hits: a candidate whose item is a positive of the row's query
+    (the same item elsewhere in the batch, or another positive of a query that
+    appears in several examples) is removed rather than pushed away;
+  - sampling bias (Yi et al., RecSys 2019): an item that fills k slots of the
+    batch would enter the softmax k times; subtracting log(k) from its logits
+    makes every distinct item count once, so popular items are not
+    over-penalised as negatives.
+
+  Rows are weighted by their stage (an order is stronger evidence than a
+  click) and averaged, so the loss scale does not depend on the batch size.
+  """
+
+  def __init__(self,
+               temperature: float = 0.05,
+               ordered_weight: float = 2.0,
+               clicked_weight: float = 1.0,
+               use_unclicked: bool = True,
+               use_random_negatives: bool = True,
+               remove_accidental_hits: bool = True,
+               sampling_bias_correction: bool = True,
+               name: Optional[str] = None) -> None:
+    """Initializes the task.
+
+    Args:
+      temperature: Divides the scores before the softmax; fused scores of
+        unit-norm heads lie in a narrow range, so a small temperature gives the
+        softmax enough contrast.
+      ordered_weight: Weight of a row whose positive was ordered.
+      clicked_weight: Weight of a row whose positive was clicked.
+      use_unclicked: Whether shown-unclicked slots are candidates.
+      use_random_negatives: Whether random catalogue slots are candidates.
+      remove_accidental_hits: Whether to exclude candidates that are positives
+        of the row's query.
+      sampling_bias_correction: Whether to subtract log(in-batch count) from
+        each candidate's logit.
+      name: Optional task name.
+    """
+    super().__init__(name=name)
+    self._temperature = temperature
+    self._ordered_weight = ordered_weight
+    self._clicked_weight = clicked_weight
+    self._use_unclicked = use_unclicked
+    self._use_random_negatives = use_random_negatives
+    self._remove_accidental_hits = remove_accidental_hits
+    self._sampling_bias_correction = sampling_bias_correction
+
+  def call(self, query_embeddings: tf.Tensor, item_embeddings: tf.Tensor,
+           stage: tf.Tensor, item_ids: tf.Tensor,
+           query_keys: tf.Tensor) -> tf.Tensor:
+    """Computes the loss.
+
+    Args:
+      query_embeddings: [B, D] fused-space query vectors.
+      item_embeddings: [B, L, D] fused-space vectors of each slate's items.
+      stage: [B, L] `features.Stage` of each slot.
+      item_ids: [B, L] raw item ids (equal ids are the same item).
+      query_keys: [B] query fingerprints (equal keys are the same query).
+
+    Returns:
+      Scalar: weighted mean cross-entropy over the positive slots.
+    """
+    batch_size = tf.shape(stage)[0]
+    slate_size = tf.shape(stage)[1]
+    candidates = tf.reshape(item_embeddings, [-1, item_embeddings.shape[-1]])
+    slot_stage = tf.reshape(stage, [-1])
+    slot_item = tf.reshape(item_ids, [-1])
+    slot_example = tf.repeat(tf.range(batch_size), slate_size)
+    is_candidate = tf.reshape(
+        slot_mask(stage, self._use_unclicked, self._use_random_negatives), [-1])
+
+    positives = tf.where(slot_stage >= features.Stage.CLICKED)[:, 0]
+    row_example = tf.gather(slot_example, positives)
+    logits = tf.matmul(tf.gather(query_embeddings, row_example), candidates,
+                       transpose_b=True) / self._temperature
+    labels = tf.one_hot(positives, tf.size(slot_stage), on_value=True,
+                        off_value=False)
+    excluded = tf.logical_not(is_candidate)[tf.newaxis, :]
+
+    if self._remove_accidental_hits:
+      row_query = tf.gather(query_keys, row_example)
+      same_query = tf.cast(row_query[:, None] == row_query[None, :], tf.float32)
+      row_item = tf.gather(slot_item, positives)
+      same_item = tf.cast(row_item[:, None] == slot_item[None, :], tf.float32)
+      # [R, C]: candidate c holds an item that is a positive of r's query.
+      positive_of_query = tf.matmul(same_query, same_item) > 0
+      excluded = excluded | (positive_of_query & tf.logical_not(labels))
+
+    if self._sampling_bias_correction:
+      unique_items, item_index = tf.unique(slot_item)
+      counts = tf.math.unsorted_segment_sum(
+          tf.cast(is_candidate, tf.float32), item_index, tf.size(unique_items))
+      logits -= tf.math.log(tf.maximum(tf.gather(counts, item_index), 1.0))
+
+    logits = tf.where(excluded, tf.constant(MIN_FLOAT, logits.dtype), logits)
+    losses = tf.nn.softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.float32), logits=logits)
+    row_stage = tf.gather(slot_stage, positives)
+    weights = tf.where(row_stage == features.Stage.ORDERED,
+                       self._ordered_weight, self._clicked_weight)
+    return tf.math.divide_no_nan(
+        tf.reduce_sum(weights * losses), tf.reduce_sum(weights))
+
+
+class StageRankingTask(tf.keras.layers.Layer, tfrs.tasks.base.Task):
+  """Orders each slate by stage: ordered > clicked > unclicked > random.
+
+  For every pair of real slots of one slate where `a` has the higher stage,
+  either
+  - `hinge`: max(0, margin * (stage_a - stage_b) - (s_a - s_b)), asking for a
+    score gap that grows with the stage gap, or
+  - `logistic`: log(1 + exp(-(s_a - s_b) / temperature)), RankNet's pairwise
+    loss on the same scale as the retrieval softmax.
+  Padding never pairs, and pairs of equal stage carry no order. The loss is the
+  mean over the batch's pairs. Unlike the retrieval softmax, which only sees
+  positives against the rest, this teaches the grades between negatives too.
+  """
+
+  LOSSES = ("hinge", "logistic")
+
+  def __init__(self,
+               loss: str = "hinge",
+               margin: float = 0.1,
+               temperature: float = 0.05,
+               use_unclicked: bool = True,
+               use_random_negatives: bool = True,
+               name: Optional[str] = None) -> None:
+    """Initializes the task.
+
+    Args:
+      loss: "hinge" or "logistic".
+      margin: Hinge margin per stage of difference.
+      temperature: Scale of the logistic loss.
+      use_unclicked: Whether shown-unclicked slots take part.
+      use_random_negatives: Whether random catalogue slots take part.
+      name: Optional task name.
+    """
+    super().__init__(name=name)
+    if loss not in self.LOSSES:
+      raise ValueError(f"ranking loss must be one of {self.LOSSES}, got {loss}")
+    self._loss = loss
+    self._margin = margin
+    self._temperature = temperature
+    self._use_unclicked = use_unclicked
+    self._use_random_negatives = use_random_negatives
+
+  def call(self, scores: tf.Tensor, stage: tf.Tensor) -> tf.Tensor:
+    """Computes the loss.
+
+    Args:
+      scores: [B, L] fused score of each slot against its slate's query.
+      stage: [B, L] `features.Stage` of each slot.
+
+    Returns:
+      Scalar: mean pairwise loss over the ordered pairs.
+    """
+    real = slot_mask(stage, self._use_unclicked, self._use_random_negatives)
+    grade = tf.cast(stage, scores.dtype)
+    stage_gap = grade[:, :, None] - grade[:, None, :]
+    pairs = real[:, :, None] & real[:, None, :] & (stage_gap > 0)
+    score_gap = scores[:, :, None] - scores[:, None, :]
+    if self._loss == "hinge":
+      losses = tf.nn.relu(self._margin * stage_gap - score_gap)
+    else:
+      losses = tf.nn.softplus(-score_gap / self._temperature)
+    weights = tf.cast(pairs, scores.dtype)
+    return tf.math.divide_no_nan(
+        tf.reduce_sum(losses * weights), tf.reduce_sum(weights))

@@ -1,0 +1,136 @@
+"""The query and item towers over transformed features.
+
+Both towers read words and character trigrams through one pair of embedding
+tables, so a query word and the same word in a title start as the same vector:
+the text space is shared, which is what lets the model score queries it never
+saw in training. Each tower then emits `num_heads` L2-normalised
+sub-embeddings of different grain - a mixed MLP over everything it knows, one
+over words only and one over trigrams only - that `fusion.PostFusion` combines
+into one score.
+"""
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from model import features
+from model import preprocessing
+from tfx_pipeline import configs
+
+# Head kinds in the order `num_heads` takes them: a single-head model keeps
+# the richest one.
+HEAD_KINDS = ("mixed", "tokens", "trigrams")
+
+
+def head_kinds(num_heads: int) -> Tuple[str, ...]:
+  if not 1 <= num_heads <= len(HEAD_KINDS):
+    raise ValueError(
+        f"num_heads must be in 1..{len(HEAD_KINDS)} ({HEAD_KINDS}), "
+        f"got {num_heads}")
+  return HEAD_KINDS[:num_heads]
+
+
+def _masked_mean(embeddings: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+  """Mean over the non-padding (id != 0) positions; zeros for empty text."""
+  mask = tf.cast(ids != 0, embeddings.dtype)[..., tf.newaxis]
+  total = tf.reduce_sum(embeddings * mask, axis=-2)
+  return total / tf.maximum(tf.reduce_sum(mask, axis=-2), 1.0)
+
+
+class TextEmbedding(tf.keras.layers.Layer):
+  """Word and trigram tables shared by both towers, with mean pooling."""
+
+  def __init__(self, token_vocabulary_size: int, trigram_buckets: int,
+               dim: int, **kwargs):
+    super().__init__(**kwargs)
+    self.token_embedding = tf.keras.layers.Embedding(
+        token_vocabulary_size, dim, name="token_embedding")
+    self.trigram_embedding = tf.keras.layers.Embedding(
+        trigram_buckets, dim, name="trigram_embedding")
+
+  def call(self, token_ids: tf.Tensor,
+           trigram_ids: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Pooled word and trigram vectors, [N, dim] each."""
+    return (_masked_mean(self.token_embedding(token_ids), token_ids),
+            _masked_mean(self.trigram_embedding(trigram_ids), trigram_ids))
+
+
+def _head(kind: str, config: configs.ModelConfig, name: str):
+  if kind == "mixed":
+    return tf.keras.Sequential([
+        tf.keras.layers.Dense(config.hidden_dim, activation="relu"),
+        tf.keras.layers.Dropout(config.dropout),
+        tf.keras.layers.Dense(config.head_dim),
+    ], name=name)
+  return tf.keras.layers.Dense(config.head_dim, name=name)
+
+
+class _Tower(tf.keras.Model):
+  """Heads over pooled text (and, for items, side inputs)."""
+
+  def __init__(self, text_embedding: TextEmbedding,
+               config: configs.ModelConfig, **kwargs):
+    super().__init__(**kwargs)
+    self.text_embedding = text_embedding
+    self._kinds = head_kinds(config.num_heads)
+    self.heads = [_head(kind, config, f"{kind}_head") for kind in self._kinds]
+
+  def _embed(self, token_ids, trigram_ids, side: Sequence[tf.Tensor],
+             training) -> tf.Tensor:
+    """[N, num_heads, head_dim], each head L2-normalised."""
+    tokens, trigrams = self.text_embedding(token_ids, trigram_ids)
+    inputs = {
+        "tokens": tokens,
+        "trigrams": trigrams,
+        "mixed": tf.concat([tokens, trigrams, *side], axis=-1),
+    }
+    return tf.stack([
+        tf.math.l2_normalize(head(inputs[kind], training=training), axis=-1)
+        for kind, head in zip(self._kinds, self.heads)
+    ], axis=1)
+
+
+class QueryTower(_Tower):
+  """Embeds transformed queries: `QUERY_TOKENS`, `QUERY_TRIGRAMS` [N, ...]."""
+
+  def call(self, inputs: Mapping[str, tf.Tensor],
+           training: Optional[bool] = None) -> tf.Tensor:
+    return self._embed(inputs[preprocessing.QUERY_TOKENS],
+                       inputs[preprocessing.QUERY_TRIGRAMS], (), training)
+
+
+class ItemTower(_Tower):
+  """Embeds transformed items: title features, id and side features [N, ...].
+
+  The id embedding lets the model remember items seen in training; the title
+  carries everything else, so catalogue items without training signal still
+  get a useful embedding.
+  """
+
+  def __init__(self, text_embedding: TextEmbedding,
+               config: configs.ModelConfig, id_feature_sizes: Dict[str, int],
+               use_price: bool, **kwargs):
+    super().__init__(text_embedding, config, **kwargs)
+    side_dim = max(config.token_embedding_dim // 4, 1)
+    self.item_embedding = tf.keras.layers.Embedding(
+        id_feature_sizes[preprocessing.ITEM_INDEX], config.token_embedding_dim,
+        name="item_embedding") if config.use_item_id else None
+    side_names = [preprocessing.side_feature_index(n)
+                  for n in features.ITEM_SIDE_FEATURES]
+    self.side_embeddings = {
+        name: tf.keras.layers.Embedding(
+            id_feature_sizes[name], side_dim, name=f"{name}_embedding")
+        for name in side_names if name in id_feature_sizes
+    }
+    self._use_price = use_price
+
+  def call(self, inputs: Mapping[str, tf.Tensor],
+           training: Optional[bool] = None) -> tf.Tensor:
+    side = []
+    if self.item_embedding is not None:
+      side.append(self.item_embedding(inputs[preprocessing.ITEM_INDEX]))
+    for name, embedding in self.side_embeddings.items():
+      side.append(embedding(inputs[name]))
+    if self._use_price:
+      side.append(inputs[preprocessing.PRICE][:, tf.newaxis])
+    return self._embed(inputs[preprocessing.TITLE_TOKENS],
+                       inputs[preprocessing.TITLE_TRIGRAMS], side, training)

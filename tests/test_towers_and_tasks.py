@@ -1,0 +1,199 @@
+"""Towers' shapes, the fusion identity and both losses against hand values."""
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model import fusion
+from model import mmse
+from model import preprocessing
+from model import tasks
+from model import towers
+from tfx_pipeline import configs
+
+CONFIG = configs.ModelConfig(num_heads=3, head_dim=4, token_embedding_dim=8,
+                             hidden_dim=16, dropout=0.0)
+SIZES = {
+    preprocessing.QUERY_TOKENS: 20, preprocessing.TITLE_TOKENS: 20,
+    preprocessing.QUERY_TRIGRAMS: 50, preprocessing.TITLE_TRIGRAMS: 50,
+    preprocessing.ITEM_INDEX: 10, preprocessing.side_feature_index("brand"): 5,
+}
+
+
+def _slates(batch=2, slate=3, seed=0):
+  rng = np.random.default_rng(seed)
+  return {
+      preprocessing.QUERY_TOKENS: rng.integers(0, 20, (batch, 4)),
+      preprocessing.QUERY_TRIGRAMS: rng.integers(0, 50, (batch, 6)),
+      preprocessing.QUERY_KEY: np.arange(batch),
+      preprocessing.TITLE_TOKENS: rng.integers(0, 20, (batch, slate, 5)),
+      preprocessing.TITLE_TRIGRAMS: rng.integers(0, 50, (batch, slate, 7)),
+      preprocessing.ITEM_INDEX: rng.integers(0, 10, (batch, slate)),
+      preprocessing.ITEM_ID: np.arange(batch * slate).reshape(batch, slate),
+      preprocessing.side_feature_index("brand"): rng.integers(
+          0, 5, (batch, slate)),
+      preprocessing.PRICE: rng.normal(size=(batch, slate)).astype(np.float32),
+      preprocessing.STAGE: np.tile([3, 1, 0], (batch, 1)),
+  }
+
+
+def test_towers_emit_normalised_heads_over_one_text_space():
+  model = mmse.MMSEModel(CONFIG, SIZES, use_price=True)
+  batch = _slates()
+  query_heads = model.query_tower(batch)
+  items = {k: v[:, 0] for k, v in batch.items() if not k.startswith("query")}
+  item_heads = model.item_tower(items)
+  assert query_heads.shape == (2, 3, 4) and item_heads.shape == (2, 3, 4)
+  np.testing.assert_allclose(tf.norm(item_heads, axis=-1), np.ones((2, 3)),
+                             rtol=1e-5)
+  assert model.query_tower.text_embedding is model.item_tower.text_embedding
+  tables = [v for v in model.trainable_variables if "token_embedding" in v.name]
+  assert len(tables) == 1
+  assert model.embed_queries(batch).shape == (2, 12)
+  # Same words and trigrams in both towers use the same table rows.
+  q_tokens, _ = model.query_tower.text_embedding(
+      tf.constant([[3, 0]]), tf.constant([[0]]))
+  np.testing.assert_allclose(
+      q_tokens[0], model.item_tower.text_embedding.token_embedding(3))
+
+
+def test_head_kinds_follow_num_heads():
+  assert towers.head_kinds(1) == ("mixed",)
+  with pytest.raises(ValueError):
+    towers.head_kinds(4)
+
+
+def test_fused_score_is_the_dot_product_of_the_indexable_embeddings():
+  layer = fusion.PostFusion(3)
+  np.testing.assert_allclose(layer.head_weights(), [1 / 3] * 3, rtol=1e-5)
+  layer.head_logits.assign([-2.0, 0.5, 3.0])
+  rng = np.random.default_rng(1)
+  queries = tf.math.l2_normalize(rng.normal(size=(4, 3, 5)), -1)
+  items = tf.math.l2_normalize(rng.normal(size=(6, 3, 5)), -1)
+  queries, items = tf.cast(queries, tf.float32), tf.cast(items, tf.float32)
+  weights = np.log1p(np.exp([-2.0, 0.5, 3.0]))
+  expected = np.einsum("qhd,ihd,h->qi", queries, items, weights)
+  np.testing.assert_allclose(layer(queries, items), expected, rtol=1e-5)
+  dot = tf.matmul(layer.query_embedding(queries), layer.item_embedding(items),
+                  transpose_b=True)
+  np.testing.assert_allclose(dot, expected, rtol=1e-5)
+
+
+# One-dimensional embeddings and temperature 1, so logits are q * v.
+# Examples 0 and 1 share query 7; example 2 is query 8.
+QUERIES = [[1.0], [2.0], [-1.0]]
+ITEMS = [[[0.5], [0.2]], [[0.4], [0.9]], [[0.3], [-0.6]]]
+STAGES = [[3, 2], [2, -1], [2, 0]]
+ITEM_IDS = [[10, 11], [11, 0], [12, 10]]
+QUERY_KEYS = [7, 7, 8]
+
+
+def _retrieval_loss(**kwargs):
+  options = dict(temperature=1.0, sampling_bias_correction=False)
+  options.update(kwargs)
+  task = tasks.MultiStageRetrieval(**options)
+  return float(task(tf.constant(QUERIES), tf.constant(ITEMS),
+                    tf.constant(STAGES), tf.constant(ITEM_IDS),
+                    tf.constant(QUERY_KEYS)))
+
+
+def _xent(positive, logits):
+  return -positive + math.log(sum(math.exp(x) for x in logits))
+
+
+def test_retrieval_removes_padding_and_accidental_hits():
+  # Query 7's positives are items 10 and 11: for its rows every other slot
+  # holding 10 or 11 is removed, and the padding slot always is.
+  row0 = _xent(0.5, [0.5, 0.3])  # item 10 (ordered) vs item 12
+  row1 = _xent(0.2, [0.2, 0.3])  # item 11 vs item 12
+  row2 = _xent(0.8, [0.8, 0.6])  # example 1's item 11 vs item 12
+  row4 = _xent(-0.3, [-0.5, -0.2, -0.4, -0.3, 0.6])  # query 8 sees them all
+  expected = (2 * row0 + row1 + row2 + row4) / 5  # ordered rows weigh 2
+  assert _retrieval_loss() == pytest.approx(expected, rel=1e-5)
+
+
+def test_retrieval_without_hit_removal_and_random_negatives():
+  rows = [
+      _xent(0.5, [0.5, 0.2, 0.4, 0.3]),
+      _xent(0.2, [0.5, 0.2, 0.4, 0.3]),
+      _xent(0.8, [1.0, 0.4, 0.8, 0.6]),
+      _xent(-0.3, [-0.5, -0.2, -0.4, -0.3]),
+  ]
+  expected = (2 * rows[0] + sum(rows[1:])) / 5
+  loss = _retrieval_loss(remove_accidental_hits=False,
+                         use_random_negatives=False)
+  assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_retrieval_sampling_bias_correction():
+  # Items 10 and 11 fill two candidate slots each: their logits lose log 2.
+  log2 = math.log(2.0)
+  row0 = _xent(0.5 - log2, [0.5 - log2, 0.3])
+  row1 = _xent(0.2 - log2, [0.2 - log2, 0.3])
+  row2 = _xent(0.8 - log2, [0.8 - log2, 0.6])
+  row4 = _xent(-0.3, [-0.5 - log2, -0.2 - log2, -0.4 - log2, -0.3, 0.6 - log2])
+  expected = (2 * row0 + row1 + row2 + row4) / 5
+  loss = _retrieval_loss(sampling_bias_correction=True)
+  assert loss == pytest.approx(expected, rel=1e-5)
+
+
+SCORES = [[0.5, 0.3, 0.35, 0.0], [0.1, 0.9, 0.0, 0.0]]
+RANKED_STAGES = [[3, 1, 0, -1], [2, 2, -1, -1]]
+
+
+def _ranking_loss(**kwargs):
+  task = tasks.StageRankingTask(**kwargs)
+  return float(task(tf.constant(SCORES), tf.constant(RANKED_STAGES)))
+
+
+def test_ranking_hinge_over_stage_pairs():
+  # Pairs (3>1), (3>0), (1>0); padding and equal stages make no pair.
+  expected = (max(0.0, 0.2 - 0.2) + max(0.0, 0.3 - 0.15) +
+              max(0.0, 0.1 + 0.05)) / 3
+  assert _ranking_loss(margin=0.1) == pytest.approx(expected, rel=1e-5)
+  # Without random negatives only (3>1) remains, and it meets its margin.
+  assert _ranking_loss(margin=0.1, use_random_negatives=False) == pytest.approx(
+      0.0, abs=1e-6)
+
+
+def test_ranking_logistic():
+  softplus = lambda x: math.log1p(math.exp(x))
+  expected = (softplus(-0.2 / 0.5) + softplus(-0.15 / 0.5) +
+              softplus(0.05 / 0.5)) / 3
+  loss = _ranking_loss(loss="logistic", temperature=0.5)
+  assert loss == pytest.approx(expected, rel=1e-5)
+  with pytest.raises(ValueError):
+    tasks.StageRankingTask(loss="listwise")
+
+
+def test_model_loss_mixes_the_enabled_tasks_and_trains():
+  batch = {k: tf.constant(v) for k, v in _slates(batch=4, seed=2).items()}
+  config = dataclasses.replace(CONFIG, ranking_weight=0.5)
+  model = mmse.MMSEModel(config, SIZES, use_price=True)
+  queries = model.embed_queries(batch)
+  items = tf.reshape(model.embed_items(
+      {k: tf.reshape(v, [12] + v.shape[2:].as_list())
+       for k, v in batch.items() if not k.startswith("query")}), [4, 3, -1])
+  retrieval = model.retrieval_task(
+      queries, items, batch[preprocessing.STAGE],
+      batch[preprocessing.ITEM_ID], batch[preprocessing.QUERY_KEY])
+  ranking = model.ranking_task(tf.einsum("bd,bld->bl", queries, items),
+                               batch[preprocessing.STAGE])
+  np.testing.assert_allclose(model.compute_loss(batch),
+                             retrieval + 0.5 * ranking, rtol=1e-5)
+
+  only_ranking = mmse.MMSEModel(
+      dataclasses.replace(CONFIG, retrieval_weight=0.0), SIZES, True)
+  only_ranking.compute_loss(batch)
+  assert only_ranking.retrieval_loss.count == 0
+  with pytest.raises(ValueError, match="nothing to train"):
+    mmse.MMSEModel(dataclasses.replace(CONFIG, retrieval_weight=0.0,
+                                       ranking_weight=0.0), SIZES, True)
+
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
+  dataset = tf.data.Dataset.from_tensors(batch).repeat(20)
+  history = model.fit(dataset, epochs=1, verbose=0)
+  assert model.compute_loss(batch) < retrieval + 0.5 * ranking
+  assert "retrieval_loss" in history.history
