@@ -1,0 +1,329 @@
+"""Which versions of which models are served: TF Serving's version policy.
+
+A model is a base path holding integer version directories. A poll thread
+lists them, loads each version the policy aspires to (the newest by default)
+while the current one keeps answering, then swaps it in with one reference
+assignment, so no request in flight fails: a request holds the servable it
+started with until it finishes. A version that is partial (no
+`saved_model.pb` yet) or fails to load is logged once and skipped, and the
+versions already loaded keep serving; a failed version is retried when its
+files change.
+"""
+import dataclasses
+import enum
+import logging
+import os
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from tfx_pipeline import configs
+
+MODELS_CONFIG = "models.config"
+
+
+class NotFoundError(LookupError):
+  """No such model or version is being served."""
+
+
+class State(enum.Enum):
+  """A version's lifecycle, as TF Serving's ModelVersionStatus names it."""
+  LOADING = "LOADING"
+  AVAILABLE = "AVAILABLE"
+  UNLOADING = "UNLOADING"
+  END = "END"
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionPolicy:
+  """`latest` N versions, `all`, or `specific` versions."""
+  kind: str = "latest"
+  num_versions: int = 1
+  versions: Tuple[int, ...] = ()
+
+  def aspired(self, candidates: Sequence[int]) -> List[int]:
+    """The versions to serve among loadable ones, newest first."""
+    newest_first = sorted(candidates, reverse=True)
+    if self.kind == "latest":
+      return newest_first[:self.num_versions]
+    if self.kind == "all":
+      return newest_first
+    return [v for v in newest_first if v in self.versions]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+  name: str
+  base_path: str
+  policy: VersionPolicy = VersionPolicy()
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionStatus:
+  version: int
+  state: State
+  error: str = ""
+
+
+def _policy(config) -> VersionPolicy:
+  policy = config.model_version_policy
+  which = policy.WhichOneof("policy_choice")
+  if which == "all":
+    return VersionPolicy(kind="all")
+  if which == "specific":
+    if not policy.specific.versions:
+      raise ValueError(f"model {config.name!r}: empty specific versions")
+    return VersionPolicy(kind="specific",
+                         versions=tuple(policy.specific.versions))
+  return VersionPolicy(num_versions=max(1, policy.latest.num_versions)
+                       if which == "latest" else 1)
+
+
+def read_sources(model_base_path: str) -> List[ModelSource]:
+  """The models to serve: `models.config` under the path, else its subdirs.
+
+  A `base_path` in the config that does not exist but whose model sits under
+  `model_base_path` (the directory was moved or mounted elsewhere, as in a
+  container) is looked up there.
+  """
+  config_path = os.path.join(model_base_path, MODELS_CONFIG)
+  if not os.path.exists(config_path):
+    names = [n for n in configs.SERVED_MODELS
+             if os.path.isdir(os.path.join(model_base_path, n))]
+    if not names:
+      raise FileNotFoundError(
+          f"{model_base_path} has no {MODELS_CONFIG} and none of "
+          f"{list(configs.SERVED_MODELS)}")
+    return [ModelSource(n, os.path.join(model_base_path, n)) for n in names]
+  with open(config_path, encoding="utf-8") as f:
+    try:
+      config = text_format.Parse(f.read(),
+                                 model_server_config_pb2.ModelServerConfig())
+    except text_format.ParseError as e:
+      raise ValueError(f"{config_path}: {e}") from e
+  sources = []
+  for model in config.model_config_list.config:
+    if model.model_platform not in ("", "tensorflow"):
+      raise ValueError(f"{config_path}: model {model.name!r} has platform "
+                       f"{model.model_platform!r}; only tensorflow is served")
+    base = model.base_path
+    if not os.path.isabs(base):
+      base = os.path.join(model_base_path, base)
+    moved = os.path.join(model_base_path, model.name)
+    if not os.path.isdir(base) and os.path.isdir(moved):
+      logging.info("%s: %s is missing; serving %s from %s", config_path, base,
+                   model.name, moved)
+      base = moved
+    sources.append(ModelSource(model.name, base, _policy(model)))
+  if not sources:
+    raise ValueError(f"{config_path} lists no model")
+  if len({s.name for s in sources}) != len(sources):
+    raise ValueError(f"{config_path} lists a model name twice")
+  return sources
+
+
+def loadable_versions(base_path: str) -> List[int]:
+  """Integer version directories with a saved_model.pb, oldest first."""
+  if not os.path.isdir(base_path):
+    return []
+  return sorted(
+      int(name) for name in os.listdir(base_path)
+      if name.isdigit() and
+      os.path.isfile(os.path.join(base_path, name, "saved_model.pb")))
+
+
+class _Model:
+  """Bookkeeping of one model: loaded servables, states, skipped versions."""
+
+  def __init__(self, source: ModelSource):
+    self.source = source
+    self.loaded: Dict[int, object] = {}  # Replaced whole, never mutated.
+    self.statuses: Dict[int, VersionStatus] = {}
+    # version -> file stamp when it failed or was seen partial; a new stamp
+    # means new files, so the version is looked at again.
+    self.failed: Dict[int, tuple] = {}
+    self.partial: Dict[int, tuple] = {}
+
+
+def _stamp(version_dir: str) -> tuple:
+  """Changes when files are added to or rewritten in a version directory."""
+  stamps = []
+  for root, _, files in os.walk(version_dir):
+    for name in files:
+      try:
+        stat = os.stat(os.path.join(root, name))
+      except FileNotFoundError:
+        continue
+      stamps.append((os.path.relpath(os.path.join(root, name), version_dir),
+                     stat.st_size, stat.st_mtime_ns))
+  return tuple(sorted(stamps))
+
+
+class ModelRegistry:
+  """Loads, swaps and unloads versions of the configured models."""
+
+  def __init__(self, sources: Sequence[ModelSource],
+               loader: Callable[[str, int, str], object],
+               poll_interval_s: float = 1.0):
+    self._models = {s.name: _Model(s) for s in sources}
+    self._loader = loader
+    self._poll_interval_s = poll_interval_s
+    self._lock = threading.Lock()
+    self._stop = threading.Event()
+    self._thread: Optional[threading.Thread] = None
+
+  @property
+  def model_names(self) -> List[str]:
+    return sorted(self._models)
+
+  def start(self) -> None:
+    """Loads what is on disk now, then keeps polling in the background."""
+    self.poll()
+    self._thread = threading.Thread(target=self._poll_forever,
+                                    name="model-registry-poll", daemon=True)
+    self._thread.start()
+
+  def stop(self) -> None:
+    self._stop.set()
+    if self._thread is not None:
+      self._thread.join()
+
+  def _poll_forever(self) -> None:
+    while not self._stop.wait(self._poll_interval_s):
+      try:
+        self.poll()
+      except Exception:  # pylint: disable=broad-except
+        # A poll must never end the thread: the next one may succeed.
+        logging.exception("Polling the model directories failed")
+
+  def poll(self) -> None:
+    """One pass over every model: load, swap, unload as the policy says."""
+    for model in self._models.values():
+      self._poll_model(model)
+
+  def _candidates(self, model: _Model) -> List[int]:
+    """Loadable-looking versions on disk; logs each partial one once."""
+    base = model.source.base_path
+    try:
+      names = os.listdir(base)
+    except FileNotFoundError:
+      return []
+    candidates = []
+    for name in names:
+      path = os.path.join(base, name)
+      if not name.isdigit() or not os.path.isdir(path):
+        continue  # A pusher's staging dir or a stray file, as TF Serving.
+      version = int(name)
+      if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        stamp = _stamp(path)
+        if model.partial.get(version) != stamp:
+          model.partial[version] = stamp
+          logging.warning("%s version %d at %s has no saved_model.pb "
+                          "(partial); ignored", model.source.name, version,
+                          path)
+        continue
+      model.partial.pop(version, None)
+      failed = model.failed.get(version)
+      if failed is not None:
+        if failed == _stamp(path):
+          continue
+        del model.failed[version]
+      candidates.append(version)
+    return candidates
+
+  def _poll_model(self, model: _Model) -> None:
+    name = model.source.name
+    candidates = self._candidates(model)
+    if not candidates:
+      if model.loaded:
+        logging.debug("%s: no loadable version on disk; keeping %s", name,
+                      sorted(model.loaded))
+      return
+    while True:
+      aspired = model.source.policy.aspired(candidates)
+      to_load = [v for v in aspired if v not in model.loaded]
+      if not to_load:
+        break
+      version = to_load[0]
+      if not self._load(model, version):
+        candidates.remove(version)
+    stale = [v for v in model.loaded if v not in aspired]
+    if aspired and stale:
+      self._unload(model, stale)
+
+  def _set_status(self, model: _Model, version: int, state: State,
+                  error: str = "") -> None:
+    with self._lock:
+      model.statuses = {**model.statuses,
+                        version: VersionStatus(version, state, error)}
+
+  def _load(self, model: _Model, version: int) -> bool:
+    name = model.source.name
+    path = os.path.join(model.source.base_path, str(version))
+    self._set_status(model, version, State.LOADING)
+    started = time.monotonic()
+    stamp = _stamp(path)
+    try:
+      servable = self._loader(name, version, path)
+    except Exception as e:  # pylint: disable=broad-except
+      # Whatever a broken version raises, the served ones stay.
+      model.failed[version] = stamp
+      self._set_status(model, version, State.END, f"{type(e).__name__}: {e}")
+      logging.error("%s version %d at %s failed to load and is ignored; "
+                    "still serving %s: %s", name, version, path,
+                    sorted(model.loaded) or "nothing", e)
+      return False
+    with self._lock:
+      model.loaded = {**model.loaded, version: servable}
+    self._set_status(model, version, State.AVAILABLE)
+    logging.info("%s version %d loaded in %.1fs from %s (%s)", name, version,
+                 time.monotonic() - started, path,
+                 getattr(servable, "description", ""))
+    return True
+
+  def _unload(self, model: _Model, versions: List[int]) -> None:
+    for version in versions:
+      self._set_status(model, version, State.UNLOADING)
+    with self._lock:
+      model.loaded = {v: s for v, s in model.loaded.items()
+                      if v not in versions}
+    # Requests still holding an old servable finish with it; it is freed
+    # when the last one drops its reference.
+    for version in versions:
+      self._set_status(model, version, State.END)
+      logging.info("%s version %d unloaded", model.source.name, version)
+
+  def get(self, name: str, version: Optional[int] = None):
+    """The servable for a request; the newest loaded one without version."""
+    model = self._models.get(name)
+    request = f"Specific({name}, {version})" if version else f"Latest({name})"
+    if model is None:
+      raise NotFoundError(f"Servable not found for request: {request}: "
+                          f"no model named {name!r} (serving "
+                          f"{self.model_names})")
+    loaded = model.loaded
+    if not loaded:
+      raise NotFoundError(f"Servable not found for request: {request}: no "
+                          f"version of {name!r} is loaded")
+    if version is None:
+      return loaded[max(loaded)]
+    if version not in loaded:
+      raise NotFoundError(f"Servable not found for request: {request}: "
+                          f"loaded versions are {sorted(loaded)}")
+    return loaded[version]
+
+  def statuses(self, name: str,
+               version: Optional[int] = None) -> List[VersionStatus]:
+    model = self._models.get(name)
+    if model is None:
+      raise NotFoundError(f"Could not find any versions of model {name!r}")
+    statuses = model.statuses
+    if version is not None:
+      if version not in statuses:
+        raise NotFoundError(f"Could not find version {version} of model "
+                            f"{name!r}")
+      return [statuses[version]]
+    return [statuses[v] for v in sorted(statuses, reverse=True)]

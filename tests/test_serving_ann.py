@@ -1,0 +1,110 @@
+"""ANN indexes: recall against exact search, save/load, bad input."""
+import os
+
+import numpy as np
+import pytest
+
+from evaluation import embedding
+from serving import ann
+
+
+def _clustered(num_items, num_queries, dim=16, clusters=50, seed=0):
+  """Unit vectors around random centres, queries near random items."""
+  rng = np.random.default_rng(seed)
+  centres = rng.standard_normal((clusters, dim))
+  items = centres[rng.integers(0, clusters, num_items)] + 0.5 * (
+      rng.standard_normal((num_items, dim)))
+  queries = items[rng.integers(0, num_items, num_queries)] + 0.5 * (
+      rng.standard_normal((num_queries, dim)))
+  unit = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(
+      np.float32)
+  return unit(items), unit(queries)
+
+
+def _recall(found, exact):
+  return np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact)])
+
+
+def test_exact_index_matches_hand_computed_top_k():
+  items = np.array([[1, 0], [0, 1], [0.6, 0.8], [-1, 0]], dtype=np.float32)
+  index = ann.build(np.array([10, 11, 12, 13]), items, kind="exact")
+  ids, scores = index.search(np.array([[1, 0], [0, 1]], dtype=np.float32), 2)
+  assert ids.tolist() == [[10, 12], [11, 12]]
+  np.testing.assert_allclose(scores, [[1.0, 0.6], [1.0, 0.8]])
+
+
+def test_exact_index_agrees_with_the_evaluation_reference():
+  items, queries = _clustered(3000, 40)
+  rows, scores = ann.build(np.arange(3000), items, "exact").search(queries, 10)
+  ref_rows, ref_scores = embedding.exact_top_k(queries, items, 10)
+  np.testing.assert_array_equal(rows, ref_rows)
+  np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["scann", "faiss"])
+def test_ann_recall_against_exact(kind):
+  items, queries = _clustered(5000, 100)
+  item_ids = np.arange(5000, dtype=np.int64) * 3 + 1
+  exact_ids, _ = ann.build(item_ids, items, "exact").search(queries, 10)
+  index = ann.build(item_ids, items, kind, k=10)
+  ids, scores = index.search(queries, 10)
+  assert _recall(ids, exact_ids) >= 0.9
+  # Returned scores are the true dot products of the returned items, best
+  # first (ScaNN re-ranks its candidates exactly).
+  rows = (ids - 1) // 3
+  true_scores = np.einsum("qd,qkd->qk", queries, items[rows])
+  np.testing.assert_allclose(scores, true_scores, atol=1e-4)
+  assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+@pytest.mark.parametrize("kind", ["scann", "faiss", "exact"])
+def test_save_load_after_the_directory_moves(tmp_path, kind):
+  items, queries = _clustered(3000, 20)
+  item_ids = np.arange(3000, dtype=np.int64) + 100
+  index = ann.build(item_ids, items, kind, k=5)
+  written = str(tmp_path / "staging")
+  ann.save(index, written, k=5, titles=[f"item {i}" for i in item_ids])
+  moved = str(tmp_path / "version" / "index")
+  os.makedirs(os.path.dirname(moved))
+  os.rename(written, moved)  # As a version is renamed into place.
+  loaded = ann.load(moved)
+  assert loaded.meta["kind"] == kind and loaded.k == 5
+  assert loaded.titles[0] == b"item 100"
+  np.testing.assert_array_equal(loaded.index.search(queries, 5)[0],
+                                index.search(queries, 5)[0])
+
+
+def test_load_refuses_an_incomplete_directory(tmp_path):
+  items, _ = _clustered(100, 1)
+  directory = str(tmp_path / "index")
+  ann.save(ann.build(np.arange(100), items, "exact"), directory, k=5)
+  os.remove(os.path.join(directory, ann.META_FILE))
+  with pytest.raises(FileNotFoundError, match="incomplete"):
+    ann.load(directory)
+
+
+def test_small_catalogues_still_return_k_items():
+  items, queries = _clustered(7, 3)
+  for kind in ("scann", "faiss"):
+    ids, _ = ann.build(np.arange(7), items, kind, k=7).search(queries, 7)
+    assert sorted(ids[0].tolist()) == list(range(7))
+
+
+@pytest.mark.parametrize("item_ids,embeddings,kind,params,message", [
+    ([1, 1], np.zeros((2, 4)), "exact", None, "unique"),
+    ([1, 2], np.zeros((3, 4)), "exact", None, "do not match"),
+    ([1], np.full((1, 4), np.nan), "exact", None, "NaN"),
+    ([1], np.zeros((1, 4)), "annoy", None, "Unknown index kind"),
+    ([1], np.zeros((1, 4)), "scann", {"leaves": 3}, "Unknown scann params"),
+])
+def test_build_rejects_bad_input(item_ids, embeddings, kind, params, message):
+  with pytest.raises(ValueError, match=message):
+    ann.build(np.array(item_ids), embeddings, kind, params=params)
+
+
+def test_search_rejects_wrong_dim_and_k():
+  index = ann.build(np.arange(3), np.eye(3, dtype=np.float32), "exact")
+  with pytest.raises(ValueError, match=r"\[batch, 3\]"):
+    index.search(np.zeros((1, 4)), 1)
+  with pytest.raises(ValueError, match="k must be in 1..3"):
+    index.search(np.zeros((1, 3)), 4)
