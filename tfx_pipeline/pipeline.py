@@ -1,7 +1,7 @@
 """The MMSE pipeline: wiring only; every knob comes from `configs`.
 
-search logs ─ CsvExampleGen ─ Statistics/Schema/ExampleValidator ─┐
-catalogue  ─ CsvExampleGen ─ Statistics/Schema/ExampleValidator ─┤
+search logs ─ ExampleGen (CSV) ─ Statistics/Schema/ExampleValidator ─┐
+catalogue  ─ ExampleGen (CSV) ─ Statistics/Schema/ExampleValidator ─┤
                                                                   ▼
       MultiStageSamples (Beam: clean, stages, random negatives, split)
         ─ StatisticsGen/SchemaGen ─ Transform ─ Trainer (TFRS)
@@ -13,8 +13,12 @@ import glob
 import os
 from typing import Optional
 
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
 
+from components.csv_example_gen import executor as csv_executor
 from components.index_builder.component import IndexBuilder
 from components.multistage_samples.component import MultiStageSamples
 from components.retrieval_evaluator.component import RetrievalEvaluator
@@ -26,16 +30,20 @@ RUN_FN = "model.trainer.run_fn"
 
 
 def _csv_example_gen(path_pattern: str, component_id: str):
-  """CsvExampleGen over files matching `path_pattern`, as one split."""
+  """ExampleGen over the CSV files matching `path_pattern` (gzip or not)."""
   directory, pattern = os.path.split(path_pattern)
   if glob.has_magic(directory):
     raise ValueError(
         f"Only the file name may hold wildcards, not the directory: "
         f"{path_pattern}")
-  return tfx.components.CsvExampleGen(
+  # CsvExampleGen's own executor cannot read a gzip header (TFX 1.16); the
+  # file-based ExampleGen runs the stock CSV parsing with one that can.
+  return FileBasedExampleGen(
       input_base=directory,
       input_config=tfx.proto.Input(
           splits=[tfx.proto.Input.Split(name="all", pattern=pattern)]),
+      custom_executor_spec=executor_spec.BeamExecutorSpec(
+          csv_executor.Executor),
   ).with_id(component_id)
 
 
@@ -54,7 +62,7 @@ def _validated(examples, prefix: str) -> list:
 
 def create_pipeline(config: configs.PipelineConfig,
                     metadata_connection_config: Optional[
-                        tfx.proto.orchestration.MetadataConnectionConfig] = None,
+                        metadata_store_pb2.ConnectionConfig] = None,
                     enable_cache: bool = False) -> tfx.dsl.Pipeline:
   """Returns the MMSE pipeline for `config`."""
   logs_gen = _csv_example_gen(config.logs_pattern, "LogsExampleGen")

@@ -1,0 +1,1 @@
+"""CsvExampleGen executor that reads gzip-compressed CSV as well as plain."""

@@ -1,0 +1,55 @@
+"""The gzip-aware CSV ExampleGen executor reads .csv.gz like plain CSV."""
+import gzip
+
+import apache_beam as beam
+from apache_beam.testing import util as beam_util
+import pytest
+
+from components.csv_example_gen import executor
+
+CSV = ('item_id,title,price\n'
+       '100001,"Cordless Drill, 20V",99.5\n'
+       '100002,"Tape\nMeasure",\n')
+
+
+def _examples(input_base, pattern):
+  with beam.Pipeline() as pipeline:
+    examples = pipeline | executor._CsvToExample(  # pylint: disable=protected-access
+        {"input_base": str(input_base)}, pattern)
+    beam_util.assert_that(
+        examples | beam.Map(lambda e: e.SerializeToString()),
+        lambda got: _check(got))
+
+
+def _check(serialized):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rows = sorted((tf.train.Example.FromString(s) for s in serialized),
+                key=lambda e: e.features.feature["item_id"].int64_list.value[0])
+  assert len(rows) == 2
+  first, second = (r.features.feature for r in rows)
+  assert first["title"].bytes_list.value == [b"Cordless Drill, 20V"]
+  assert first["price"].float_list.value == [99.5]
+  assert second["title"].bytes_list.value == [b"Tape\nMeasure"]
+  assert not second["price"].float_list.value  # Empty cell: missing value.
+
+
+@pytest.mark.parametrize("name, opener", [("rows.csv", open),
+                                          ("rows.csv.gz", gzip.open)])
+def test_plain_and_gzip_csv_give_the_same_examples(tmp_path, name, opener):
+  with opener(tmp_path / name, "wt") as f:
+    f.write(CSV)
+  _examples(tmp_path, "rows.csv*")
+
+
+def test_gzip_header_is_read(tmp_path):
+  with gzip.open(tmp_path / "a.csv.gz", "wt") as f:
+    f.write(CSV)
+  assert executor.read_csv_header(str(tmp_path / "a.csv.gz")) == [
+      "item_id", "title", "price"]
+
+
+def test_files_with_different_headers_are_an_error(tmp_path):
+  (tmp_path / "a.csv").write_text(CSV)
+  (tmp_path / "b.csv").write_text("item_id,name\n1,x\n")
+  with pytest.raises(RuntimeError, match="another header"):
+    _examples(tmp_path, "*.csv")
