@@ -73,7 +73,7 @@ def create_pipeline(config: configs.PipelineConfig,
   mining = MultiStageSamples(
       logs=logs_gen.outputs["examples"],
       catalog=catalog_gen.outputs["examples"],
-      **dataclasses.asdict(config.mining))
+      config=config.mining)
   samples_statistics = tfx.components.StatisticsGen(
       examples=mining.outputs["examples"]).with_id("SamplesStatisticsGen")
   samples_schema = tfx.components.SchemaGen(
