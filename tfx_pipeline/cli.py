@@ -20,7 +20,9 @@ DEFAULT_OUTPUT = "outputs"
 
 def cmd_simulate(args):
   from sample_data import simulator  # pylint: disable=g-import-not-at-top
-  summary = simulator.simulate(args.out, seed=args.seed)
+  summary = simulator.simulate(args.out, seed=args.seed, num_items=args.items,
+                               num_queries=args.queries,
+                               num_requests=args.requests)
   print(json.dumps(summary, indent=2, default=str))
 
 
@@ -82,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("simulate", help="Generate the embedded sample data.")
   p.add_argument("--out", required=True)
   p.add_argument("--seed", type=int, default=7)
+  p.add_argument("--items", type=int, default=2000)
+  p.add_argument("--queries", type=int, default=300,
+                 help="Training queries (held-out judged queries come extra).")
+  p.add_argument("--requests", type=int, default=3000)
   p.set_defaults(func=cmd_simulate)
 
   p = sub.add_parser("run", help="Run the TFX pipeline (LocalDagRunner).")
