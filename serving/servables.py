@@ -1,0 +1,311 @@
+"""One loaded model version, answering its signatures through a batcher.
+
+A version directory becomes a `Servable`: a plain SavedModel (the towers,
+and `retrieval` when it has no index) runs its own signatures; a `retrieval`
+version with an index under `assets.extra/index/` answers the same signature
+by embedding queries with the query tower it was indexed for and searching
+the index, which is what makes top-k over a large catalogue fast. Signature
+definitions always come from `saved_model.pb`, so requests are checked and
+metadata is reported exactly as TF Serving would for the same directory.
+"""
+import dataclasses
+import logging
+import os
+import threading
+import weakref
+from typing import Callable, Dict, Optional
+
+import numpy as np
+from tensorflow.core.framework import tensor_shape_pb2
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+
+from serving import ann
+from serving import batching
+
+SERVING_SIGNATURE = "serving_default"
+QUERY_INPUT = "query"
+EMBEDDING_OUTPUT = "embedding"
+ITEM_IDS_OUTPUT = "item_ids"
+SCORES_OUTPUT = "scores"
+# Extra output of an index-backed `retrieval` whose index carries titles.
+TITLES_OUTPUT = "titles"
+# TF2 SavedModels list their initializer as a signature; it is not callable.
+_INIT_OP_SIGNATURE = "__saved_model_init_op"
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchingOptions:
+  """How concurrent requests to one signature are merged (TF Serving's
+  `--enable_batching` parameters, by their meaning)."""
+  max_batch_rows: int = 256
+  max_concurrent_batches: int = 1
+  batch_timeout_s: float = 0.0
+
+
+def read_signature_defs(
+    version_dir: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
+  """The callable signatures of a SavedModel, read without loading it."""
+  path = os.path.join(version_dir, "saved_model.pb")
+  with open(path, "rb") as f:
+    saved_model = saved_model_pb2.SavedModel.FromString(f.read())
+  if not saved_model.meta_graphs:
+    raise ValueError(f"{path} has no MetaGraph")
+  defs = {
+      name: signature for name, signature in
+      saved_model.meta_graphs[0].signature_def.items()
+      if name != _INIT_OP_SIGNATURE
+  }
+  if not defs:
+    raise ValueError(f"{path} has no signature")
+  return defs
+
+
+def _is_batched(signature: meta_graph_pb2.SignatureDef) -> bool:
+  """Whether every input and output has the batch as unknown first dim."""
+  infos = list(signature.inputs.values()) + list(signature.outputs.values())
+  return all(
+      not info.tensor_shape.unknown_rank and info.tensor_shape.dim and
+      info.tensor_shape.dim[0].size == -1 for info in infos)
+
+
+class _SavedModelCache:
+  """Shares one loaded SavedModel between servables that need the same dir.
+
+  The `retrieval` servable embeds queries with the query tower it pairs
+  with, which is usually the `query_tower` version being served as well.
+  """
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self._loaded = weakref.WeakValueDictionary()
+
+  def load(self, path: str):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    path = os.path.realpath(path)
+    with self._lock:
+      loaded = self._loaded.get(path)
+      if loaded is None:
+        loaded = tf.saved_model.load(path)
+        self._loaded[path] = loaded
+      return loaded
+
+
+_CACHE = _SavedModelCache()
+
+
+def _to_numpy(outputs) -> Dict[str, np.ndarray]:
+  return {name: value.numpy() for name, value in outputs.items()}
+
+
+class Servable:
+  """A loaded version: signature definitions plus a way to run each."""
+
+  def __init__(self, name: str, version: int, path: str,
+               signature_defs: Dict[str, meta_graph_pb2.SignatureDef],
+               runners: Dict[str, Callable[[batching.Tensors],
+                                           batching.Tensors]],
+               options: BatchingOptions, description: str):
+    self.name = name
+    self.version = version
+    self.path = path
+    self.signature_defs = signature_defs
+    self.description = description
+    self._runners = runners
+    self._batchers = {
+        key: batching.Batcher(fn, options.max_batch_rows,
+                              options.max_concurrent_batches,
+                              options.batch_timeout_s)
+        for key, fn in runners.items() if _is_batched(signature_defs[key])
+    }
+
+  def run(self, signature_name: str, inputs: batching.Tensors, rows: int,
+          on_submit=lambda _: None) -> batching.Tensors:
+    """Answers validated inputs; batched with concurrent calls if it can."""
+    batcher = self._batchers.get(signature_name)
+    if batcher is None:
+      return self._runners[signature_name](inputs)
+    return batcher.run(inputs, rows, on_submit)
+
+  def warm_up(self) -> None:
+    """One call per signature, so the first request does not pay tracing.
+
+    Raises whatever the model raises: a version that cannot answer a
+    trivial request is not loaded (TF Serving fails a load whose warm-up
+    requests fail, too).
+    """
+    for key, signature in self.signature_defs.items():
+      inputs = {}
+      for name, info in signature.inputs.items():
+        shape = [1 if d.size == -1 else d.size for d in info.tensor_shape.dim]
+        if info.dtype == types_pb2.DT_STRING:
+          inputs[name] = np.full(shape, b"", dtype=object)
+        else:
+          inputs[name] = np.zeros(shape, dtype=_NUMPY_DTYPES[info.dtype])
+      self._runners[key](inputs)
+
+
+_NUMPY_DTYPES = {
+    types_pb2.DT_INT64: np.int64,
+    types_pb2.DT_INT32: np.int32,
+    types_pb2.DT_FLOAT: np.float32,
+    types_pb2.DT_DOUBLE: np.float64,
+    types_pb2.DT_BOOL: np.bool_,
+}
+
+
+def _signature_runner(function) -> Callable[[batching.Tensors],
+                                            batching.Tensors]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  _, specs = function.structured_input_signature
+
+  def run(inputs):
+    return _to_numpy(function(**{
+        name: tf.constant(value, dtype=specs[name].dtype)
+        for name, value in inputs.items()
+    }))
+
+  return run
+
+
+def load_saved_model(name: str, version: int, path: str,
+                     options: BatchingOptions) -> Servable:
+  """Serves every signature of the SavedModel at `path` as it is."""
+  signature_defs = read_signature_defs(path)
+  loaded = _CACHE.load(path)
+  missing = set(signature_defs) - set(loaded.signatures)
+  if missing:
+    raise ValueError(f"{path}: signatures {sorted(missing)} did not load")
+  runners = {key: _signature_runner(loaded.signatures[key])
+             for key in signature_defs}
+  return Servable(name, version, path, signature_defs, runners, options,
+                  "SavedModel")
+
+
+class PairedTowerFinder:
+  """Finds the query tower version an index was built with, by fingerprint.
+
+  Fingerprints are cached per directory and saved_model.pb mtime, so each
+  poll looks at a version's files once.
+  """
+
+  def __init__(self, query_tower_base: Optional[str]):
+    self._base = query_tower_base
+    self._fingerprints: Dict[str, tuple] = {}
+
+  def find(self, fingerprint: str, preferred_version: int) -> Optional[str]:
+    if not self._base or not os.path.isdir(self._base):
+      return None
+    versions = sorted(
+        (int(n) for n in os.listdir(self._base) if n.isdigit()), reverse=True)
+    # The pusher gives the towers and `retrieval` of one training one version.
+    if preferred_version in versions:
+      versions.remove(preferred_version)
+      versions.insert(0, preferred_version)
+    for version in versions:
+      path = os.path.join(self._base, str(version))
+      pb = os.path.join(path, "saved_model.pb")
+      if not os.path.isfile(pb):
+        continue
+      stamp = os.stat(pb).st_mtime_ns
+      cached = self._fingerprints.get(path)
+      if cached is None or cached[0] != stamp:
+        cached = (stamp, ann.saved_model_fingerprint(path))
+        self._fingerprints[path] = cached
+      if cached[1] == fingerprint:
+        return path
+    return None
+
+
+def _with_titles(signature: meta_graph_pb2.SignatureDef,
+                 k: int) -> meta_graph_pb2.SignatureDef:
+  extended = meta_graph_pb2.SignatureDef()
+  extended.CopyFrom(signature)
+  extended.outputs[TITLES_OUTPUT].CopyFrom(
+      meta_graph_pb2.TensorInfo(
+          name=TITLES_OUTPUT, dtype=types_pb2.DT_STRING,
+          tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[
+              tensor_shape_pb2.TensorShapeProto.Dim(size=-1),
+              tensor_shape_pb2.TensorShapeProto.Dim(size=k)
+          ])))
+  return extended
+
+
+def _served_k(signature: meta_graph_pb2.SignatureDef,
+              index: ann.LoadedIndex) -> int:
+  dims = signature.outputs[ITEM_IDS_OUTPUT].tensor_shape.dim
+  k = dims[-1].size if len(dims) == 2 and dims[-1].size > 0 else index.k
+  if not k or k > index.index.size:
+    raise ValueError(f"cannot tell the served k (signature {dims}, index "
+                     f"k={index.k}, {index.index.size} items)")
+  return k
+
+
+def load_retrieval(name: str, version: int, path: str,
+                   options: BatchingOptions,
+                   towers: PairedTowerFinder) -> Servable:
+  """`retrieval` through its ANN index when it has one, else exactly.
+
+  An index that cannot be read makes the version fail to load (it is a
+  partial or corrupt version); an index whose query tower is no longer on
+  disk is served exactly, with a warning, since the exact SavedModel holds
+  its own copy of that tower.
+  """
+  index_dir = os.path.join(path, ann.INDEX_SUBDIR)
+  if not os.path.isdir(index_dir):
+    return load_saved_model(name, version, path, options)
+  signature_defs = read_signature_defs(path)
+  signature = signature_defs.get(SERVING_SIGNATURE)
+  if signature is None or set(signature.inputs) != {QUERY_INPUT}:
+    raise ValueError(f"{path}: {SERVING_SIGNATURE} must take only "
+                     f"{QUERY_INPUT!r}")
+  index = ann.load(index_dir)
+  tower_dir = (towers.find(index.query_tower_fingerprint, version)
+               if index.query_tower_fingerprint else None)
+  if tower_dir is None:
+    logging.warning(
+        "%s version %d: the query tower its index was built with is not "
+        "under the query_tower base path; serving it exactly instead", name,
+        version)
+    return load_saved_model(name, version, path, options)
+  k = _served_k(signature, index)
+  query_tower = _CACHE.load(tower_dir).signatures[SERVING_SIGNATURE]
+  embed = _signature_runner(query_tower)
+  search_index = index.index
+  titles = index.titles
+
+  def retrieve(inputs):
+    embeddings = embed({QUERY_INPUT: inputs[QUERY_INPUT]})[EMBEDDING_OUTPUT]
+    rows, scores = search_index.search_rows(embeddings, k)
+    outputs = {ITEM_IDS_OUTPUT: search_index.item_ids[rows],
+               SCORES_OUTPUT: scores}
+    if titles is not None:
+      outputs[TITLES_OUTPUT] = titles[rows]
+    return outputs
+
+  if titles is not None:
+    signature_defs = {**signature_defs,
+                      SERVING_SIGNATURE: _with_titles(signature, k)}
+  return Servable(
+      name, version, path, signature_defs, {SERVING_SIGNATURE: retrieve},
+      options, f"{index.meta['kind']} index over {search_index.size} items, "
+      f"query tower {tower_dir}")
+
+
+def make_loader(base_paths: Dict[str, str], retrieval_name: str,
+                query_tower_name: str, options: BatchingOptions
+               ) -> Callable[[str, int, str], Servable]:
+  """The load function the registry calls for `(name, version, path)`."""
+  towers = PairedTowerFinder(base_paths.get(query_tower_name))
+
+  def load(name: str, version: int, path: str) -> Servable:
+    if name == retrieval_name:
+      servable = load_retrieval(name, version, path, options, towers)
+    else:
+      servable = load_saved_model(name, version, path, options)
+    servable.warm_up()
+    return servable
+
+  return load
+
