@@ -14,6 +14,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from tfx import types
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
@@ -54,7 +55,7 @@ KEPT = [
 ]
 # Set-aside rows, each with the reason it must be counted under.
 DIRTY = [
-    ({**_log("d1", None, 13, 1)}, executor.EMPTY_QUERY),
+    (_log("d1", None, 13, 1), executor.EMPTY_QUERY),
     (_log("d2", "   ", 13, 1), executor.EMPTY_QUERY),
     (_log("d3", "hammer", 999, 3), executor.UNKNOWN_ITEM),
     (_log("r2", "red drill", 7, 3), executor.DUPLICATE),
@@ -116,7 +117,8 @@ def _examples_artifact(uri, splits):
   """Writes {split: rows} as CsvExampleGen would; None cells are missing."""
   for split, rows in splits.items():
     os.makedirs(os.path.join(uri, f"Split-{split}"))
-    path = os.path.join(uri, f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
+    path = os.path.join(uri, f"Split-{split}",
+                        "data_tfrecord-00000-of-00001.gz")
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
       for row in rows:
         example = tf.train.Example(features=tf.train.Features(feature={
@@ -129,7 +131,7 @@ def _examples_artifact(uri, splits):
 
 
 def _run(tmp_path, config):
-  """Runs the executor; returns examples by split, counts, quarantine, report."""
+  """Runs the executor; returns its examples, counts, quarantine, report."""
   logs = [r for r, _ in DIRTY] + KEPT
   # Two splits, so the executor must read every split of the logs.
   logs_artifact = _examples_artifact(
@@ -326,7 +328,6 @@ def test_normalize_query():
 
 
 def test_component_parameters_follow_mining_config():
-  from tfx import types  # pylint: disable=g-import-not-at-top
   samples = component.MultiStageSamples(
       logs=types.Channel(type=standard_artifacts.Examples),
       catalog=types.Channel(type=standard_artifacts.Examples),

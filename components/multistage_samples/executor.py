@@ -698,9 +698,11 @@ def _record_batches(pipeline, examples: types.Artifact, label: str):
 
 
 def mining_config_from(exec_properties: Dict[str, Any]) -> configs.MiningConfig:
+  """The MiningConfig the component's execution parameters spell out."""
   names = [f.name for f in dataclasses.fields(configs.MiningConfig)]
-  return configs.mining_config(
-      {n: exec_properties[n] for n in names if exec_properties.get(n) is not None})
+  return configs.mining_config({
+      n: exec_properties[n] for n in names
+      if exec_properties.get(n) is not None})
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -803,6 +805,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       report.set_int_custom_property(name, value)
     logging.info("MultiStageSamples: %s; set aside %s; catalogue %s",
                  _headline(counts), counts["set_aside"], counts["catalog"])
+    catalog_errors = {k: v for k, v in counts["catalog"].items()
+                      if k not in ("rows_read", "items") and v}
+    if catalog_errors:
+      logging.warning("MultiStageSamples: catalogue errors %s (rows set aside "
+                      "are in %s)", catalog_errors, quarantine)
     if not counts["examples"][TRAIN]:
       logging.warning("MultiStageSamples: no training slate was mined (no "
                       "clicked or ordered impression in the train split).")
