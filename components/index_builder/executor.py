@@ -1,4 +1,10 @@
-"""Beam job: catalogue rows -> item-tower embeddings -> retrieval model."""
+"""Beam job: catalogue rows -> item-tower embeddings -> retrieval model + index.
+
+The ANN index is written inside the `retrieval` SavedModel's
+`assets.extra/index/` (TF Serving ignores that folder), so the pusher moves
+model and index together as one version, and `mmse index` writes the same
+layout when only the catalogue changes.
+"""
 import os
 from typing import Any, Dict, List
 
@@ -13,6 +19,8 @@ from tfx.types import artifact_utils
 from evaluation import embedding
 from model import catalog as catalog_lib
 from model import export
+from model import features
+from serving import ann
 from tfx_pipeline import configs
 
 
@@ -92,12 +100,21 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                          f"{num_items} catalogue items")
 
     k = min(exec_properties["retrieval_k"], num_items)
+    query_tower_dir = os.path.join(serving, configs.QUERY_TOWER)
+    retrieval_dir = os.path.join(index.uri, configs.RETRIEVAL)
     export.export_retrieval_model(
-        query_tower_dir=os.path.join(serving, configs.QUERY_TOWER),
-        item_ids=catalog["item_id"],
+        query_tower_dir=query_tower_dir,
+        item_ids=catalog[features.ITEM_ID],
         item_embeddings=item_embeddings,
-        export_dir=os.path.join(index.uri, configs.RETRIEVAL),
+        export_dir=retrieval_dir,
         k=k)
+    kind = exec_properties["index_kind"]
+    ann.write_index(
+        os.path.join(retrieval_dir, ann.INDEX_SUBDIR),
+        catalog[features.ITEM_ID], item_embeddings, k, kind=kind,
+        titles=catalog[features.TITLE], query_tower_dir=query_tower_dir)
     index.set_int_custom_property("num_items", num_items)
     index.set_int_custom_property("embedding_dim", item_embeddings.shape[1])
-    logging.info("Exported exact top-%d retrieval over %d items", k, num_items)
+    index.set_string_custom_property("index_kind", kind)
+    logging.info("Exported exact top-%d retrieval and a %s index over %d "
+                 "items", k, kind, num_items)
