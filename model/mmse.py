@@ -91,6 +91,9 @@ class MMSEModel(tfrs.models.Model):
     return self.fusion.item_embedding(
         self.item_tower(inputs, training=training))
 
+  # The model has no tensor-dependent Python control flow, and AutoGraph
+  # would otherwise transpile all of tf_keras beneath it (a minute of tracing).
+  @tf.autograph.experimental.do_not_convert
   def compute_loss(self, inputs: Mapping[str, tf.Tensor],
                    training: bool = False) -> tf.Tensor:
     """Weighted sum of the enabled objectives over a batch of slates."""
@@ -101,9 +104,9 @@ class MMSEModel(tfrs.models.Model):
         for name in _ITEM_INPUTS + tuple(self.item_tower.side_embeddings)
         if name in inputs
     }
+    flat_embeddings = self.embed_items(slots, training)
     item_embeddings = tf.reshape(
-        self.embed_items(slots, training),
-        [tf.shape(stage)[0], tf.shape(stage)[1], -1])
+        flat_embeddings, [-1, stage.shape[1], flat_embeddings.shape[-1]])
 
     loss = tf.constant(0.0)
     if self.config.retrieval_weight:
