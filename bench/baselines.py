@@ -37,6 +37,9 @@ BM25_METHOD = "robertson"
 BM25_K1 = 1.5
 BM25_B = 0.75
 
+# Texts encoded between progress lines (a few minutes of CPU for MiniLM).
+_ENCODE_CHUNK = 8192
+
 _BASELINES_EXTRA_HINT = (
     "The MiniLM baseline needs the optional extra: "
     "pip install -e '.[baselines]' (torch, sentence-transformers, "
@@ -113,10 +116,15 @@ def _encode(model, model_name: str, texts: Sequence[str],
     if os.path.exists(cache_path):
       logging.info("MiniLM: %d embeddings from %s", len(texts), cache_path)
       return np.load(cache_path)
-  logging.info("MiniLM: encoding %d texts", len(texts))
-  embeddings = model.encode(list(texts), batch_size=128,
-                            normalize_embeddings=True, convert_to_numpy=True,
-                            show_progress_bar=False).astype(np.float32)
+  parts = []
+  for start in range(0, len(texts), _ENCODE_CHUNK):
+    logging.info("MiniLM: encoding texts %d-%d of %d", start,
+                 min(start + _ENCODE_CHUNK, len(texts)), len(texts))
+    parts.append(model.encode(
+        list(texts[start:start + _ENCODE_CHUNK]), batch_size=128,
+        normalize_embeddings=True, convert_to_numpy=True,
+        show_progress_bar=False).astype(np.float32))
+  embeddings = np.concatenate(parts)
   if cache_path:
     os.makedirs(cache_dir, exist_ok=True)
     partial = f"{cache_path}.{os.getpid()}.partial.npy"
@@ -132,7 +140,7 @@ def _top_k(query_embeddings: np.ndarray, item_embeddings: np.ndarray,
   for start in range(0, len(query_embeddings), chunk):
     scores = query_embeddings[start:start + chunk] @ item_embeddings.T
     rows.append(np.argsort(-scores, axis=1, kind="stable")[:, :depth])
-  return np.concatenate(rows) if rows else np.zeros((0, depth), np.int64)
+  return np.concatenate(rows)
 
 
 def minilm_rankings(catalog: catalog_lib.Catalog, queries: Sequence[str],
@@ -158,6 +166,8 @@ def minilm_rankings(catalog: catalog_lib.Catalog, queries: Sequence[str],
   """
   item_ids, titles = _item_ids_and_titles(catalog)
   depth = _depth(k, len(titles))
+  if not queries:
+    return {}
   model, model_name = _load_minilm()
   item_embeddings = _encode(model, model_name, titles, cache_dir)
   query_embeddings = _encode(model, model_name, list(queries), cache_dir)
