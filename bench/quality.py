@@ -67,6 +67,7 @@ class Context:
     depth: how many items each ranking holds.
     work_dir: where a system may write (pipeline outputs, one folder each).
     cache_dir: where expensive, reusable intermediates go (None: no cache).
+    run_seconds: wall time of each system's run so far, by name.
   """
 
   def __init__(self, data_dir: str, work_dir: str, cache_dir: Optional[str],
@@ -130,7 +131,8 @@ SYSTEMS: Dict[str, System] = {
 
 def run_benchmark(names: Sequence[str], data_dir: str, results_dir: str,
                   work_dir: str, cache_dir: Optional[str],
-                  registry: Dict[str, System] = None) -> Dict[str, dict]:
+                  registry: Optional[Dict[str, System]] = None
+                  ) -> Dict[str, dict]:
   """Runs the named systems and writes the report; returns its figures."""
   registry = SYSTEMS if registry is None else registry
   unknown = [n for n in names if n not in registry]

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import os
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from evaluation import metrics
 
@@ -35,7 +35,8 @@ def curve_cutoffs(max_k: int = 1000, points: int = 40) -> list:
 
 def score_systems(systems: Mapping[str, Mapping[str, Any]],
                   judgments: metrics.Judgments,
-                  curve_ks: Sequence[int] = None) -> Dict[str, Dict[str, Any]]:
+                  curve_ks: Optional[Sequence[int]] = None
+                  ) -> Dict[str, Dict[str, Any]]:
   """The table's figures and the Recall@K curve of each system.
 
   Args:
