@@ -105,14 +105,15 @@ class ExactIndex(Index):
   """Scores every item; the reference for recall and speed."""
 
   kind = "exact"
-  # Queries scored together, so memory stays at this many x N floats.
-  _QUERY_BLOCK = 64
+  # Queries are scored in blocks of at most this many scores (256 MB).
+  _BLOCK_SCORES = 1 << 26
 
   def _search_rows(self, queries, k):
     rows = np.empty((len(queries), k), dtype=np.int64)
     scores = np.empty((len(queries), k), dtype=np.float32)
-    for start in range(0, len(queries), self._QUERY_BLOCK):
-      stop = start + self._QUERY_BLOCK
+    block = int(np.clip(self._BLOCK_SCORES // self.size, 1, 256))
+    for start in range(0, len(queries), block):
+      stop = start + block
       # A transposed view: BLAS reads it in place, nothing N x D is copied.
       rows[start:stop], scores[start:stop] = _top_k_rows(
           queries[start:stop] @ self.embeddings.T, k)

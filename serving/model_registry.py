@@ -167,10 +167,21 @@ class ModelRegistry:
 
   def __init__(self, sources: Sequence[ModelSource],
                loader: Callable[[str, int, str], object],
-               poll_interval_s: float = 1.0):
+               poll_interval_s: float = 1.0,
+               on_change: Callable[[], None] = lambda: None):
+    """Creates the registry; nothing is loaded before `start` or `poll`.
+
+    Args:
+      sources: the models and their base paths and policies.
+      loader: `(name, version, path) -> servable`; raises if it cannot load.
+      poll_interval_s: seconds between two looks at the base paths.
+      on_change: called after a poll that loaded or unloaded a version.
+    """
     self._models = {s.name: _Model(s) for s in sources}
     self._loader = loader
     self._poll_interval_s = poll_interval_s
+    self._on_change = on_change
+    self._changed = False
     self._lock = threading.Lock()
     self._stop = threading.Event()
     self._thread: Optional[threading.Thread] = None
@@ -201,8 +212,11 @@ class ModelRegistry:
 
   def poll(self) -> None:
     """One pass over every model: load, swap, unload as the policy says."""
+    self._changed = False
     for model in self._models.values():
       self._poll_model(model)
+    if self._changed:
+      self._on_change()
 
   def _candidates(self, model: _Model) -> List[int]:
     """Loadable-looking versions on disk; logs each partial one once."""
@@ -278,6 +292,7 @@ class ModelRegistry:
       return False
     with self._lock:
       model.loaded = {**model.loaded, version: servable}
+    self._changed = True
     self._set_status(model, version, State.AVAILABLE)
     logging.info("%s version %d loaded in %.1fs from %s (%s)", name, version,
                  time.monotonic() - started, path,
@@ -290,6 +305,7 @@ class ModelRegistry:
     with self._lock:
       model.loaded = {v: s for v, s in model.loaded.items()
                       if v not in versions}
+    self._changed = True
     # Requests still holding an old servable finish with it; it is freed
     # when the last one drops its reference.
     for version in versions:

@@ -8,6 +8,8 @@ the index, which is what makes top-k over a large catalogue fast. Signature
 definitions always come from `saved_model.pb`, so requests are checked and
 metadata is reported exactly as TF Serving would for the same directory.
 """
+import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -93,6 +95,10 @@ class _SavedModelCache:
 
 
 _CACHE = _SavedModelCache()
+# Threads that run models off the server's event loop. TensorFlow and ScaNN
+# release the GIL while they compute, so a few threads suffice.
+_MODEL_THREADS = concurrent.futures.ThreadPoolExecutor(
+    max_workers=4, thread_name_prefix="model")
 
 
 def _to_numpy(outputs) -> Dict[str, np.ndarray]:
@@ -114,19 +120,20 @@ class Servable:
     self.description = description
     self._runners = runners
     self._batchers = {
-        key: batching.Batcher(fn, options.max_batch_rows,
+        key: batching.Batcher(fn, options.max_batch_rows, _MODEL_THREADS,
                               options.max_concurrent_batches,
                               options.batch_timeout_s)
         for key, fn in runners.items() if _is_batched(signature_defs[key])
     }
 
-  def run(self, signature_name: str, inputs: batching.Tensors, rows: int,
-          on_submit=lambda _: None) -> batching.Tensors:
+  async def run(self, signature_name: str, inputs: batching.Tensors,
+                rows: int) -> batching.Tensors:
     """Answers validated inputs; batched with concurrent calls if it can."""
     batcher = self._batchers.get(signature_name)
     if batcher is None:
-      return self._runners[signature_name](inputs)
-    return batcher.run(inputs, rows, on_submit)
+      return await asyncio.get_running_loop().run_in_executor(
+          _MODEL_THREADS, self._runners[signature_name], inputs)
+    return await batcher.run(inputs, rows)
 
   def warm_up(self) -> None:
     """One call per signature, so the first request does not pay tracing.

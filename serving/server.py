@@ -13,12 +13,13 @@ set, dtype or shape, an empty or oversized batch, an over-long or non-UTF-8
 string is INVALID_ARGUMENT. It binds to loopback unless told otherwise and
 bounds message sizes, batch sizes and concurrent calls.
 """
+import asyncio
 import dataclasses
+import gc
 import ipaddress
 import logging
 import signal
 import threading
-from concurrent import futures
 from typing import Dict, Optional
 
 import grpc
@@ -30,7 +31,6 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import batching
 from serving import model_registry
 from serving import servables
 from serving import tensor_codec
@@ -52,9 +52,7 @@ class ServerOptions:
   max_batch_rows: int = 256
   # Longest string element (a query, a title) in bytes.
   max_string_bytes: int = 1024
-  # Threads answering RPCs, and calls admitted at once (RESOURCE_EXHAUSTED
-  # beyond).
-  num_threads: int = 32
+  # Calls admitted at once; RESOURCE_EXHAUSTED beyond.
   max_concurrent_rpcs: int = 256
   poll_interval_s: float = 1.0
   batch_timeout_s: float = 0.0
@@ -157,65 +155,69 @@ def _batch_rows(inputs: Dict[str, np.ndarray], options: ServerOptions) -> int:
 
 
 def _is_invalid_argument(error: Exception) -> bool:
+  # Inputs were checked against the signature, so a model that still finds
+  # an argument invalid is judging a value (e.g. a string op's input).
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return isinstance(error, (tf.errors.InvalidArgumentError, ValueError))
+  return isinstance(error, tf.errors.InvalidArgumentError)
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-  """Predict and GetModelMetadata over the registry's servables."""
+  """Predict and GetModelMetadata over the registry's servables.
+
+  Handlers run on the server's event loop: checking and encoding happen
+  there, models run on model threads through each servable's batcher.
+  """
 
   def __init__(self, registry: model_registry.ModelRegistry,
                options: ServerOptions):
     self._registry = registry
     self._options = options
 
-  def Predict(self, request, context):  # pylint: disable=invalid-name
+  async def _predict(self, request) -> predict_pb2.PredictResponse:
+    servable = _servable(self._registry, request.model_spec)
+    signature_name = (request.model_spec.signature_name or
+                      servables.SERVING_SIGNATURE)
+    signature = servable.signature_defs.get(signature_name)
+    if signature is None:
+      raise _RequestError(
+          grpc.StatusCode.NOT_FOUND,
+          f"Serving signature key {signature_name!r} not found; "
+          f"{servable.name} has {sorted(servable.signature_defs)}")
+    unknown_outputs = set(request.output_filter) - set(signature.outputs)
+    if unknown_outputs:
+      raise _RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"output_filter names {sorted(unknown_outputs)}, "
+                          f"not among {sorted(signature.outputs)}")
+    inputs = _decode_inputs(request, signature, self._options)
+    rows = _batch_rows(inputs, self._options)
     try:
-      servable = _servable(self._registry, request.model_spec)
-      signature_name = (request.model_spec.signature_name or
-                        servables.SERVING_SIGNATURE)
-      signature = servable.signature_defs.get(signature_name)
-      if signature is None:
-        raise _RequestError(
-            grpc.StatusCode.NOT_FOUND,
-            f"Serving signature key {signature_name!r} not found; "
-            f"{servable.name} has {sorted(servable.signature_defs)}")
-      unknown_outputs = set(request.output_filter) - set(signature.outputs)
-      if unknown_outputs:
+      outputs = await servable.run(signature_name, inputs, rows)
+    except Exception as e:  # pylint: disable=broad-except
+      if _is_invalid_argument(e):
         raise _RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                            f"output_filter names {sorted(unknown_outputs)}, "
-                            f"not among {sorted(signature.outputs)}")
-      inputs = _decode_inputs(request, signature, self._options)
-      rows = _batch_rows(inputs, self._options)
+                            f"{servable.name} rejected the input: {e}") from e
+      raise
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = servable.name
+    response.model_spec.version.value = servable.version
+    response.model_spec.signature_name = signature_name
+    for name in (request.output_filter or outputs):
+      tensor_codec.fill(response.outputs[name], outputs[name])
+    return response
 
-      def on_submit(cancel):
-        if not context.add_callback(cancel):
-          cancel()  # The call already ended: the client is gone.
-
-      try:
-        outputs = servable.run(signature_name, inputs, rows, on_submit)
-      except batching.CancelledError as e:
-        raise _RequestError(grpc.StatusCode.CANCELLED, str(e)) from e
-      except Exception as e:  # pylint: disable=broad-except
-        if _is_invalid_argument(e):
-          raise _RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"{servable.name} rejected the input: "
-                              f"{e}") from e
-        raise
-      response = predict_pb2.PredictResponse()
-      response.model_spec.name = servable.name
-      response.model_spec.version.value = servable.version
-      response.model_spec.signature_name = signature_name
-      for name in (request.output_filter or outputs):
-        response.outputs[name].CopyFrom(tensor_codec.from_ndarray(outputs[name]))
-      return response
+  async def Predict(self, request, context):  # pylint: disable=invalid-name
+    # A client that goes away cancels this coroutine (asyncio.CancelledError
+    # is no Exception): its request is dropped and nothing else is touched.
+    try:
+      return await self._predict(request)
     except _RequestError as e:
-      context.abort(e.code, str(e))
+      code, message = e.code, str(e)
     except Exception as e:  # pylint: disable=broad-except
       logging.exception("Predict failed for %s", request.model_spec.name)
-      context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+      code, message = grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}"
+    await context.abort(code, message)
 
-  def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
+  async def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
     try:
       servable = _servable(self._registry, request.model_spec)
       fields = set(request.metadata_field)
@@ -224,16 +226,16 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             grpc.StatusCode.INVALID_ARGUMENT,
             f"metadata_field must be [{SIGNATURE_DEF_FIELD!r}], got "
             f"{sorted(fields)}")
-      response = get_model_metadata_pb2.GetModelMetadataResponse()
-      response.model_spec.name = servable.name
-      response.model_spec.version.value = servable.version
-      signature_map = get_model_metadata_pb2.SignatureDefMap()
-      for key, signature in servable.signature_defs.items():
-        signature_map.signature_def[key].CopyFrom(signature)
-      response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
-      return response
     except _RequestError as e:
-      context.abort(e.code, str(e))
+      await context.abort(e.code, str(e))
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = servable.name
+    response.model_spec.version.value = servable.version
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    for key, signature in servable.signature_defs.items():
+      signature_map.signature_def[key].CopyFrom(signature)
+    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+    return response
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -242,13 +244,13 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
   def __init__(self, registry: model_registry.ModelRegistry):
     self._registry = registry
 
-  def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
+  async def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
     spec = request.model_spec
     version = spec.version.value if spec.HasField("version") else None
     try:
       statuses = self._registry.statuses(spec.name, version)
     except model_registry.NotFoundError as e:
-      context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+      await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
     response = get_model_status_pb2.GetModelStatusResponse()
     state_enum = get_model_status_pb2.ModelVersionStatus.State
     for status in statuses:
@@ -280,14 +282,22 @@ def _is_loopback(host: str) -> bool:
 
 
 class RunningServer:
-  """A started server: its bound port, registry and a way to stop it."""
+  """A started server: its bound port, registry and a way to stop it.
 
-  def __init__(self, server: grpc.Server, registry: model_registry.ModelRegistry,
+  The gRPC server runs on an asyncio event loop in a thread of its own, so
+  the caller (a test, the benchmark, `serve`) keeps its thread.
+  """
+
+  def __init__(self, server: grpc.aio.Server,
+               registry: model_registry.ModelRegistry,
+               loop: asyncio.AbstractEventLoop, thread: threading.Thread,
                host: str, port: int):
     self.server = server
     self.registry = registry
     self.host = host
     self.port = port
+    self._loop = loop
+    self._thread = thread
 
   @property
   def address(self) -> str:
@@ -295,8 +305,52 @@ class RunningServer:
 
   def stop(self, grace_s: float = 5.0) -> None:
     """Lets calls in flight finish (up to grace_s), then stops polling."""
-    self.server.stop(grace_s).wait()
+    asyncio.run_coroutine_threadsafe(self.server.stop(grace_s),
+                                     self._loop).result()
+    self._loop.call_soon_threadsafe(self._loop.stop)
+    self._thread.join()
+    self._loop.close()
     self.registry.stop()
+
+
+async def _start_grpc(registry: model_registry.ModelRegistry,
+                      options: ServerOptions) -> "tuple[grpc.aio.Server, int]":
+  server = grpc.aio.server(
+      options=[
+          ("grpc.max_receive_message_length",
+           options.max_receive_message_bytes),
+          ("grpc.max_send_message_length", options.max_send_message_bytes),
+          # One server per port: a second `mmse serve` must fail, not share.
+          ("grpc.so_reuseport", 0),
+      ],
+      maximum_concurrent_rpcs=options.max_concurrent_rpcs)
+  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+      PredictionServicer(registry, options), server)
+  model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+      ModelServicer(registry), server)
+  address = _address(options.host, options.port)
+  try:
+    port = server.add_insecure_port(address)
+  except RuntimeError as e:
+    raise OSError(f"Cannot bind {address}: {e}") from e
+  if not port:
+    raise OSError(f"Cannot bind {address}")
+  await server.start()
+  return server, port
+
+
+def _collect_and_freeze() -> None:
+  """Frees unloaded models, then exempts the loaded ones from the cyclic GC.
+
+  A loaded TensorFlow model is hundreds of thousands of long-lived Python
+  objects; a full collection traverses them all (about half a second here)
+  while every request waits. Frozen objects are never traversed, so full
+  collections during serving stay short; the one pause left is this call,
+  once per poll that swapped a version.
+  """
+  gc.unfreeze()
+  gc.collect()
+  gc.freeze()
 
 
 def start(model_base_path: str,
@@ -318,38 +372,25 @@ def start(model_base_path: str,
           max_concurrent_batches=options.max_concurrent_batches,
           batch_timeout_s=options.batch_timeout_s))
   registry = model_registry.ModelRegistry(sources, loader,
-                                          options.poll_interval_s)
+                                          options.poll_interval_s,
+                                          on_change=_collect_and_freeze)
   registry.start()
-  server = grpc.server(
-      futures.ThreadPoolExecutor(max_workers=options.num_threads,
-                                 thread_name_prefix="grpc"),
-      options=[
-          ("grpc.max_receive_message_length",
-           options.max_receive_message_bytes),
-          ("grpc.max_send_message_length", options.max_send_message_bytes),
-          # One server per port: a second `mmse serve` must fail, not share.
-          ("grpc.so_reuseport", 0),
-      ],
-      maximum_concurrent_rpcs=options.max_concurrent_rpcs)
-  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-      PredictionServicer(registry, options), server)
-  model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-      ModelServicer(registry), server)
-  address = _address(options.host, options.port)
+  loop = asyncio.new_event_loop()
+  thread = threading.Thread(target=loop.run_forever, name="grpc-event-loop",
+                            daemon=True)
+  thread.start()
   try:
-    port = server.add_insecure_port(address)
-  except RuntimeError as e:
-    port = 0
-    cause = e
-  else:
-    cause = None
-  if not port:
+    server, port = asyncio.run_coroutine_threadsafe(
+        _start_grpc(registry, options), loop).result()
+  except BaseException:
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()
     registry.stop()
-    raise OSError(f"Cannot bind {address}: {cause or 'address in use?'}")
-  server.start()
+    raise
   logging.info("Serving %s on %s", ", ".join(registry.model_names),
                _address(options.host, port))
-  return RunningServer(server, registry, options.host, port)
+  return RunningServer(server, registry, loop, thread, options.host, port)
 
 
 def serve(model_base_path: str, host: str = "127.0.0.1", port: int = 8500,

@@ -73,18 +73,25 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
 
 def from_ndarray(array: np.ndarray) -> tensor_pb2.TensorProto:
   """Encodes strings (bytes or str) and int/float/bool numpy arrays."""
+  proto = tensor_pb2.TensorProto()
+  fill(proto, array)
+  return proto
+
+
+def fill(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+  """Writes `array` into an empty `proto` (e.g. a response's output)."""
   array = np.asarray(array)
-  shape = tensor_shape_pb2.TensorShapeProto(
-      dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])
+  proto.tensor_shape.dim.extend(
+      tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape)
   if array.dtype.kind in ("O", "S", "U"):
-    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING,
-                                   tensor_shape=shape)
-    proto.string_val.extend(
-        v.encode("utf-8") if isinstance(v, str) else bytes(v)
-        for v in array.reshape(-1))
-    return proto
+    proto.dtype = types_pb2.DT_STRING
+    values = array.reshape(-1).tolist()
+    if not all(type(v) is bytes for v in values):  # pylint: disable=unidiomatic-typecheck
+      values = [v.encode("utf-8") if isinstance(v, str) else bytes(v)
+                for v in values]
+    proto.string_val.extend(values)
+    return
   if array.dtype not in _NUMPY_TO_ENUM:
     raise ValueError(f"cannot encode numpy dtype {array.dtype}")
-  return tensor_pb2.TensorProto(
-      dtype=_NUMPY_TO_ENUM[array.dtype], tensor_shape=shape,
-      tensor_content=np.ascontiguousarray(array).tobytes())
+  proto.dtype = _NUMPY_TO_ENUM[array.dtype]
+  proto.tensor_content = np.ascontiguousarray(array).tobytes()

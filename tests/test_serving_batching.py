@@ -1,6 +1,7 @@
 """Request batching: merged calls, isolation of a bad request, cancellation."""
+import asyncio
+import concurrent.futures
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -9,112 +10,112 @@ from serving import batching
 
 
 class _Doubler:
-  """Doubles `x`; records each batch size; can block until released."""
+  """Doubles `x` on a model thread; records batch sizes; can be held."""
 
   def __init__(self):
     self.batches = []
     self.gate = threading.Event()
     self.gate.set()
-    self.entered = threading.Event()
 
   def __call__(self, inputs):
-    self.entered.set()
-    self.gate.wait()
+    self.gate.wait(10)
     if (inputs["x"] < 0).any():
       raise ValueError("negative input")
     self.batches.append(len(inputs["x"]))
     return {"y": inputs["x"] * 2}
 
 
-def _run_in_threads(batcher, values):
-  results, errors = {}, {}
-
-  def call(value):
-    try:
-      results[value] = batcher.run({"x": np.array([value])}, 1)["y"]
-    except Exception as e:  # pylint: disable=broad-except
-      errors[value] = e
-
-  threads = [threading.Thread(target=call, args=(v,)) for v in values]
-  for t in threads:
-    t.start()
-  return threads, results, errors
+@pytest.fixture
+def executor():
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    yield pool
 
 
-def test_concurrent_requests_share_a_batch_and_get_their_own_rows():
+def _call(batcher, value):
+  return batcher.run({"x": np.array([value])}, 1)
+
+
+async def _settle():
+  for _ in range(5):
+    await asyncio.sleep(0.01)
+
+
+def test_concurrent_requests_share_a_batch_and_get_their_own_rows(executor):
   fn = _Doubler()
-  batcher = batching.Batcher(fn, max_batch_rows=8)
-  fn.gate.clear()
-  # The first request runs alone and holds the model; the next nine queue
-  # behind it and run as batches of at most 8 rows.
-  first, first_results, _ = _run_in_threads(batcher, [100])
-  assert fn.entered.wait(5)
-  threads, results, errors = _run_in_threads(batcher, range(1, 10))
-  time.sleep(0.2)
-  fn.gate.set()
-  for t in first + threads:
-    t.join(5)
-  assert not errors
-  assert first_results[100].tolist() == [200]
-  assert {v: r.tolist() for v, r in results.items()} == {
-      v: [2 * v] for v in range(1, 10)}
+  batcher = batching.Batcher(fn, max_batch_rows=8, executor=executor)
+
+  async def scenario():
+    fn.gate.clear()
+    # The first request runs alone and holds the model; nine more queue
+    # behind it and run as batches of at most 8 rows.
+    first = asyncio.ensure_future(_call(batcher, 100))
+    await _settle()
+    rest = [asyncio.ensure_future(_call(batcher, v)) for v in range(1, 10)]
+    await _settle()
+    fn.gate.set()
+    return await first, await asyncio.gather(*rest)
+
+  first, rest = asyncio.run(scenario())
+  assert first["y"].tolist() == [200]
+  assert [r["y"].tolist() for r in rest] == [[2 * v] for v in range(1, 10)]
   assert fn.batches == [1, 8, 1]
 
 
-def test_a_failing_request_does_not_fail_its_batch_mates():
+def test_a_failing_request_does_not_fail_its_batch_mates(executor):
   fn = _Doubler()
-  batcher = batching.Batcher(fn, max_batch_rows=8)
-  fn.gate.clear()
-  first, _, _ = _run_in_threads(batcher, [100])
-  assert fn.entered.wait(5)
-  threads, results, errors = _run_in_threads(batcher, [1, -1, 2])
-  time.sleep(0.2)
-  fn.gate.set()
-  for t in first + threads:
-    t.join(5)
-  assert sorted(results) == [1, 2]
-  assert list(errors) == [-1]
-  assert isinstance(errors[-1], ValueError)
+  batcher = batching.Batcher(fn, max_batch_rows=8, executor=executor)
+
+  async def scenario():
+    fn.gate.clear()
+    first = asyncio.ensure_future(_call(batcher, 100))
+    await _settle()
+    rest = [asyncio.ensure_future(_call(batcher, v)) for v in (1, -1, 2)]
+    await _settle()
+    fn.gate.set()
+    await first
+    return await asyncio.gather(*rest, return_exceptions=True)
+
+  good, bad, also_good = asyncio.run(scenario())
+  assert good["y"].tolist() == [2] and also_good["y"].tolist() == [4]
+  assert isinstance(bad, ValueError)
 
 
-def test_a_cancelled_request_is_dropped_before_it_runs():
+def test_a_cancelled_request_is_dropped_before_it_runs(executor):
   fn = _Doubler()
-  batcher = batching.Batcher(fn, max_batch_rows=8)
-  fn.gate.clear()
-  first, _, _ = _run_in_threads(batcher, [100])
-  assert fn.entered.wait(5)
-  cancels = []
-  outcome = {}
+  batcher = batching.Batcher(fn, max_batch_rows=8, executor=executor)
 
-  def call():
-    try:
-      batcher.run({"x": np.array([5])}, 1, on_submit=cancels.append)
-    except batching.CancelledError as e:
-      outcome["error"] = e
+  async def scenario():
+    fn.gate.clear()
+    first = asyncio.ensure_future(_call(batcher, 100))
+    await _settle()
+    queued = asyncio.ensure_future(_call(batcher, 5))
+    await _settle()
+    queued.cancel()  # The client went away while the request was queued.
+    await _settle()
+    fn.gate.set()
+    await first
+    with pytest.raises(asyncio.CancelledError):
+      await queued
+    # The batcher still answers afterwards.
+    return await _call(batcher, 7)
 
-  waiter = threading.Thread(target=call)
-  waiter.start()
-  time.sleep(0.2)
-  cancels[0]()  # The client went away while the request was queued.
-  waiter.join(5)
-  fn.gate.set()
-  for t in first:
-    t.join(5)
-  assert isinstance(outcome["error"], batching.CancelledError)
-  assert fn.batches == [1]  # Only the first request ever ran.
+  assert asyncio.run(scenario())["y"].tolist() == [14]
+  assert fn.batches == [1, 1]  # The cancelled request never ran.
 
 
-def test_batch_timeout_waits_for_company():
+def test_batch_timeout_waits_for_company(executor):
   fn = _Doubler()
-  batcher = batching.Batcher(fn, max_batch_rows=4, batch_timeout_s=0.3)
-  threads, results, errors = _run_in_threads(batcher, [1, 2, 3, 4])
-  for t in threads:
-    t.join(5)
-  assert not errors and len(results) == 4
-  assert fn.batches == [4]
+  batcher = batching.Batcher(fn, max_batch_rows=4, executor=executor,
+                             batch_timeout_s=0.3)
+
+  async def scenario():
+    return await asyncio.gather(*[_call(batcher, v) for v in (1, 2, 3)])
+
+  assert [r["y"].tolist() for r in asyncio.run(scenario())] == [[2], [4], [6]]
+  assert fn.batches == [3]
 
 
-def test_oversized_request_is_refused():
-  batcher = batching.Batcher(_Doubler(), max_batch_rows=2)
+def test_oversized_request_is_refused(executor):
+  batcher = batching.Batcher(_Doubler(), max_batch_rows=2, executor=executor)
   with pytest.raises(ValueError, match="1..2 allowed"):
-    batcher.run({"x": np.arange(3)}, 3)
+    asyncio.run(batcher.run({"x": np.arange(3)}, 3))

@@ -95,6 +95,21 @@ def test_corrupt_version_keeps_the_previous_serving_until_fixed(registry):
   assert reg.get("m") == ("m", 2, "fixed!")
 
 
+def test_on_change_runs_after_a_swap_only(tmp_path):
+  base = str(tmp_path / "m")
+  _write_version(base, 1)
+  changes = []
+  reg = model_registry.ModelRegistry([model_registry.ModelSource("m", base)],
+                                     _FakeLoader(),
+                                     on_change=lambda: changes.append(1))
+  reg.poll()
+  reg.poll()
+  assert changes == [1]
+  _write_version(base, 2)
+  reg.poll()  # Loads 2 and unloads 1 in one poll.
+  assert changes == [1, 1]
+
+
 def test_unknown_model_and_nothing_loaded_are_not_found(registry):
   reg, _, _ = registry
   with pytest.raises(model_registry.NotFoundError, match="no model named"):
