@@ -25,18 +25,19 @@ _LOG_EVERY_SECONDS = 10.0
 Signature = Callable[..., Mapping[str, "tf.Tensor"]]
 
 
-def load_signature(saved_model_dir: str) -> Signature:
-  """Loads the `serving_default` signature of a SavedModel directory."""
+def load_signature(saved_model_dir: str,
+                   output: str = EMBEDDING_OUTPUT) -> Signature:
+  """Loads the `serving_default` signature, checking it has `output`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   loaded = tf.saved_model.load(saved_model_dir)
   if SERVING_SIGNATURE not in loaded.signatures:
     raise ValueError(f"{saved_model_dir} has no {SERVING_SIGNATURE!r} "
                      f"signature; it has {sorted(loaded.signatures)}")
   signature = loaded.signatures[SERVING_SIGNATURE]
-  if EMBEDDING_OUTPUT not in signature.structured_outputs:
+  if output not in signature.structured_outputs:
     raise ValueError(f"{saved_model_dir}: {SERVING_SIGNATURE} outputs "
                      f"{sorted(signature.structured_outputs)}, not "
-                     f"{EMBEDDING_OUTPUT!r}")
+                     f"{output!r}")
   return signature
 
 

@@ -34,7 +34,7 @@ def retrieve_file(serving_dir: str, queries_path: str, k: int,
   """Writes `{"query", "item_ids", "scores"}` lines; returns how many."""
   queries = read_queries(queries_path)
   model_dir = serving_eval.latest_version_dir(serving_dir, configs.RETRIEVAL)
-  retrieval = embedding.load_signature(model_dir)
+  retrieval = embedding.load_signature(model_dir, output="item_ids")
   served_k = retrieval.structured_outputs["item_ids"].shape[-1]
   if k < 1 or (served_k is not None and k > served_k):
     raise ValueError(f"k must be in 1..{served_k} for the model at {model_dir}")

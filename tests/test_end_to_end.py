@@ -18,15 +18,15 @@ from tfx_pipeline.runners import local
 def pipeline_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("e2e")
   data_dir = str(root / "data")
-  simulator.simulate(data_dir, num_items=300, num_queries=40,
-                     num_requests=500)
+  simulator.simulate(data_dir, num_items=300, num_queries=80,
+                     num_requests=1000)
   config = configs.PipelineConfig(
       logs_pattern=os.path.join(data_dir, "logs", "*.csv.gz"),
       catalog_path=os.path.join(data_dir, "catalog.csv"),
       output_dir=str(root / "out"))
   config = configs.with_overrides(
-      config, ["model.epochs=2", "model.batch_size=32", "model.retrieval_k=50",
-               "text.vocab_min_frequency=1"])
+      config, ["model.epochs=6", "model.batch_size=32", "model.retrieval_k=50",
+               "mining.eval_fraction=0.25", "text.vocab_min_frequency=1"])
   local.run(config)
   return config, data_dir
 
