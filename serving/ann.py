@@ -143,8 +143,9 @@ class ScannIndex(Index):
 
   @staticmethod
   def default_params(num_items: int, k: int) -> Dict[str, Any]:
-    # ~2 sqrt(N) partitions of ~sqrt(N)/2 items; searching a fifth of them and
-    # re-ranking a few times k keeps recall@k >= 0.95 on clustered embeddings.
+    # ~2 sqrt(N) partitions of ~sqrt(N)/2 items; searching 30% of them and
+    # re-ranking a few times k keeps recall@k >= 0.95 on clustered embeddings
+    # (bench/results/serving.md), at a small share of exact search's cost.
     # Below a few thousand items neither partitions nor quantisation pay (nor
     # can quantisation train), so ScaNN scores every item exactly.
     small = num_items < 2000
@@ -152,7 +153,7 @@ class ScannIndex(Index):
     return {
         "scoring": "brute_force" if small else "asymmetric_hashing",
         "num_leaves": num_leaves,
-        "leaves_to_search": max(1, int(math.ceil(num_leaves / 5))),
+        "leaves_to_search": max(1, int(math.ceil(0.3 * num_leaves))),
         "reorder_num_neighbors": min(num_items, max(1000, 4 * k)),
         "dims_per_block": 2,
         "quantization_threshold": 0.2,
@@ -224,11 +225,11 @@ class FaissIndex(Index):
   @staticmethod
   def default_params(num_items: int, k: int) -> Dict[str, Any]:
     del k  # Every probed list is scored exactly; k does not change the plan.
-    # The same plan as ScaNN's: ~2 sqrt(N) lists, a fifth of them probed.
+    # The same plan as ScaNN's: ~2 sqrt(N) lists, 30% of them probed.
     nlist = 1 if num_items < 2000 else int(round(2 * math.sqrt(num_items)))
     return {
         "nlist": nlist,
-        "nprobe": max(1, int(math.ceil(nlist / 5))),
+        "nprobe": max(1, int(math.ceil(0.3 * nlist))),
         "training_sample_size": min(num_items, 250_000),
     }
 
