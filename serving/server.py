@@ -37,6 +37,8 @@ from serving import tensor_codec
 from tfx_pipeline import configs
 
 SIGNATURE_DEF_FIELD = "signature_def"
+# Elements one row of one input may have (inputs here are [batch] vectors).
+_MAX_ROW_ELEMENTS = 4096
 _OK, _UNKNOWN = 0, 2  # tensorflow.error.Code values for StatusProto.
 
 
@@ -126,7 +128,9 @@ def _decode_inputs(request: predict_pb2.PredictRequest, signature,
     try:
       shape = tensor_codec.shape_of(proto)
       _check_shape(name, info, shape)
-      value = tensor_codec.to_ndarray(proto)
+      # A batch has at most max_batch_rows rows of a few values each.
+      value = tensor_codec.to_ndarray(
+          proto, max_elements=options.max_batch_rows * _MAX_ROW_ELEMENTS)
     except ValueError as e:
       raise _RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                           f"input {name!r}: {e}") from e

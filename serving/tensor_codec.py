@@ -6,7 +6,7 @@ tensor is one clear `ValueError` (INVALID_ARGUMENT on the wire) instead of a
 crash deep in TensorFlow. Numeric tensors are written as `tensor_content`
 bytes, the compact form `tf.make_ndarray` and TF Serving's clients read.
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2
@@ -45,13 +45,23 @@ def shape_of(proto: tensor_pb2.TensorProto) -> Sequence[int]:
   return dims
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-  """Decodes a TensorProto; raises ValueError on an unsupported or bad one."""
+def to_ndarray(proto: tensor_pb2.TensorProto,
+               max_elements: Optional[int] = None) -> np.ndarray:
+  """Decodes a TensorProto; raises ValueError on an unsupported or bad one.
+
+  Args:
+    proto: the tensor.
+    max_elements: refuse a larger shape before allocating it (one value may
+      fill any shape, so a tiny message can ask for a huge array).
+  """
   if proto.dtype not in _DTYPES:
     raise ValueError(f"unsupported tensor {dtype_name(proto.dtype)}")
   numpy_dtype, field = _DTYPES[proto.dtype]
   shape = shape_of(proto)
   size = int(np.prod(shape, dtype=np.int64))
+  if max_elements is not None and size > max_elements:
+    raise ValueError(f"tensor of shape {shape} has {size} elements; at most "
+                     f"{max_elements} are accepted")
   if proto.dtype == types_pb2.DT_STRING:
     values = np.empty(len(proto.string_val), dtype=object)
     values[:] = list(proto.string_val)

@@ -226,6 +226,12 @@ def _bad_content():
   return {"item_id": proto, "title": _texts("a", "b")}
 
 
+def _huge_shape():
+  proto = tensor_codec.from_ndarray(_texts("x"))
+  proto.tensor_shape.dim[0].size = 10**12  # One value fills any shape.
+  return proto
+
+
 NOT_FOUND, INVALID = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
 BAD_REQUESTS = {
     "unknown model": ("ranker", {"query": _texts("x")}, {}, NOT_FOUND,
@@ -258,6 +264,8 @@ BAD_REQUESTS = {
                   "UTF-8"),
     "truncated tensor": ("item_tower", _bad_content(), {}, INVALID,
                          "tensor_content"),
+    "huge shape, one value": ("retrieval", {"query": _huge_shape()}, {},
+                              INVALID, "elements"),
 }
 
 
