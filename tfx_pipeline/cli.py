@@ -52,7 +52,7 @@ def cmd_run(args):
   from tfx_pipeline import run_report  # pylint: disable=g-import-not-at-top
   from tfx_pipeline.runners import local  # pylint: disable=g-import-not-at-top
   started = time.time()
-  local.run(config)
+  local.run(config, enable_cache=args.cache)
   report = run_report.latest_run(config.metadata_path)
   report["wall_seconds"] = round(time.time() - started, 1)
   print(run_report.format_report(report))
@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Override a config knob, e.g. model.epochs=3 "
                  "(sections: mining, text, model, evaluation).")
   p.add_argument("--report", help="Also write the run report as JSON here.")
+  p.add_argument("--cache", action="store_true",
+                 help="Reuse outputs of components whose inputs and settings "
+                 "are unchanged since an earlier run in the same --output "
+                 "(e.g. rerun only training after a model.* change).")
   p.set_defaults(func=cmd_run)
 
   p = sub.add_parser("retrieve", help="Top-k items for a file of queries.")
