@@ -206,6 +206,21 @@ def load_test(address: str, queries: Sequence[str], clients: int,
   return result
 
 
+def run_load(serving_dir: str, queries: Sequence[str], clients: Sequence[int],
+             duration_s: float, warmup_s: float) -> List[Dict[str, object]]:
+  """Starts `mmse serve` on `serving_dir` and load-tests each client count."""
+  port = _free_port()
+  address = f"127.0.0.1:{port}"
+  process = start_server(serving_dir, port)
+  try:
+    wait_until_serving(address, process)
+    return [load_test(address, queries, c, duration_s, warmup_s)
+            for c in clients]
+  finally:
+    process.terminate()
+    process.wait(60)
+
+
 # --- ANN against exact. -----------------------------------------------------
 
 
@@ -266,6 +281,23 @@ def ann_vs_exact(name: str, item_ids: np.ndarray, item_embeddings: np.ndarray,
   return row
 
 
+def catalogue_ann_vs_exact(serving_dir: str, retrieval_version: int,
+                          queries: Sequence[str],
+                          single_queries: int) -> Dict[str, object]:
+  """ANN against exact on the catalogue's item embeddings as indexed, with
+  the queries embedded by the query tower they pair with."""
+  index_dir = os.path.join(serving_dir, configs.RETRIEVAL,
+                           str(retrieval_version), ann.INDEX_SUBDIR)
+  item_ids = np.load(os.path.join(index_dir, ann.ITEM_IDS_FILE))
+  item_embeddings = np.load(os.path.join(index_dir, ann.EMBEDDINGS_FILE))
+  tower_base = os.path.join(serving_dir, configs.QUERY_TOWER)
+  query_tower = embedding.load_signature(os.path.join(
+      tower_base, str(model_registry.loadable_versions(tower_base)[-1])))
+  return ann_vs_exact("benchmark catalogue", item_ids, item_embeddings,
+                      embedding.embed_queries(query_tower, queries),
+                      ("scann", "faiss"), single_queries)
+
+
 def synthetic_embeddings(num_items: int, num_queries: int, dim: int,
                          clustered: bool, seed: int = 0):
   """Unit-norm item and query embeddings, generated in chunks.
@@ -316,60 +348,66 @@ def read_query_texts(path: Optional[str], catalog: catalog_lib.Catalog,
 
 # --- Report. ----------------------------------------------------------------
 
+SECTIONS = ("load", "ann", "build")
+
 
 def _mark(ok: bool) -> str:
   return "met" if ok else "NOT met"
 
 
-def render(results: Dict[str, object]) -> str:
-  env = results["environment"]
+def _stamp(section: Dict[str, object]) -> str:
+  return (f"Measured {section['date']}, load average "
+          f"{section['load_average']} at start (other work shares the "
+          "cores).")
+
+
+def _render_load(load: Dict[str, object]) -> List[str]:
+  rows = load["rows"]
   lines = [
-      "# Serving benchmark", "",
-      f"Run {results['date']} on {env['cpus']} CPU cores (load average "
-      f"{env['load_average']} at start, shared with other work), "
-      f"{results['setup']['towers']}, catalogue of "
-      f"{results['catalog_items']:,} items, top-{K}.", ""
+      "## gRPC query -> top-100 (`mmse serve`, ANN index)", "",
+      _stamp(load) + f" Closed-loop clients, {rows[0]['seconds']:.0f} s "
+      "each after a warm-up, one query per Predict call; the response "
+      "carries 100 ids, scores and titles. The clients (grpc.aio, one "
+      "process) run on the same cores as the server.", "",
+      "| Clients | Requests | Failed | Queries/s | p50 ms | p99 ms | Mean ms |",
+      "|---:|---:|---:|---:|---:|---:|---:|"
   ]
-  load = results.get("load")
-  if load:
-    lines += [
-        "## gRPC query -> top-100 (`mmse serve`, ANN index)", "",
-        f"Closed-loop clients, {load[0]['seconds']:.0f} s each after a "
-        "warm-up, one query per Predict call; the response carries 100 ids, "
-        "scores and titles. Clients run on the same cores as the server.", "",
-        "| Clients | Requests | Failed | Queries/s | p50 ms | p99 ms | "
-        "Mean ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|"
-    ]
-    for r in load:
-      lines.append(f"| {r['clients']} | {r['requests']:,} | {r['failed']} | "
-                   f"{r['qps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-                   f"| {r['mean_ms']:.2f} |")
-    at8 = next((r for r in load if r["clients"] == 8), None)
-    best_qps = max(r["qps"] for r in load)
-    failed = sum(r["failed"] for r in load)
-    lines += [""]
-    if at8:
-      lines.append(f"- p99 < {TARGET_P99_MS_AT_8:.0f} ms at 8 clients: "
-                   f"{_mark(at8['p99_ms'] < TARGET_P99_MS_AT_8)} "
-                   f"({at8['p99_ms']:.2f} ms)")
-    lines += [
-        f"- >= {TARGET_QPS:.0f} queries/s: {_mark(best_qps >= TARGET_QPS)} "
-        f"({best_qps:.0f} at best)",
-        f"- zero failed requests: {_mark(failed == 0)} ({failed})", ""
-    ]
+  for r in rows:
+    lines.append(f"| {r['clients']} | {r['requests']:,} | {r['failed']} | "
+                 f"{r['qps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                 f"{r['mean_ms']:.2f} |")
+  at8 = next((r for r in rows if r["clients"] == 8), None)
+  best_qps = max(r["qps"] for r in rows)
+  failed = sum(r["failed"] for r in rows)
+  lines.append("")
+  if at8:
+    lines.append(f"- p99 < {TARGET_P99_MS_AT_8:.0f} ms at 8 clients: "
+                 f"{_mark(at8['p99_ms'] < TARGET_P99_MS_AT_8)} "
+                 f"({at8['p99_ms']:.2f} ms)")
   lines += [
+      f"- >= {TARGET_QPS:.0f} queries/s: {_mark(best_qps >= TARGET_QPS)} "
+      f"({best_qps:.0f} at best)",
+      f"- zero failed requests: {_mark(failed == 0)} ({failed})", ""
+  ]
+  return lines
+
+
+def _render_ann(section: Dict[str, object]) -> List[str]:
+  lines = [
       "## ANN against exact search", "",
-      "Recall@100 = share of the exact top-100 the index returns. Speed-up "
-      "= exact time / index time, per query, for one query per call (as the "
-      "server searches) and for all queries in one call. Exact search is a "
-      "NumPy matrix product + partial sort (multi-threaded BLAS); ScaNN "
-      "searches on one thread.", "",
+      _stamp(section) + " Recall@100 = share of the exact top-100 the index "
+      "returns. Speed-up = exact time / index time per query, for one query "
+      "per call (as the server searches) and for all queries in one call. "
+      "Exact search is a NumPy matrix product + partial sort (multi-threaded "
+      "BLAS); ScaNN searches on one thread. Synthetic embeddings are unit "
+      "vectors: *clustered* around 2 sqrt(N) centres with queries near "
+      "items (as learned embeddings cluster by category), or *isotropic* "
+      "(uniform on the sphere, the hardest case for partitioning).", "",
       "| Items | Embeddings | Index | Build s | Recall@100 | ms/query "
       "(1 per call) | Speed-up | ms/query (batched) | Speed-up |",
       "|---:|---|---|---:|---:|---:|---:|---:|---:|"
   ]
-  for row in results["ann"]:
+  for row in section["rows"]:
     lines.append(f"| {row['items']:,} | {row['dataset']} | exact | - | 1 | "
                  f"{row['exact_single_ms']:.3f} | 1 | "
                  f"{row['exact_batched_ms']:.3f} | 1 |")
@@ -379,39 +417,67 @@ def render(results: Dict[str, object]) -> str:
           f"| {r['recall@100']:.3f} | {r['single_ms']:.3f} | "
           f"{r['speedup_single']:.1f}x | {r['batched_ms']:.3f} | "
           f"{r['speedup_batched']:.1f}x |")
-  target_rows = [r for r in results["ann"]
-                 if r["items"] == 1_000_000 and r["dataset"] == "clustered"]
-  if target_rows:
-    scann = target_rows[0]["indexes"].get("scann")
-    if scann:
-      ok = (scann["recall@100"] >= TARGET_RECALL and
-            scann["speedup_single"] >= TARGET_SPEEDUP)
-      lines += ["", f"- ScaNN at 1M: recall@100 >= {TARGET_RECALL} at >= "
-                f"{TARGET_SPEEDUP:.0f}x faster than exact: {_mark(ok)} "
-                f"({scann['recall@100']:.3f} at "
-                f"{scann['speedup_single']:.1f}x one query per call, "
-                f"{scann['speedup_batched']:.1f}x batched)"]
+  target = next((r["indexes"].get("scann") for r in section["rows"]
+                 if r["items"] == 1_000_000 and r["dataset"] == "clustered"),
+                None)
+  if target:
+    ok = (target["recall@100"] >= TARGET_RECALL and
+          target["speedup_single"] >= TARGET_SPEEDUP)
+    lines += ["", f"- ScaNN at 1M: recall@100 >= {TARGET_RECALL} at >= "
+              f"{TARGET_SPEEDUP:.0f}x faster than exact: {_mark(ok)} "
+              f"({target['recall@100']:.3f} at {target['speedup_single']:.1f}x"
+              f" one query per call, {target['speedup_batched']:.1f}x "
+              "batched)"]
   lines += ["", "Index parameters (defaults sized by catalogue size):", ""]
-  for row in results["ann"]:
+  for row in section["rows"]:
     for kind, r in row["indexes"].items():
       lines.append(f"- {row['items']:,} {row['dataset']} {kind}: "
                    f"`{json.dumps(r['params'])}`")
-  lines += [
-      "", "## Index build time against catalogue size", "",
+  return lines + [""]
+
+
+def _render_build(results: Dict[str, object]) -> List[str]:
+  rows = [{"items": row["items"], "dataset": row["dataset"], "kind": kind,
+           "build_s": r["build_s"]}
+          for row in results.get("ann", {}).get("rows", [])
+          for kind, r in row["indexes"].items()]
+  rows += results.get("build", {}).get("rows", [])
+  lines = [
+      "## Index build time against catalogue size", "",
+      "From the table above and extra synthetic sizes (clustered).", "",
       "| Items | Embeddings | Index | Build s |", "|---:|---|---|---:|"
   ]
-  for r in sorted(results["build"], key=lambda r: (r["kind"], r["items"])):
+  for r in sorted(rows, key=lambda r: (r["kind"], r["items"])):
     lines.append(f"| {r['items']:,} | {r['dataset']} | {r['kind']} | "
                  f"{r['build_s']} |")
-  lines += [
-      "", f"`mmse index` on the catalogue (embed with the item tower, export "
-      f"the exact SavedModel, build the {results['setup']['index_kind']} "
-      f"index, rename into place): {results['setup']['mmse_index_seconds']} "
-      "s.", "", "Environment: " + ", ".join(
-          f"{k} {v}" for k, v in env.items()
-          if k not in ("cpus", "load_average")), ""
+  setup = results.get("setup")
+  if setup:
+    lines += [
+        "", f"`mmse index` on the catalogue (embed it with the item tower, "
+        f"export the exact SavedModel, build the {setup['index_kind']} "
+        f"index, rename into place): {setup['mmse_index_seconds']} s."
+    ]
+  return lines + [""]
+
+
+def render(results: Dict[str, object]) -> str:
+  env = results["environment"]
+  setup = results.get("setup", {})
+  lines = [
+      "# Serving benchmark", "",
+      f"{env['cpus']} CPU cores; {setup.get('towers', 'no towers')}; "
+      f"catalogue of {results['catalog_items']:,} items; top-{K}. "
+      "Regenerate with `python -m bench.serving` (`--sections` reruns a "
+      "part, `--serving-dir` uses pushed towers).", ""
   ]
-  return "\n".join(lines)
+  if "load" in results:
+    lines += _render_load(results["load"])
+  if "ann" in results:
+    lines += _render_ann(results["ann"])
+  lines += _render_build(results)
+  lines.append("Environment: " + ", ".join(
+      f"{k} {v}" for k, v in env.items() if k != "cpus"))
+  return "\n".join(lines) + "\n"
 
 
 def _environment() -> Dict[str, object]:
@@ -421,7 +487,6 @@ def _environment() -> Dict[str, object]:
   from importlib import metadata  # pylint: disable=g-import-not-at-top
   return {
       "cpus": os.cpu_count(),
-      "load_average": round(os.getloadavg()[0], 1),
       "python": platform.python_version(),
       "tensorflow": tf.__version__,
       "scann": metadata.version("scann"),
@@ -430,8 +495,40 @@ def _environment() -> Dict[str, object]:
   }
 
 
+def _section_stamp() -> Dict[str, object]:
+  return {"date": time.strftime("%Y-%m-%d %H:%M"),
+          "load_average": round(os.getloadavg()[0], 1)}
+
+
 def _ints(text: str) -> List[int]:
   return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _run_synthetic(args) -> List[Dict[str, object]]:
+  rows = []
+  for clustered, sizes in ((True, _ints(args.synthetic_sizes)),
+                           (False, _ints(args.isotropic_sizes))):
+    for size in sizes:
+      ids, items, queries = synthetic_embeddings(
+          size, 1000 if size <= 1_000_000 else 200, args.dim, clustered)
+      kinds = ["scann"] + (["faiss"] if size <= args.faiss_max_items else [])
+      rows.append(ann_vs_exact(
+          "clustered" if clustered else "isotropic", ids, items, queries,
+          kinds, min(args.single_queries, 50 if size > 1_000_000 else 200)))
+      del items
+  return rows
+
+
+def _run_builds(args) -> List[Dict[str, object]]:
+  rows = []
+  for size in _ints(args.build_sizes):
+    ids, items, _ = synthetic_embeddings(size, 1, args.dim, True)
+    for kind in ("scann", "faiss"):
+      started = time.monotonic()
+      ann.build(ids, items, kind, k=K)
+      rows.append({"items": size, "dataset": "clustered", "kind": kind,
+                   "build_s": round(time.monotonic() - started, 1)})
+  return rows
 
 
 def main(argv=None) -> int:
@@ -444,6 +541,9 @@ def main(argv=None) -> int:
   parser.add_argument("--queries",
                       default=str(DEFAULT_DATA_DIR / "dev_judgments.csv"),
                       help="CSV with a query column, or one query a line.")
+  parser.add_argument("--sections", default=",".join(SECTIONS),
+                      help="Parts to run (load, ann, build); the others are "
+                      "kept from the existing serving.json.")
   parser.add_argument("--kind", default="scann", choices=ann.KINDS,
                       help="Index the server answers through.")
   parser.add_argument("--duration", type=float, default=30.0)
@@ -461,86 +561,45 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO,
                       format="%(asctime)s %(levelname)s %(message)s")
+  sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+  if not sections or sections - set(SECTIONS):
+    parser.error(f"--sections takes some of {SECTIONS}")
 
-  results = {"date": time.strftime("%Y-%m-%d %H:%M"),
-             "environment": _environment(), "k": K}
+  json_path = os.path.join(args.results_dir, JSON_FILE)
+  results = {}
+  if sections != set(SECTIONS) and os.path.exists(json_path):
+    with open(json_path, encoding="utf-8") as f:
+      results = json.load(f)
+  results.update(environment=_environment(), k=K)
   catalog = catalog_lib.read_catalog_csv(args.catalog)
   results["catalog_items"] = len(catalog[features.ITEM_ID])
-  queries = read_query_texts(
-      args.queries if os.path.exists(args.queries) else None, catalog)
-  work_dir = tempfile.mkdtemp(prefix="mmse-bench-serving-")
-  try:
-    serving_dir = os.path.join(work_dir, "serving")
-    results["setup"] = prepare_serving_dir(serving_dir, args.catalog,
-                                           args.kind, args.serving_dir)
 
-    clients = _ints(args.clients)
-    if clients:
-      port = _free_port()
-      address = f"127.0.0.1:{port}"
-      process = start_server(serving_dir, port)
-      try:
-        wait_until_serving(address, process)
-        results["load"] = [
-            load_test(address, queries, c, args.duration, args.warmup)
-            for c in clients
-        ]
-      finally:
-        process.terminate()
-        process.wait(60)
-
-    # The catalogue's item embeddings as indexed, and the queries embedded by
-    # the query tower they pair with.
-    index_dir = os.path.join(serving_dir, configs.RETRIEVAL,
-                             str(results["setup"]["retrieval_version"]),
-                             ann.INDEX_SUBDIR)
-    item_ids = np.load(os.path.join(index_dir, ann.ITEM_IDS_FILE))
-    item_embeddings = np.load(os.path.join(index_dir, ann.EMBEDDINGS_FILE))
-    query_tower = embedding.load_signature(os.path.join(
-        serving_dir, configs.QUERY_TOWER,
-        str(model_registry.loadable_versions(
-            os.path.join(serving_dir, configs.QUERY_TOWER))[-1])))
-    query_embeddings = embedding.embed_queries(query_tower, queries)
-    results["ann"] = [
-        ann_vs_exact("benchmark catalogue", item_ids, item_embeddings,
-                     query_embeddings, ("scann", "faiss"), args.single_queries)
-    ]
-    results["build"] = [
-        {"items": len(item_ids), "dataset": "benchmark catalogue", "kind": k,
-         "build_s": r["build_s"]}
-        for k, r in results["ann"][0]["indexes"].items()
-    ]
-    del item_embeddings
-  finally:
-    shutil.rmtree(work_dir, ignore_errors=True)
-
-  for clustered, sizes in ((True, _ints(args.synthetic_sizes)),
-                           (False, _ints(args.isotropic_sizes))):
-    for size in sizes:
-      dataset = "clustered" if clustered else "isotropic"
-      ids, items, synthetic_queries = synthetic_embeddings(
-          size, 1000 if size <= 1_000_000 else 200, args.dim, clustered)
-      kinds = ["scann"] + (["faiss"] if size <= args.faiss_max_items else [])
-      row = ann_vs_exact(dataset, ids, items, synthetic_queries, kinds,
-                         min(args.single_queries,
-                             50 if size > 1_000_000 else 200))
-      results["ann"].append(row)
-      results["build"] += [{"items": size, "dataset": dataset, "kind": k,
-                            "build_s": r["build_s"]}
-                           for k, r in row["indexes"].items()]
-      del items
-  for size in _ints(args.build_sizes):
-    ids, items, _ = synthetic_embeddings(size, 1, args.dim, True)
-    for kind in ("scann", "faiss"):
-      started = time.monotonic()
-      ann.build(ids, items, kind, k=K)
-      results["build"].append({"items": size, "dataset": "clustered",
-                               "kind": kind, "build_s": round(
-                                   time.monotonic() - started, 1)})
+  if sections & {"load", "ann"}:
+    queries = read_query_texts(
+        args.queries if os.path.exists(args.queries) else None, catalog)
+    work_dir = tempfile.mkdtemp(prefix="mmse-bench-serving-")
+    try:
+      serving_dir = os.path.join(work_dir, "serving")
+      results["setup"] = prepare_serving_dir(serving_dir, args.catalog,
+                                             args.kind, args.serving_dir)
+      if "load" in sections:
+        results["load"] = {**_section_stamp(), "rows": run_load(
+            serving_dir, queries, _ints(args.clients), args.duration,
+            args.warmup)}
+      if "ann" in sections:
+        stamp = _section_stamp()
+        rows = [catalogue_ann_vs_exact(
+            serving_dir, results["setup"]["retrieval_version"], queries,
+            args.single_queries)]
+    finally:
+      shutil.rmtree(work_dir, ignore_errors=True)
+    if "ann" in sections:
+      results["ann"] = {**stamp, "rows": rows + _run_synthetic(args)}
+  if "build" in sections:
+    results["build"] = {**_section_stamp(), "rows": _run_builds(args)}
 
   os.makedirs(args.results_dir, exist_ok=True)
-  with open(os.path.join(args.results_dir, JSON_FILE), "w",
-            encoding="utf-8") as f:
+  with open(json_path, "w", encoding="utf-8") as f:
     json.dump(results, f, indent=2, default=str)
   table = render(results)
   with open(os.path.join(args.results_dir, TABLE_FILE), "w",
