@@ -75,6 +75,23 @@ def cmd_evaluate(args):
   print(json.dumps(metrics, indent=2))
 
 
+def cmd_serve(args):
+  from serving import server  # pylint: disable=g-import-not-at-top
+  server.serve(args.model_base_path, host=args.host, port=args.port)
+
+
+def cmd_query(args):
+  from serving import client  # pylint: disable=g-import-not-at-top
+  print(client.format_hits(client.query(args.server, args.text, args.k)))
+
+
+def cmd_index(args):
+  from serving import indexing  # pylint: disable=g-import-not-at-top
+  version = indexing.build_index(args.serving_dir, args.catalog,
+                                 kind=args.kind, k=args.k)
+  print(f"Wrote {configs.RETRIEVAL} version {version} under {args.serving_dir}")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="mmse", description="Multi-stage multi-grained semantic embeddings "
@@ -120,6 +137,28 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--judgments", required=True,
                  help="CSV query,item_id,relevance (grades 1..3).")
   p.set_defaults(func=cmd_evaluate)
+
+  p = sub.add_parser("serve", help="gRPC server speaking TF Serving's API.")
+  p.add_argument("--model-base-path", required=True,
+                 help="The serving dir (with models.config) to serve.")
+  p.add_argument("--port", type=int, default=8500)
+  p.add_argument("--host", default="127.0.0.1",
+                 help="Loopback unless told otherwise.")
+  p.set_defaults(func=cmd_serve)
+
+  p = sub.add_parser("query", help="Top items for one query, over gRPC.")
+  p.add_argument("--server", default="127.0.0.1:8500", help="HOST:PORT")
+  p.add_argument("text")
+  p.add_argument("-k", type=int, default=10)
+  p.set_defaults(func=cmd_query)
+
+  p = sub.add_parser("index", help="Re-index a catalogue without retraining.")
+  p.add_argument("--serving-dir", required=True)
+  p.add_argument("--catalog", required=True)
+  p.add_argument("--kind", default="scann", choices=("scann", "faiss", "exact"))
+  p.add_argument("-k", type=int, help="Items per query (default: "
+                 "ModelConfig.retrieval_k, capped at the catalogue size).")
+  p.set_defaults(func=cmd_index)
   return parser
 
 
@@ -127,7 +166,7 @@ def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   try:
     args.func(args)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, FileNotFoundError, ConnectionError) as e:
     print(f"mmse {args.command}: error: {e}", file=sys.stderr)
     return 2
   return 0
