@@ -220,7 +220,8 @@ class FaissIndex(Index):
   def __init__(self, item_ids, embeddings, params, index=None):
     super().__init__(item_ids, embeddings, params)
     self._index = index or self._build(embeddings, params)
-    self._index.nprobe = params["nprobe"]
+    if params["nlist"] > 1:
+      self._index.nprobe = params["nprobe"]
 
   @staticmethod
   def default_params(num_items: int, k: int) -> Dict[str, Any]:
@@ -236,6 +237,10 @@ class FaissIndex(Index):
   @staticmethod
   def _build(embeddings, params):
     import faiss  # pylint: disable=g-import-not-at-top
+    if params["nlist"] == 1:  # A small catalogue: one list is a flat scan.
+      index = faiss.IndexFlatIP(embeddings.shape[1])
+      index.add(embeddings)
+      return index
     index = faiss.index_factory(embeddings.shape[1], f"IVF{params['nlist']},Flat",
                                 faiss.METRIC_INNER_PRODUCT)
     sample = np.random.default_rng(0).choice(
