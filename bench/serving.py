@@ -24,6 +24,7 @@ scratch directory.
 """
 import argparse
 import asyncio
+from importlib import metadata
 import json
 import logging
 import os
@@ -37,14 +38,24 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
+import faiss
+import grpc
 import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from bench import toy_serving
 from evaluation import embedding
 from model import catalog as catalog_lib
 from model import features
 from serving import ann
+from serving import batch_retrieve
 from serving import indexing
 from serving import model_registry
+from serving import tensor_codec
 from tfx_pipeline import configs
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -78,7 +89,6 @@ def prepare_serving_dir(work_dir: str, catalog_csv: str, kind: str,
                  os.path.join(work_dir, name, str(versions[-1])))
     towers = f"pushed towers from {pushed_dir}"
   else:
-    from bench import toy_serving  # pylint: disable=g-import-not-at-top
     toy_serving.write_towers(work_dir)
     towers = "toy towers (hashed bag of words, D=64)"
   started = time.monotonic()
@@ -106,9 +116,6 @@ def start_server(serving_dir: str, port: int) -> subprocess.Popen:
 
 def wait_until_serving(address: str, process: subprocess.Popen,
                        timeout_s: float = 600) -> None:
-  import grpc  # pylint: disable=g-import-not-at-top
-  from tensorflow_serving.apis import get_model_status_pb2  # pylint: disable=g-import-not-at-top
-  from tensorflow_serving.apis import model_service_pb2_grpc  # pylint: disable=g-import-not-at-top
   deadline = time.monotonic() + timeout_s
   request = get_model_status_pb2.GetModelStatusRequest()
   request.model_spec.name = configs.RETRIEVAL
@@ -140,10 +147,6 @@ def load_test(address: str, queries: Sequence[str], clients: int,
   measured around each Predict; calls started in the warm-up are not
   counted, and neither is a call still running when the time is up.
   """
-  import grpc  # pylint: disable=g-import-not-at-top
-  from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
-  from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top
-  from serving import tensor_codec  # pylint: disable=g-import-not-at-top
 
   requests = []
   for query in queries:
@@ -333,7 +336,6 @@ def read_query_texts(path: Optional[str], catalog: catalog_lib.Catalog,
                      limit: int = 2000) -> List[str]:
   """Distinct benchmark queries, or title prefixes when none are given."""
   if path:
-    from serving import batch_retrieve  # pylint: disable=g-import-not-at-top
     queries = list(dict.fromkeys(q for q in batch_retrieve.read_queries(path)
                                  if q.strip()))
   else:
@@ -481,10 +483,6 @@ def render(results: Dict[str, object]) -> str:
 
 
 def _environment() -> Dict[str, object]:
-  import faiss  # pylint: disable=g-import-not-at-top
-  import grpc  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from importlib import metadata  # pylint: disable=g-import-not-at-top
   return {
       "cpus": os.cpu_count(),
       "python": platform.python_version(),

@@ -101,6 +101,12 @@ def _top_k_rows(scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
           np.take_along_axis(top_scores, order, axis=1))
 
 
+def _partitions_to_search(partitions: int, num_items: int) -> int:
+  """30% of the partitions, and enough to hold at least ~15k items."""
+  share = max(0.3, min(1.0, 15_000 / num_items))
+  return max(1, min(partitions, int(math.ceil(share * partitions))))
+
+
 class ExactIndex(Index):
   """Scores every item; the reference for recall and speed."""
 
@@ -143,9 +149,11 @@ class ScannIndex(Index):
 
   @staticmethod
   def default_params(num_items: int, k: int) -> Dict[str, Any]:
-    # ~2 sqrt(N) partitions of ~sqrt(N)/2 items; searching 30% of them and
-    # re-ranking a few times k keeps recall@k >= 0.95 on clustered embeddings
-    # (bench/results/serving.md), at a small share of exact search's cost.
+    # ~2 sqrt(N) partitions of ~sqrt(N)/2 items; searching 30% of them (and
+    # at least ~15k items, since a small catalogue's top-k spans more of its
+    # few, small partitions) and re-ranking a few times k keeps recall@100
+    # >= 0.95 on clustered embeddings (bench/results/serving.md), at a small
+    # share of exact search's cost.
     # Below a few thousand items neither partitions nor quantisation pay (nor
     # can quantisation train), so ScaNN scores every item exactly.
     small = num_items < 2000
@@ -153,7 +161,7 @@ class ScannIndex(Index):
     return {
         "scoring": "brute_force" if small else "asymmetric_hashing",
         "num_leaves": num_leaves,
-        "leaves_to_search": max(1, int(math.ceil(0.3 * num_leaves))),
+        "leaves_to_search": _partitions_to_search(num_leaves, num_items),
         "reorder_num_neighbors": min(num_items, max(1000, 4 * k)),
         "dims_per_block": 2,
         "quantization_threshold": 0.2,
@@ -230,7 +238,7 @@ class FaissIndex(Index):
     nlist = 1 if num_items < 2000 else int(round(2 * math.sqrt(num_items)))
     return {
         "nlist": nlist,
-        "nprobe": max(1, int(math.ceil(0.3 * nlist))),
+        "nprobe": _partitions_to_search(nlist, num_items),
         "training_sample_size": min(num_items, 250_000),
     }
 
@@ -241,7 +249,8 @@ class FaissIndex(Index):
       index = faiss.IndexFlatIP(embeddings.shape[1])
       index.add(embeddings)
       return index
-    index = faiss.index_factory(embeddings.shape[1], f"IVF{params['nlist']},Flat",
+    index = faiss.index_factory(embeddings.shape[1],
+                                f"IVF{params['nlist']},Flat",
                                 faiss.METRIC_INNER_PRODUCT)
     sample = np.random.default_rng(0).choice(
         len(embeddings), params["training_sample_size"], replace=False)

@@ -96,7 +96,7 @@ def fill(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
   if array.dtype.kind in ("O", "S", "U"):
     proto.dtype = types_pb2.DT_STRING
     values = array.reshape(-1).tolist()
-    if not all(type(v) is bytes for v in values):  # pylint: disable=unidiomatic-typecheck
+    if not all(isinstance(v, bytes) for v in values):
       values = [v.encode("utf-8") if isinstance(v, str) else bytes(v)
                 for v in values]
     proto.string_val.extend(values)

@@ -1,4 +1,4 @@
-"""Pushed SavedModels use only core TensorFlow ops (stock TF Serving loads them).
+"""Pushed SavedModels use only core TensorFlow ops: stock TF Serving loads them.
 
 The check runs in a fresh interpreter that imports TensorFlow alone: ScaNN and
 tensorflow-text register custom ops when imported, and a graph needing one
@@ -30,10 +30,12 @@ for path in sys.argv[1:]:
   signature = tf.saved_model.load(path).signatures["serving_default"]
   _, specs = signature.structured_input_signature
   inputs = {name: tf.zeros([2], spec.dtype) if spec.dtype != tf.string
-            else tf.constant(["cordless drill", ""]) for name, spec in specs.items()}
+            else tf.constant(["cordless drill", ""])
+            for name, spec in specs.items()}
   outputs = signature(**inputs)
   report[path] = {
-      "unregistered_ops": sorted(o for o in ops if op_def_registry.get(o) is None),
+      "unregistered_ops": sorted(
+          o for o in ops if op_def_registry.get(o) is None),
       "outputs": {k: v.shape.as_list() for k, v in outputs.items()},
   }
 report["imported"] = sorted(
