@@ -267,7 +267,7 @@ class TestComponent:
     }
     assert (evaluator.outputs["blessing"].type ==
             standard_artifacts.ModelBlessing)
-    assert evaluator.outputs["evaluation"].type_name == "RetrievalEvaluation"
+    assert evaluator.outputs["evaluation"].type_name == "mmse.RetrievalEvaluation"
 
   def test_unknown_blessing_metric_fails_at_construction(self):
     with pytest.raises(ValueError, match="recall@1000"):

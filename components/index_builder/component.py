@@ -19,7 +19,8 @@ from tfx_pipeline import configs
 
 class RetrievalIndex(artifact.Artifact):
   """`<uri>/retrieval/`: SavedModel + `assets.extra/index/` ANN files."""
-  TYPE_NAME = "RetrievalIndex"
+  # `namespace.Title`: the form Kubeflow Pipelines v2 requires.
+  TYPE_NAME = "mmse.RetrievalIndex"
 
 
 class IndexBuilderSpec(types.ComponentSpec):

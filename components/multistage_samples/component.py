@@ -28,7 +28,7 @@ class MiningReport(types.Artifact):
   the row's columns plus `reason`). The headline counts are custom properties
   too, so they show in the metadata store without opening files.
   """
-  TYPE_NAME = "MiningReport"
+  TYPE_NAME = "mmse.MiningReport"  # KFP v2 wants namespace.Title.
 
 
 class MultiStageSamplesSpec(types.ComponentSpec):

@@ -30,7 +30,7 @@ class RetrievalEvaluation(types.Artifact):
   The metrics are also the artifact's custom properties, so they can be
   compared across runs from ML Metadata without reading files.
   """
-  TYPE_NAME = "RetrievalEvaluation"
+  TYPE_NAME = "mmse.RetrievalEvaluation"  # KFP v2 wants namespace.Title.
 
 
 class RetrievalEvaluatorSpec(types.ComponentSpec):
