@@ -1,6 +1,8 @@
 """The whole TFX pipeline on a tiny simulated set, then the pushed models."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -99,3 +101,21 @@ def test_cli_retrieve_and_evaluate_read_the_serving_dir(pipeline_run, tmp_path,
   for key in ("recall@10", "recall@100", "recall@1000", "ndcg@10", "ndcg@100"):
     assert 0.0 <= metrics[key] <= 1.0
   assert metrics["queries"] > 0
+
+
+@pytest.mark.e2e
+def test_pushed_models_need_only_core_tensorflow(pipeline_run):
+  """The real towers load where ScaNN and tensorflow-text are not imported."""
+  import test_serving_saved_model_ops as ops_check  # pylint: disable=g-import-not-at-top
+  config, _ = pipeline_run
+  paths = [os.path.join(config.serving_dir, name, "1")
+           for name in configs.SERVED_MODELS]
+  result = subprocess.run(
+      [sys.executable, "-c", ops_check.CORE_OPS_CHECK, *paths],
+      capture_output=True, text=True, timeout=300, check=False,
+      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert report["imported"] == []
+  for path in paths:
+    assert report[path]["unregistered_ops"] == [], path

@@ -14,7 +14,7 @@ import pytest
 from bench import toy_serving
 import test_serving_server  # tests/ is on sys.path under pytest.
 
-_CHECK = r"""
+CORE_OPS_CHECK = r"""
 import json, sys
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
@@ -54,7 +54,7 @@ def test_pushed_models_load_with_core_tensorflow_only(tmp_path):
            os.path.join(serving_dir, "item_tower", "1"),
            os.path.join(serving_dir, "retrieval", "2")]
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-  result = subprocess.run([sys.executable, "-c", _CHECK, *paths],
+  result = subprocess.run([sys.executable, "-c", CORE_OPS_CHECK, *paths],
                           capture_output=True, text=True, env=env, timeout=300,
                           check=False)
   if result.returncode:

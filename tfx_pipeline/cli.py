@@ -6,6 +6,7 @@ lives in the modules named below so it can be imported and tested.
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -77,6 +78,9 @@ def cmd_evaluate(args):
 
 def cmd_serve(args):
   from serving import server  # pylint: disable=g-import-not-at-top
+  # Version loads and swaps are logged at INFO: an operator wants to see them.
+  logging.basicConfig(level=logging.INFO,
+                      format="%(asctime)s %(levelname)s %(message)s")
   server.serve(args.model_base_path, host=args.host, port=args.port)
 
 
@@ -166,7 +170,8 @@ def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   try:
     args.func(args)
-  except (ValueError, FileNotFoundError, ConnectionError) as e:
+  # OSError covers missing files, a port in use and an unreachable server.
+  except (ValueError, OSError) as e:
     print(f"mmse {args.command}: error: {e}", file=sys.stderr)
     return 2
   return 0
