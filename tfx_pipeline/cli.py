@@ -10,13 +10,47 @@ import logging
 import os
 import sys
 import time
+import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Google client libraries nag about Python 3.10 on import; TFX 1.16 needs it.
+warnings.filterwarnings("ignore", category=FutureWarning, module="google")
 
 from tfx_pipeline import configs  # pylint: disable=g-import-not-at-top
 
 DEFAULT_OUTPUT = "outputs"
+
+
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PROJECT_PACKAGES = ("components", "evaluation", "model", "sample_data",
+                     "serving", "tfx_pipeline")
+
+
+class _ProgressFilter(logging.Filter):
+  """Keeps our modules' INFO and the orchestrator's component start/finish.
+
+  TFX logs whole component specs at INFO; a user running the pipeline wants
+  to see which component runs and what ours report, plus every warning.
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.WARNING:
+      return True
+    path = os.path.abspath(record.pathname)
+    if any(path.startswith(os.path.join(_PROJECT_ROOT, p) + os.sep)
+           for p in _PROJECT_PACKAGES):
+      return True
+    message = record.getMessage()
+    return message.startswith("Component ") and message.endswith(
+        ("is running.", "is finished."))
+
+
+def _log_progress():
+  handler = logging.StreamHandler()
+  handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+  handler.addFilter(_ProgressFilter())
+  logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 def cmd_simulate(args):
@@ -50,6 +84,7 @@ def cmd_run(args):
   except ValueError as e:
     raise SystemExit(f"mmse run: {e}") from e
 
+  _log_progress()
   from tfx_pipeline import run_report  # pylint: disable=g-import-not-at-top
   from tfx_pipeline.runners import local  # pylint: disable=g-import-not-at-top
   started = time.time()
@@ -78,9 +113,7 @@ def cmd_evaluate(args):
 
 def cmd_serve(args):
   from serving import server  # pylint: disable=g-import-not-at-top
-  # Version loads and swaps are logged at INFO: an operator wants to see them.
-  logging.basicConfig(level=logging.INFO,
-                      format="%(asctime)s %(levelname)s %(message)s")
+  _log_progress()  # Version loads and swaps: an operator wants to see them.
   server.serve(args.model_base_path, host=args.host, port=args.port)
 
 
