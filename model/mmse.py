@@ -40,10 +40,10 @@ class MMSEModel(tfrs.models.Model):
       raise ValueError("retrieval_weight and ranking_weight are both 0: "
                        "nothing to train")
     self.config = config
-    text = towers.TextEmbedding(
+    text = towers.TextEncoder(
         id_feature_sizes[preprocessing.QUERY_TOKENS],
         id_feature_sizes[preprocessing.QUERY_TRIGRAMS],
-        config.token_embedding_dim, name="text_embedding")
+        config, name="text_encoder")
     self.query_tower = towers.QueryTower(text, config, name="query_tower")
     self.item_tower = towers.ItemTower(
         text, config, id_feature_sizes, use_price, name="item_tower")

@@ -36,57 +36,78 @@ def _masked_mean(embeddings: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
   return total / tf.maximum(tf.reduce_sum(mask, axis=-2), 1.0)
 
 
-class TextEmbedding(tf.keras.layers.Layer):
-  """Word and trigram tables shared by both towers, with mean pooling."""
+class TextEncoder(tf.keras.layers.Layer):
+  """What both towers share: word and trigram tables and the one-grain heads.
+
+  The word and trigram heads are the same layers in both towers (a siamese
+  part): a query and a title with the same words get the same head vectors
+  before any training, so the model starts from lexical matching and learns
+  from the logs which words are near each other. The mixed head, which also
+  reads an item's id and side features, is each tower's own.
+  """
 
   def __init__(self, token_vocabulary_size: int, trigram_buckets: int,
-               dim: int, **kwargs):
+               config: configs.ModelConfig, **kwargs):
     super().__init__(**kwargs)
     self.token_embedding = tf.keras.layers.Embedding(
-        token_vocabulary_size, dim, name="token_embedding")
+        token_vocabulary_size, config.token_embedding_dim,
+        name="token_embedding")
     self.trigram_embedding = tf.keras.layers.Embedding(
-        trigram_buckets, dim, name="trigram_embedding")
+        trigram_buckets, config.token_embedding_dim, name="trigram_embedding")
+    self._word_dropout = config.word_dropout
+    # No bias: equal pooled inputs must map to equal head vectors.
+    self.token_head = tf.keras.layers.Dense(
+        config.head_dim, use_bias=False, name="tokens_head")
+    self.trigram_head = tf.keras.layers.Dense(
+        config.head_dim, use_bias=False, name="trigrams_head")
 
-  def call(self, token_ids: tf.Tensor,
-           trigram_ids: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Pooled word and trigram vectors, [N, dim] each."""
+  def call(self, token_ids: tf.Tensor, trigram_ids: tf.Tensor,
+           training: Optional[bool] = None) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Pooled word and trigram vectors, [N, token_embedding_dim] each."""
+    if training and self._word_dropout:
+      token_ids = self._drop(token_ids)
+      trigram_ids = self._drop(trigram_ids)
     return (_masked_mean(self.token_embedding(token_ids), token_ids),
             _masked_mean(self.trigram_embedding(trigram_ids), trigram_ids))
 
+  def _drop(self, ids: tf.Tensor) -> tf.Tensor:
+    """Turns a random share of the ids into padding.
 
-def _head(kind: str, config: configs.ModelConfig, name: str):
-  if kind == "mixed":
-    return tf.keras.Sequential([
-        tf.keras.layers.Dense(config.hidden_dim, activation="relu"),
-        tf.keras.layers.Dropout(config.dropout),
-        tf.keras.layers.Dense(config.head_dim),
-    ], name=name)
-  return tf.keras.layers.Dense(config.head_dim, name=name)
+    A training query is seen with the same words every epoch and is soon
+    remembered whole; without some of its words it has to be matched by the
+    others, which is what an unseen query needs.
+    """
+    keep = tf.random.uniform(tf.shape(ids)) >= self._word_dropout
+    return tf.where(keep, ids, tf.zeros_like(ids))
 
 
 class _Tower(tf.keras.Model):
   """Heads over pooled text (and, for items, side inputs)."""
 
-  def __init__(self, text_embedding: TextEmbedding,
-               config: configs.ModelConfig, **kwargs):
+  def __init__(self, text_encoder: TextEncoder, config: configs.ModelConfig,
+               **kwargs):
     super().__init__(**kwargs)
-    self.text_embedding = text_embedding
+    self.text_encoder = text_encoder
     self._kinds = head_kinds(config.num_heads)
-    self.heads = [_head(kind, config, f"{kind}_head") for kind in self._kinds]
+    self.mixed_head = tf.keras.Sequential([
+        tf.keras.layers.Dense(config.hidden_dim, activation="relu"),
+        tf.keras.layers.Dropout(config.dropout),
+        tf.keras.layers.Dense(config.head_dim),
+    ], name="mixed_head")
 
   def _embed(self, token_ids, trigram_ids, side: Sequence[tf.Tensor],
              training) -> tf.Tensor:
     """[N, num_heads, head_dim], each head L2-normalised."""
-    tokens, trigrams = self.text_embedding(token_ids, trigram_ids)
-    inputs = {
-        "tokens": tokens,
-        "trigrams": trigrams,
-        "mixed": tf.concat([tokens, trigrams, *side], axis=-1),
+    tokens, trigrams = self.text_encoder(token_ids, trigram_ids,
+                                         training=training)
+    heads = {
+        "tokens": lambda: self.text_encoder.token_head(tokens),
+        "trigrams": lambda: self.text_encoder.trigram_head(trigrams),
+        "mixed": lambda: self.mixed_head(
+            tf.concat([tokens, trigrams, *side], axis=-1), training=training),
     }
-    return tf.stack([
-        tf.math.l2_normalize(head(inputs[kind], training=training), axis=-1)
-        for kind, head in zip(self._kinds, self.heads)
-    ], axis=1)
+    return tf.stack([tf.math.l2_normalize(heads[kind](), axis=-1)
+                     for kind in self._kinds], axis=1)
 
 
 class QueryTower(_Tower):
@@ -106,10 +127,10 @@ class ItemTower(_Tower):
   get a useful embedding.
   """
 
-  def __init__(self, text_embedding: TextEmbedding,
+  def __init__(self, text_encoder: TextEncoder,
                config: configs.ModelConfig, id_feature_sizes: Dict[str, int],
                use_price: bool, **kwargs):
-    super().__init__(text_embedding, config, **kwargs)
+    super().__init__(text_encoder, config, **kwargs)
     side_dim = max(config.token_embedding_dim // 4, 1)
     self.item_embedding = tf.keras.layers.Embedding(
         id_feature_sizes[preprocessing.ITEM_INDEX], config.token_embedding_dim,

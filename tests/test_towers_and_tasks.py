@@ -14,7 +14,7 @@ from model import towers
 from tfx_pipeline import configs
 
 CONFIG = configs.ModelConfig(num_heads=3, head_dim=4, token_embedding_dim=8,
-                             hidden_dim=16, dropout=0.0)
+                             hidden_dim=16, dropout=0.0, use_item_id=True)
 SIZES = {
     preprocessing.QUERY_TOKENS: 20, preprocessing.TITLE_TOKENS: 20,
     preprocessing.QUERY_TRIGRAMS: 50, preprocessing.TITLE_TRIGRAMS: 50,
@@ -48,15 +48,37 @@ def test_towers_emit_normalised_heads_over_one_text_space():
   assert query_heads.shape == (2, 3, 4) and item_heads.shape == (2, 3, 4)
   np.testing.assert_allclose(tf.norm(item_heads, axis=-1), np.ones((2, 3)),
                              rtol=1e-5)
-  assert model.query_tower.text_embedding is model.item_tower.text_embedding
+  assert model.embed_queries(batch).shape == (2, 12)
+  assert model.query_tower.text_encoder is model.item_tower.text_encoder
   tables = [v for v in model.trainable_variables if "token_embedding" in v.name]
   assert len(tables) == 1
-  assert model.embed_queries(batch).shape == (2, 12)
-  # Same words and trigrams in both towers use the same table rows.
-  q_tokens, _ = model.query_tower.text_embedding(
-      tf.constant([[3, 0]]), tf.constant([[0]]))
-  np.testing.assert_allclose(
-      q_tokens[0], model.item_tower.text_embedding.token_embedding(3))
+
+  # The same text as a query and as a title: equal word and trigram heads
+  # (shared layers), different mixed heads (each tower's own).
+  query = model.query_tower({
+      preprocessing.QUERY_TOKENS: tf.constant([[3, 5, 0]]),
+      preprocessing.QUERY_TRIGRAMS: tf.constant([[7, 0]])})
+  title = dict(items, **{
+      preprocessing.TITLE_TOKENS: tf.constant([[3, 5, 0, 0]]),
+      preprocessing.TITLE_TRIGRAMS: tf.constant([[7]])})
+  title = model.item_tower({k: v[:1] for k, v in title.items()})
+  kinds = towers.head_kinds(CONFIG.num_heads)
+  for kind in ("tokens", "trigrams"):
+    np.testing.assert_allclose(query[0, kinds.index(kind)],
+                               title[0, kinds.index(kind)], rtol=1e-5)
+  assert not np.allclose(query[0, kinds.index("mixed")],
+                         title[0, kinds.index("mixed")])
+
+
+def test_word_dropout_only_in_training():
+  encoder = towers.TextEncoder(
+      20, 50, dataclasses.replace(CONFIG, word_dropout=0.5))
+  ids = tf.tile(tf.range(1, 9)[tf.newaxis], [16, 1])
+  served, again = encoder(ids, ids)[0], encoder(ids, ids)[0]
+  np.testing.assert_allclose(served, again)
+  np.testing.assert_allclose(served[0], served[1])
+  trained = encoder(ids, ids, training=True)[0]
+  assert not np.allclose(trained, served)
 
 
 def test_head_kinds_follow_num_heads():
