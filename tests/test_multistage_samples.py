@@ -27,7 +27,7 @@ COLUMNS = features.LOG_COLUMNS
 # Three context slots and two random negatives: slates of six.
 CONFIG = configs.MiningConfig(num_context_items=3, num_random_negatives=2,
                               popularity_exponent=0.5, eval_fraction=0.5,
-                              seed=3)
+                              title_query_fraction=0.0, seed=3)
 
 
 def _log(request, query, item, position, clicked=0, carted=0, ordered=0):
@@ -334,6 +334,61 @@ def test_component_parameters_follow_mining_config():
       config=configs.MiningConfig(popularity_exponent=1))
   assert samples.exec_properties == {
       "num_context_items": 6, "num_random_negatives": 4,
-      "popularity_exponent": 1.0, "eval_fraction": 0.1, "seed": 17}
+      "popularity_exponent": 1.0, "eval_fraction": 0.1,
+      "title_query_fraction": 0.5, "title_query_min_words": 2,
+      "title_query_max_words": 4, "seed": 17}
   assert isinstance(samples.exec_properties["popularity_exponent"], float)
   assert set(samples.outputs) == {"examples", "report"}
+
+
+def test_title_query_takes_distinct_title_words():
+  config = configs.MiningConfig(title_query_min_words=2,
+                                title_query_max_words=3)
+  rng = np.random.default_rng(0)
+  for _ in range(50):
+    query = executor.title_query(b"DEWALT 20V Max 1/2 in. Drill, drill",
+                                 rng, config)
+    words = query.split()
+    assert 2 <= len(words) <= 3 and len(set(words)) == len(words)
+    assert set(words) <= {"dewalt", "20v", "max", "1/2", "in", "drill"}
+  assert executor.title_query(b"Hammer", rng, config) is None
+  assert executor.title_query(b"", rng, config) is None
+
+
+def test_title_query_slates_cover_the_asked_share_of_the_catalogue():
+  entries = {i: (("item_id", i), ("title", f"steel claw hammer {i}".encode()))
+             for i in range(1, 401)}
+  catalog = executor.Catalog(entries)
+  sampler = executor.NegativeSampler(np.zeros(len(catalog), np.int64), 0.5)
+  config = configs.MiningConfig(num_context_items=2, num_random_negatives=3,
+                                title_query_fraction=0.25)
+  slates = list(executor.title_query_slates(catalog, sampler, config))
+  assert 60 <= len(slates) <= 140
+  for query, indexes, stages in slates:
+    anchor = indexes[0]
+    assert set(query.split()) <= set(
+        catalog.columns["title"][anchor].decode().split())
+    assert stages.tolist() == [C, R, R, R, P, P]
+    negatives = indexes[1:4]
+    assert anchor not in negatives and len(set(negatives.tolist())) == 3
+    assert indexes[4:].tolist() == [-1, -1]
+  again = list(executor.title_query_slates(catalog, sampler, config))
+  assert [(q, i.tolist()) for q, i, _ in again] == [
+      (q, i.tolist()) for q, i, _ in slates]
+  off = dataclasses.replace(config, title_query_fraction=0.0)
+  assert not list(executor.title_query_slates(catalog, sampler, off))
+
+
+def test_title_queries_join_the_train_split_only(tmp_path):
+  config = dataclasses.replace(CONFIG, title_query_fraction=1.0)
+  run = _run(tmp_path, config)
+  titled = [e for e in run["by_split"]["train"]
+            if (_values(e, features.QUERY)[0],
+                _values(e, features.ITEM_ID)[0]) not in EXPECTED_STAGES]
+  assert run["counts"]["title_queries"] == len(titled) > 0
+  assert run["counts"]["examples"]["train"] == len(run["by_split"]["train"])
+  for example in titled:
+    assert _values(example, features.STAGE)[0] == C
+  eval_queries = {_values(e, features.QUERY)[0]
+                  for e in run["by_split"]["eval"]}
+  assert eval_queries <= set(SHOWN)

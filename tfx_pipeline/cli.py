@@ -1,4 +1,5 @@
-"""The `mmse` command: simulate, run, retrieve, evaluate, serve, query, index.
+"""The `mmse` command: simulate, run, retrieve, evaluate, serve, query, index,
+distill-tokens.
 
 Each subcommand parses its flags and calls one library function; the work
 lives in the modules named below so it can be imported and tested.
@@ -64,6 +65,7 @@ def cmd_simulate(args):
 def cmd_run(args):
   output_dir = os.path.abspath(args.output)
   logs, catalog = args.logs, args.catalog
+  overrides = list(args.set or ())
   if (logs is None) != (catalog is None):
     raise SystemExit("Give both --logs and --catalog, or neither for the "
                      "embedded sample.")
@@ -75,12 +77,13 @@ def cmd_run(args):
       simulator.simulate(sample_dir)
     logs = os.path.join(sample_dir, "logs", "*.csv.gz")
     catalog = os.path.join(sample_dir, "catalog.csv")
+    overrides = [*configs.SAMPLE_OVERRIDES, *overrides]
   config = configs.PipelineConfig(
       logs_pattern=os.path.abspath(logs),
       catalog_path=os.path.abspath(catalog),
       output_dir=output_dir)
   try:
-    config = configs.with_overrides(config, args.set or ())
+    config = configs.with_overrides(config, overrides)
   except ValueError as e:
     raise SystemExit(f"mmse run: {e}") from e
 
@@ -127,6 +130,23 @@ def cmd_index(args):
   version = indexing.build_index(args.serving_dir, args.catalog,
                                  kind=args.kind, k=args.k)
   print(f"Wrote {configs.RETRIEVAL} version {version} under {args.serving_dir}")
+
+
+def cmd_distill_tokens(args):
+  # pylint: disable=g-import-not-at-top
+  from model import catalog as catalog_lib
+  from model import features
+  from model import pretrained_tokens
+  # pylint: enable=g-import-not-at-top
+  _log_progress()
+  titles = catalog_lib.read_catalog_csv(args.catalog)[features.TITLE]
+  words = pretrained_tokens.vocabulary(titles.tolist())
+  encoder, name = pretrained_tokens.load_minilm()
+  vectors = pretrained_tokens.distill(words, encoder)
+  pretrained_tokens.save(args.out, words, vectors)
+  print(f"Wrote {len(words)} word vectors ({name}, {vectors.shape[1]} wide) "
+        f"to {args.out}; train with --set model.pretrained_token_table="
+        f"{os.path.abspath(args.out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("-k", type=int, help="Items per query (default: "
                  "ModelConfig.retrieval_k, capped at the catalogue size).")
   p.set_defaults(func=cmd_index)
+
+  p = sub.add_parser(
+      "distill-tokens", help="Word vectors from all-MiniLM-L6-v2 for the "
+      "catalogue's title words (needs the minilm extra).")
+  p.add_argument("--catalog", required=True, help="Catalogue CSV.")
+  p.add_argument("--out", required=True, help="Table file to write (.npz).")
+  p.set_defaults(func=cmd_distill_tokens)
   return parser
 
 
@@ -204,7 +231,7 @@ def main(argv=None) -> int:
   try:
     args.func(args)
   # OSError covers missing files, a port in use and an unreachable server.
-  except (ValueError, OSError) as e:
+  except (ValueError, OSError, ImportError) as e:
     print(f"mmse {args.command}: error: {e}", file=sys.stderr)
     return 2
   return 0

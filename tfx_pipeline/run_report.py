@@ -67,6 +67,8 @@ def latest_run(metadata_path: str) -> Dict[str, Any]:
             os.path.join(artifact.uri, "metrics.json"))
       elif node_id == "Trainer" and "model_run" in artifact.uri:
         report["tensorboard_logdir"] = artifact.uri
+      elif node_id == "Trainer":
+        report["model_dir"] = artifact.uri
       elif node_id == "ServingPusher":
         report["pushed"] = bool(props["pushed"].int_value) if (
             "pushed" in props) else False

@@ -27,6 +27,7 @@ import itertools
 import json
 import logging
 import os
+import re
 from typing import (Any, Dict, Iterator, List, NamedTuple, Optional, Sequence,
                     Tuple)
 
@@ -580,6 +581,67 @@ def slates(log: QueryLog, catalog: Catalog, sampler: NegativeSampler,
            np.array(slot_stages, dtype=np.int64))
 
 
+_TITLE_WORD = re.compile(r"[^\W_]+(?:[./][^\W_]+)*")
+
+
+def title_query(title: bytes, rng: np.random.Generator,
+                config: configs.MiningConfig) -> Optional[str]:
+  """A few distinct words of `title` in random order; None if it has too few.
+
+  Words are split roughly as `preprocessing.normalize_text` does; the
+  Transform normalises the pseudo-query like any logged query.
+  """
+  words = list(dict.fromkeys(
+      _TITLE_WORD.findall(title.decode("utf-8", "replace").lower())))
+  if len(words) < config.title_query_min_words:
+    return None
+  count = min(len(words), int(rng.integers(config.title_query_min_words,
+                                           config.title_query_max_words + 1)))
+  return " ".join(rng.choice(words, size=count, replace=False).tolist())
+
+
+def title_query_slates(catalog: Catalog, sampler: NegativeSampler,
+                       config: configs.MiningConfig
+                      ) -> Iterator[Tuple[str, np.ndarray, np.ndarray]]:
+  """(pseudo-query, catalogue indexes, stages) for a share of the catalogue.
+
+  The item is the clicked anchor, followed by random negatives. Whether an
+  item gets one, and its words, are seeded by (seed, item_id): the same
+  catalogue always gives the same slates.
+  """
+  if config.title_query_fraction <= 0:
+    return
+  titles = catalog.columns[features.TITLE]
+  for index, item_id in enumerate(catalog.item_ids.tolist()):
+    rng = np.random.default_rng(stable_hash(config.seed, "title", item_id))
+    if rng.random() >= config.title_query_fraction:
+      continue
+    query = title_query(titles[index], rng, config)
+    if query is None:
+      continue
+    negatives = sampler.sample(rng, np.array([index]),
+                               config.num_random_negatives)
+    padding = config.slate_size - 1 - len(negatives)
+    yield (query,
+           np.concatenate([[index], negatives, [-1] * padding]).astype(np.int64),
+           np.array([features.Stage.CLICKED] +
+                    [features.Stage.RANDOM] * len(negatives) +
+                    [features.Stage.PADDING] * padding, dtype=np.int64))
+
+
+def _title_query_examples(catalog: Catalog, sampler: NegativeSampler,
+                          config: configs.MiningConfig) -> Iterator[Any]:
+  """Title pseudo-query slates as train examples, with their count."""
+  count = 0
+  for query, indexes, stages in title_query_slates(catalog, sampler, config):
+    yield TRAIN, _example(query, catalog.slot_values(indexes),
+                          stages).SerializeToString()
+    count += 1
+  logging.info("MultiStageSamples: built %d title pseudo-query slates", count)
+  yield beam.pvalue.TaggedOutput(_COUNTS, ("title_queries", count))
+  yield beam.pvalue.TaggedOutput(_COUNTS, (f"examples/{TRAIN}", count))
+
+
 def _example(query: str, values: Dict[str, np.ndarray],
              stages: np.ndarray) -> tf.train.Example:
   feature = {
@@ -641,6 +703,7 @@ def report_from_counts(counts: Dict[str, int],
       "queries": {s: 0 for s in SPLITS},
       "queries_with_examples": {s: 0 for s in SPLITS},
       "examples": {s: 0 for s in SPLITS},
+      "title_queries": 0,
       "positives": {s.name: 0 for s in features.POSITIVE_STAGES},
       "query_items": {s.name: 0 for s in (features.Stage.ORDERED,
                                           features.Stage.CLICKED,
@@ -676,6 +739,7 @@ def _headline(report: Dict[str, Any]) -> Dict[str, int]:
       "catalog_items": report["catalog"]["items"],
       **{f"{s}_queries": report["queries"][s] for s in SPLITS},
       **{f"{s}_examples": report["examples"][s] for s in SPLITS},
+      "title_queries": report["title_queries"],
   }
 
 
@@ -768,8 +832,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
               _BuildSlates(config), catalog_side,
               beam.pvalue.AsSingleton(sampler)).with_outputs(
                   _COUNTS, main="examples"))
-      by_split = built.examples | "BySplit" >> beam.Partition(
-          lambda kv, _: SPLITS.index(kv[0]), len(SPLITS))
+      title_queries = (
+          catalog
+          | "TitleQueries" >> beam.FlatMap(
+              _title_query_examples, beam.pvalue.AsSingleton(sampler),
+              config).with_outputs(_COUNTS, main="examples"))
+      by_split = ((built.examples, title_queries.examples)
+                  | "FlattenExamples" >> beam.Flatten()
+                  | "BySplit" >> beam.Partition(
+                      lambda kv, _: SPLITS.index(kv[0]), len(SPLITS)))
       for split, split_examples in zip(SPLITS, by_split):
         _ = (split_examples
              | f"Values[{split}]" >> beam.Values()
@@ -792,7 +863,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                os.path.join(quarantine, "catalog"),
                file_name_suffix=".jsonl.gz"))
       _ = ((parsed_catalog[_COUNTS], catalog_duplicates[_COUNTS],
-            cleaned[_COUNTS], aggregated[_COUNTS], built[_COUNTS])
+            cleaned[_COUNTS], aggregated[_COUNTS], built[_COUNTS],
+            title_queries[_COUNTS])
            | "FlattenCounts" >> beam.Flatten()
            | "SumCounts" >> beam.CombinePerKey(sum)
            | "CountsToDict" >> beam.combiners.ToDict()

