@@ -173,7 +173,7 @@ def _trained(overrides: Sequence[str]) -> Callable[[Context], SystemRun]:
         embedding.load_signature(os.path.join(towers, configs.ITEM_TOWER)),
         ctx.catalog, ctx.queries, ctx.depth)
     return SystemRun({q: r.tolist() for q, r in rankings.items()},
-                     train_seconds=run["components"]["Trainer"]["seconds"])
+                     train_seconds=run["train_seconds"])
 
   return run
 

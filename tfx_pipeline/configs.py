@@ -71,7 +71,9 @@ class ModelConfig:
   # Each tower emits `num_heads` sub-embeddings of `head_dim`; the fused score
   # is a learned non-negative mix of their per-head dot products.
   num_heads: int = 3
-  head_dim: int = 64
+  # Home Depot dev, one epoch: head_dim 64 -> 256 raised Recall@100 from
+  # 0.730 to 0.745 and NDCG@10 from 0.284 to 0.307.
+  head_dim: int = 256
   token_embedding_dim: int = 128
   hidden_dim: int = 256
   dropout: float = 0.1
@@ -89,7 +91,10 @@ class ModelConfig:
   # random items (global); the ranking loss orders one query's slate (local).
   retrieval_weight: float = 1.0
   ranking_weight: float = 0.5
-  temperature: float = 0.05
+  # Softmax temperature of the retrieval loss. Sharper served unseen queries
+  # better on Home Depot dev: Recall@100 0.745 at 0.05, 0.759 at 0.03, 0.755
+  # at 0.02 (head_dim 256); 0.730 at 0.05 and 0.708 at 0.1 (head_dim 64).
+  temperature: float = 0.03
   # Weight of a positive in the retrieval loss by its stage.
   ordered_weight: float = 2.0
   clicked_weight: float = 1.0

@@ -22,6 +22,27 @@ def _read_json(path: str):
   return None
 
 
+def _seconds(execution) -> float:
+  return round((execution.last_update_time_since_epoch -
+                execution.create_time_since_epoch) / 1000.0, 1)
+
+
+def _producer_seconds(store, artifact_id: int) -> float:
+  """Wall time of the execution that wrote an artifact.
+
+  A cached component's execution takes no time and points at an earlier
+  run's output; the time worth reporting is that earlier execution's.
+  """
+  events = store.get_events_by_artifact_ids([artifact_id])
+  producers = store.get_executions_by_id(
+      [e.execution_id for e in events
+       if e.type == metadata_store.proto.Event.OUTPUT])
+  complete = [e for e in producers if e.last_known_state ==
+              metadata_store.proto.Execution.COMPLETE]
+  return _seconds(min(complete or producers,
+                      key=lambda e: e.create_time_since_epoch))
+
+
 def latest_run(metadata_path: str) -> Dict[str, Any]:
   """Summarises the most recent pipeline run recorded in `metadata_path`."""
   store = metadata_store.MetadataStore(
@@ -39,12 +60,10 @@ def latest_run(metadata_path: str) -> Dict[str, Any]:
     for execution in store.get_executions_by_context(node.id):
       if execution.id not in run_executions:
         continue
-      seconds = (execution.last_update_time_since_epoch -
-                 execution.create_time_since_epoch) / 1000.0
       components[node_id] = {
           "state": metadata_store.proto.Execution.State.Name(
               execution.last_known_state),
-          "seconds": round(seconds, 1),
+          "seconds": _seconds(execution),
       }
       events = store.get_events_by_execution_ids([execution.id])
       output_ids = [e.artifact_id for e in events
@@ -69,6 +88,7 @@ def latest_run(metadata_path: str) -> Dict[str, Any]:
         report["tensorboard_logdir"] = artifact.uri
       elif node_id == "Trainer":
         report["model_dir"] = artifact.uri
+        report["train_seconds"] = _producer_seconds(store, artifact.id)
       elif node_id == "ServingPusher":
         report["pushed"] = bool(props["pushed"].int_value) if (
             "pushed" in props) else False
