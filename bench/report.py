@@ -96,10 +96,13 @@ def plot_recall_curves(figures: Mapping[str, Mapping[str, Any]],
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")  # Files only; no display on servers or in CI.
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-  for name, row in figures.items():
+  fig, ax = plt.subplots(figsize=(8.5, 4.8), dpi=120)
+  # Ten colours, then the next line style: every system stays distinct.
+  styles = ("-", "--", ":", "-.")
+  for i, (name, row) in enumerate(figures.items()):
     curve = row["recall_curve"]
-    ax.plot(curve["k"], curve["recall"], label=name, linewidth=1.6)
+    ax.plot(curve["k"], curve["recall"], label=name, color=f"C{i % 10}",
+            linestyle=styles[i // 10 % len(styles)], linewidth=1.6)
   ax.set_xscale("log")
   ax.set_xlim(1, max(max(r["recall_curve"]["k"]) for r in figures.values()))
   ax.set_ylim(0, 1)
@@ -107,7 +110,7 @@ def plot_recall_curves(figures: Mapping[str, Mapping[str, Any]],
   ax.set_ylabel("Recall@K")
   ax.set_title("Recall@K on the dev judgments")
   ax.grid(True, which="both", alpha=0.3)
-  ax.legend(loc="upper left")
+  ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
