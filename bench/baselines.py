@@ -96,15 +96,9 @@ def _encode(model, model_name: str, texts: Sequence[str],
     if os.path.exists(cache_path):
       logging.info("MiniLM: %d embeddings from %s", len(texts), cache_path)
       return np.load(cache_path)
-  parts = []
-  for start in range(0, len(texts), _ENCODE_CHUNK):
-    logging.info("MiniLM: encoding texts %d-%d of %d", start,
-                 min(start + _ENCODE_CHUNK, len(texts)), len(texts))
-    parts.append(model.encode(
-        list(texts[start:start + _ENCODE_CHUNK]), batch_size=128,
-        normalize_embeddings=True, convert_to_numpy=True,
-        show_progress_bar=False).astype(np.float32))
-  embeddings = np.concatenate(parts)
+  embeddings = pretrained_tokens.encode(
+      model, texts, normalize=True, batch_size=128, chunk=_ENCODE_CHUNK,
+      what="texts")
   if cache_path:
     os.makedirs(cache_dir, exist_ok=True)
     partial = f"{cache_path}.{os.getpid()}.partial.npy"

@@ -138,10 +138,8 @@ def token_table(ctx: Context) -> str:
   """The catalogue's distilled word vectors, made once per work dir."""
   path = os.path.join(ctx.cache_dir or ctx.work_dir, TOKEN_TABLE_FILE)
   if not os.path.exists(path):
-    words = pretrained_tokens.vocabulary(ctx.catalog[features.TITLE].tolist())
-    encoder, _ = pretrained_tokens.load_minilm()
-    pretrained_tokens.save(path, words,
-                           pretrained_tokens.distill(words, encoder))
+    pretrained_tokens.write_catalog_table(
+        path, ctx.catalog[features.TITLE].tolist())
   return path
 
 

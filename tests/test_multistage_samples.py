@@ -345,14 +345,14 @@ def test_title_query_takes_distinct_title_words():
   config = configs.MiningConfig(title_query_min_words=2,
                                 title_query_max_words=3)
   rng = np.random.default_rng(0)
+  title_words = ["dewalt", "20v", "max", "1/2", "in", "drill", "drill"]
   for _ in range(50):
-    query = executor.title_query(b"DEWALT 20V Max 1/2 in. Drill, drill",
-                                 rng, config)
+    query = executor.title_query(title_words, rng, config)
     words = query.split()
     assert 2 <= len(words) <= 3 and len(set(words)) == len(words)
     assert set(words) <= {"dewalt", "20v", "max", "1/2", "in", "drill"}
-  assert executor.title_query(b"Hammer", rng, config) is None
-  assert executor.title_query(b"", rng, config) is None
+  assert executor.title_query(["hammer", "hammer"], rng, config) is None
+  assert executor.title_query([], rng, config) is None
 
 
 def test_title_query_slates_cover_the_asked_share_of_the_catalogue():

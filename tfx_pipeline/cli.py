@@ -140,13 +140,9 @@ def cmd_distill_tokens(args):
   # pylint: enable=g-import-not-at-top
   _log_progress()
   titles = catalog_lib.read_catalog_csv(args.catalog)[features.TITLE]
-  words = pretrained_tokens.vocabulary(titles.tolist())
-  encoder, name = pretrained_tokens.load_minilm()
-  vectors = pretrained_tokens.distill(words, encoder)
-  pretrained_tokens.save(args.out, words, vectors)
-  print(f"Wrote {len(words)} word vectors ({name}, {vectors.shape[1]} wide) "
-        f"to {args.out}; train with --set model.pretrained_token_table="
-        f"{os.path.abspath(args.out)}")
+  written = pretrained_tokens.write_catalog_table(args.out, titles.tolist())
+  print(f"Wrote {written} to {args.out}; train with --set "
+        f"model.pretrained_token_table={os.path.abspath(args.out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:

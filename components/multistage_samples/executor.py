@@ -27,7 +27,6 @@ import itertools
 import json
 import logging
 import os
-import re
 from typing import (Any, Dict, Iterator, List, NamedTuple, Optional, Sequence,
                     Tuple)
 
@@ -46,6 +45,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from model import features
+from model import preprocessing
 from tfx_pipeline import configs
 
 # Keys of the component's inputs and outputs.
@@ -581,18 +581,10 @@ def slates(log: QueryLog, catalog: Catalog, sampler: NegativeSampler,
            np.array(slot_stages, dtype=np.int64))
 
 
-_TITLE_WORD = re.compile(r"[^\W_]+(?:[./][^\W_]+)*")
-
-
-def title_query(title: bytes, rng: np.random.Generator,
+def title_query(words: Sequence[str], rng: np.random.Generator,
                 config: configs.MiningConfig) -> Optional[str]:
-  """A few distinct words of `title` in random order; None if it has too few.
-
-  Words are split roughly as `preprocessing.normalize_text` does; the
-  Transform normalises the pseudo-query like any logged query.
-  """
-  words = list(dict.fromkeys(
-      _TITLE_WORD.findall(title.decode("utf-8", "replace").lower())))
+  """A few distinct `words` (of a title) in random order; None if too few."""
+  words = list(dict.fromkeys(words))
   if len(words) < config.title_query_min_words:
     return None
   count = min(len(words), int(rng.integers(config.title_query_min_words,
@@ -611,12 +603,15 @@ def title_query_slates(catalog: Catalog, sampler: NegativeSampler,
   """
   if config.title_query_fraction <= 0:
     return
-  titles = catalog.columns[features.TITLE]
+  # Split as the Transform splits text, in one batch for the catalogue.
+  titles = preprocessing.words(
+      tf.constant(catalog.columns[features.TITLE].tolist())).to_list()
   for index, item_id in enumerate(catalog.item_ids.tolist()):
     rng = np.random.default_rng(stable_hash(config.seed, "title", item_id))
     if rng.random() >= config.title_query_fraction:
       continue
-    query = title_query(titles[index], rng, config)
+    query = title_query([w.decode("utf-8") for w in titles[index]], rng,
+                        config)
     if query is None:
       continue
     negatives = sampler.sample(rng, np.array([index]),
