@@ -199,6 +199,8 @@ _TRAINED = (
      ("model.use_random_negatives=false",)),
     ("no_fusion", "MMSE with one head: a single dot product, no post-fusion",
      ("model.num_heads=1",)),
+    ("no_lexical", "MMSE without the lexical (exact word) head",
+     ("model.num_heads=3",)),
     ("equal_stages", "MMSE with ordered and clicked items weighted equally",
      ("model.ordered_weight=1",)),
     ("no_title_queries", "MMSE without title pseudo-queries",

@@ -4,9 +4,10 @@ Both towers read words and character trigrams through one pair of embedding
 tables, so a query word and the same word in a title are the same vector: the
 text space is shared, which is what lets the model score queries it never saw
 in training. Each tower emits `num_heads` L2-normalised sub-embeddings of
-different grain - a mixed MLP over everything it knows, one over words only
-and one over trigrams only - that `fusion.PostFusion` combines into one score.
-The word and trigram heads are shared by the towers too (see `TextEncoder`).
+different grain - a mixed MLP over everything it knows, one over words only,
+one over trigrams only and a lexical one that matches words exactly - that
+`fusion.PostFusion` combines into one score. All but the mixed head are
+shared by the towers too (see `TextEncoder`).
 """
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
@@ -16,9 +17,11 @@ from model import features
 from model import preprocessing
 from tfx_pipeline import configs
 
+# One seed for the word codes, so a rebuilt model draws the same ones.
+_WORD_CODE_SEED = 7
 # Head kinds in the order `num_heads` takes them: a single-head model keeps
 # the richest one.
-HEAD_KINDS = ("mixed", "tokens", "trigrams")
+HEAD_KINDS = ("mixed", "tokens", "trigrams", "lexical")
 
 
 def head_kinds(num_heads: int) -> Tuple[str, ...]:
@@ -39,11 +42,11 @@ def _masked_mean(embeddings: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
 class TextEncoder(tf.keras.layers.Layer):
   """What both towers share: word and trigram tables and the one-grain heads.
 
-  The word and trigram heads are the same layers in both towers (a siamese
-  part): a query and a title with the same words get the same head vectors
-  before any training, so the model starts from lexical matching and learns
-  from the logs which words are near each other. The mixed head, which also
-  reads an item's id and side features, is each tower's own.
+  The word, trigram and lexical heads are the same layers in both towers (a
+  siamese part): a query and a title with the same words get the same head
+  vectors before any training, so the model starts from lexical matching and
+  learns from the logs which words are near each other. The mixed head, which
+  also reads an item's id and side features, is each tower's own.
   """
 
   def __init__(self, token_vocabulary_size: int, trigram_buckets: int,
@@ -60,15 +63,34 @@ class TextEncoder(tf.keras.layers.Layer):
         config.head_dim, use_bias=False, name="tokens_head")
     self.trigram_head = tf.keras.layers.Dense(
         config.head_dim, use_bias=False, name="trigrams_head")
+    # The lexical head: a fixed random code per word, summed with a learned
+    # weight per word. Codes of distinct words are nearly orthogonal, so the
+    # head's dot product counts shared words, weighted like IDF - exact
+    # matching that the semantic heads blur, as one dense vector.
+    self.word_codes = tf.keras.layers.Embedding(
+        token_vocabulary_size, config.head_dim, trainable=False,
+        embeddings_initializer=tf.keras.initializers.RandomNormal(
+            stddev=config.head_dim ** -0.5, seed=_WORD_CODE_SEED),
+        name="word_codes")
+    self.word_weights = tf.keras.layers.Embedding(
+        token_vocabulary_size, 1, embeddings_initializer="ones",
+        name="word_weights")
 
   def call(self, token_ids: tf.Tensor, trigram_ids: tf.Tensor,
-           training: Optional[bool] = None) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Pooled word and trigram vectors, [N, token_embedding_dim] each."""
+           training: Optional[bool] = None
+          ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Pooled word and trigram vectors, [N, token_embedding_dim] each, and
+    the weighted word codes, [N, head_dim]."""
     if training and self._word_dropout:
       token_ids = self._drop(token_ids)
       trigram_ids = self._drop(trigram_ids)
+    present = tf.cast(token_ids != 0, tf.float32)[..., tf.newaxis]
+    lexical = tf.reduce_sum(
+        self.word_codes(token_ids) * self.word_weights(token_ids) * present,
+        axis=-2)
     return (_masked_mean(self.token_embedding(token_ids), token_ids),
-            _masked_mean(self.trigram_embedding(trigram_ids), trigram_ids))
+            _masked_mean(self.trigram_embedding(trigram_ids), trigram_ids),
+            lexical)
 
   def _drop(self, ids: tf.Tensor) -> tf.Tensor:
     """Turns a random share of the ids into padding.
@@ -98,14 +120,16 @@ class _Tower(tf.keras.Model):
   def _embed(self, token_ids, trigram_ids, side: Sequence[tf.Tensor],
              training) -> tf.Tensor:
     """[N, num_heads, head_dim], each head L2-normalised."""
-    tokens, trigrams = self.text_encoder(token_ids, trigram_ids,
-                                         training=training)
+    tokens, trigrams, lexical = self.text_encoder(token_ids, trigram_ids,
+                                                  training=training)
     heads = []
     for kind in self._kinds:
       if kind == "tokens":
         head = self.text_encoder.token_head(tokens)
       elif kind == "trigrams":
         head = self.text_encoder.trigram_head(trigrams)
+      elif kind == "lexical":
+        head = lexical
       else:
         head = self.mixed_head(tf.concat([tokens, trigrams, *side], axis=-1),
                                training=training)

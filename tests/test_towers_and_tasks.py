@@ -83,8 +83,36 @@ def test_word_dropout_only_in_training():
 
 def test_head_kinds_follow_num_heads():
   assert towers.head_kinds(1) == ("mixed",)
+  assert towers.head_kinds(4)[-1] == "lexical"
   with pytest.raises(ValueError):
-    towers.head_kinds(4)
+    towers.head_kinds(5)
+
+
+def test_lexical_head_counts_shared_words_by_their_weights():
+  config = dataclasses.replace(CONFIG, num_heads=4, head_dim=512)
+  encoder = towers.TextEncoder(1000, 50, config)
+  trigrams = tf.zeros([3, 1], tf.int64)
+
+  def lexical(token_ids):
+    ids = tf.constant(token_ids, tf.int64)
+    return tf.math.l2_normalize(encoder(ids, trigrams[:len(token_ids)])[2], -1)
+
+  query = lexical([[3, 5, 0, 0]])
+  titles = lexical([[3, 5, 8, 0], [3, 9, 8, 0], [4, 6, 9, 8]])
+  scores = tf.squeeze(tf.matmul(query, titles, transpose_b=True)).numpy()
+  # Cosine of bags of words: 2/sqrt(2*3), 1/sqrt(2*3), 0 - up to the small
+  # overlap of random codes.
+  np.testing.assert_allclose(scores, [2 / 6 ** 0.5, 1 / 6 ** 0.5, 0.0],
+                             atol=0.12)
+
+  # A word weighted up counts for more; the codes themselves stay fixed.
+  weights = encoder.word_weights.get_weights()[0]
+  weights[9] = 3.0
+  encoder.word_weights.set_weights([weights])
+  assert not encoder.word_codes.trainable_weights
+  reweighted = tf.squeeze(tf.matmul(
+      lexical([[9, 0, 0, 0]]), lexical([[3, 9, 8, 0]]), transpose_b=True))
+  np.testing.assert_allclose(reweighted, 3 / 11 ** 0.5, atol=0.12)
 
 
 def test_fused_score_is_the_dot_product_of_the_indexable_embeddings():

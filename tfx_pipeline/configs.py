@@ -69,8 +69,11 @@ class TextConfig:
 class ModelConfig:
   """Towers, post-fusion and the two objectives."""
   # Each tower emits `num_heads` sub-embeddings of `head_dim`; the fused score
-  # is a learned non-negative mix of their per-head dot products.
-  num_heads: int = 3
+  # is a learned non-negative mix of their per-head dot products. Heads, in
+  # order: mixed, words, trigrams, lexical (`towers.HEAD_KINDS`). On Home
+  # Depot dev the lexical head raised NDCG@10 from 0.303 to 0.327 and
+  # Recall@100 from 0.759 to 0.768.
+  num_heads: int = 4
   # Home Depot dev, one epoch: head_dim 64 -> 256 raised Recall@100 from
   # 0.730 to 0.745 and NDCG@10 from 0.284 to 0.307.
   head_dim: int = 256
