@@ -37,7 +37,9 @@ class MiningConfig:
   # catalogue items are never clicked in the logs - on Home Depot, 72% of the
   # items relevant to dev queries - and these slates teach the towers every
   # title's words. Share of catalogue items that get one, and its length.
-  title_query_fraction: float = 0.5
+  # With the lexical head, every item (1.0) against half (0.5) moved Home
+  # Depot dev NDCG@10 from 0.327 to 0.330 and Recall@10 from 0.415 to 0.426.
+  title_query_fraction: float = 1.0
   title_query_min_words: int = 2
   title_query_max_words: int = 4
   seed: int = 17
