@@ -335,7 +335,7 @@ def test_component_parameters_follow_mining_config():
   assert samples.exec_properties == {
       "num_context_items": 6, "num_random_negatives": 4,
       "popularity_exponent": 1.0, "eval_fraction": 0.1,
-      "title_query_fraction": 0.5, "title_query_min_words": 2,
+      "title_query_fraction": 1.0, "title_query_min_words": 2,
       "title_query_max_words": 4, "seed": 17}
   assert isinstance(samples.exec_properties["popularity_exponent"], float)
   assert set(samples.outputs) == {"examples", "report"}
