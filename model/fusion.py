@@ -1,7 +1,8 @@
 """Post-fusion similarity: several per-head dot products, learned mix.
 
 Each tower emits `num_heads` normalised sub-embeddings of different grain
-(words, trigrams, exact words, everything). Their per-head dot products are combined as
+(words, trigrams, exact words, everything). Their per-head dot products are
+combined as
 
   score(q, i) = sum_h w_h <q_h, i_h>,   w_h = softplus(v_h) >= 0,
 

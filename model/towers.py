@@ -32,9 +32,14 @@ def head_kinds(num_heads: int) -> Tuple[str, ...]:
   return HEAD_KINDS[:num_heads]
 
 
+def _padding_mask(ids: tf.Tensor) -> tf.Tensor:
+  """1.0 at the non-padding (id != 0) positions, [..., L, 1]."""
+  return tf.cast(ids != 0, tf.float32)[..., tf.newaxis]
+
+
 def _masked_mean(embeddings: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
-  """Mean over the non-padding (id != 0) positions; zeros for empty text."""
-  mask = tf.cast(ids != 0, embeddings.dtype)[..., tf.newaxis]
+  """Mean over the non-padding positions; zeros for empty text."""
+  mask = _padding_mask(ids)
   total = tf.reduce_sum(embeddings * mask, axis=-2)
   return total / tf.maximum(tf.reduce_sum(mask, axis=-2), 1.0)
 
@@ -66,28 +71,32 @@ class TextEncoder(tf.keras.layers.Layer):
     # The lexical head: a fixed random code per word, summed with a learned
     # weight per word. Codes of distinct words are nearly orthogonal, so the
     # head's dot product counts shared words, weighted like IDF - exact
-    # matching that the semantic heads blur, as one dense vector.
-    self.word_codes = tf.keras.layers.Embedding(
-        token_vocabulary_size, config.head_dim, trainable=False,
-        embeddings_initializer=tf.keras.initializers.RandomNormal(
-            stddev=config.head_dim ** -0.5, seed=_WORD_CODE_SEED),
-        name="word_codes")
-    self.word_weights = tf.keras.layers.Embedding(
-        token_vocabulary_size, 1, embeddings_initializer="ones",
-        name="word_weights")
+    # matching that the semantic heads blur, as one dense vector. Built only
+    # when `num_heads` takes it: the code table is head_dim floats per word.
+    self.word_codes = self.word_weights = None
+    if "lexical" in head_kinds(config.num_heads):
+      self.word_codes = tf.keras.layers.Embedding(
+          token_vocabulary_size, config.head_dim, trainable=False,
+          embeddings_initializer=tf.keras.initializers.RandomNormal(
+              stddev=config.head_dim ** -0.5, seed=_WORD_CODE_SEED),
+          name="word_codes")
+      self.word_weights = tf.keras.layers.Embedding(
+          token_vocabulary_size, 1, embeddings_initializer="ones",
+          name="word_weights")
 
   def call(self, token_ids: tf.Tensor, trigram_ids: tf.Tensor,
            training: Optional[bool] = None
           ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Pooled word and trigram vectors, [N, token_embedding_dim] each, and
-    the weighted word codes, [N, head_dim]."""
+    the weighted word codes, [N, head_dim] (None without the lexical head)."""
     if training and self._word_dropout:
       token_ids = self._drop(token_ids)
       trigram_ids = self._drop(trigram_ids)
-    present = tf.cast(token_ids != 0, tf.float32)[..., tf.newaxis]
-    lexical = tf.reduce_sum(
-        self.word_codes(token_ids) * self.word_weights(token_ids) * present,
-        axis=-2)
+    lexical = None
+    if self.word_codes is not None:
+      lexical = tf.reduce_sum(
+          self.word_codes(token_ids) * self.word_weights(token_ids) *
+          _padding_mask(token_ids), axis=-2)
     return (_masked_mean(self.token_embedding(token_ids), token_ids),
             _masked_mean(self.trigram_embedding(trigram_ids), trigram_ids),
             lexical)
