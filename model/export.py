@@ -18,19 +18,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from contracts import serving_layout as layout
 from model import preprocessing
-from tfx_pipeline import configs
-
-SERVING_SIGNATURE = "serving_default"
-QUERY_INPUT = "query"
-EMBEDDING_OUTPUT = "embedding"
-ITEM_IDS_OUTPUT = "item_ids"
-SCORES_OUTPUT = "scores"
 
 
 def _save(module: tf.Module, signature, export_dir: str):
   tf.saved_model.save(module, export_dir,
-                      signatures={SERVING_SIGNATURE: signature})
+                      signatures={layout.SERVING_SIGNATURE: signature})
   logging.info("Exported %s", export_dir)
 
 
@@ -70,25 +64,25 @@ def export_towers(model, tf_transform_output, serving_model_dir: str) -> None:
     transformed = preprocessing.transform_queries(
         tft_layer, raw_feature_spec, query)
     heads = model.query_tower(transformed, training=False)
-    return {EMBEDDING_OUTPUT: model.fusion.query_embedding(heads)}
+    return {layout.EMBEDDING_OUTPUT: model.fusion.query_embedding(heads)}
 
   _export_tower(tft_layer, serve_queries,
-                [tf.TensorSpec([None], tf.string, name=QUERY_INPUT)],
+                [tf.TensorSpec([None], tf.string, name=layout.QUERY_INPUT)],
                 [model.query_tower, model.fusion],
-                os.path.join(serving_model_dir, configs.QUERY_TOWER))
+                os.path.join(serving_model_dir, layout.QUERY_TOWER))
 
   def serve_items(items):
     transformed = preprocessing.transform_items(
         tft_layer, raw_feature_spec, items)
     heads = model.item_tower(transformed, training=False)
-    return {EMBEDDING_OUTPUT: model.fusion.item_embedding(heads)}
+    return {layout.EMBEDDING_OUTPUT: model.fusion.item_embedding(heads)}
 
   item_inputs = {
       name: tf.TensorSpec([None], dtype, name=name) for name, dtype in
       preprocessing.item_raw_features(raw_feature_spec).items()
   }
   _export_tower(tft_layer, serve_items, [item_inputs], [model.item_tower],
-                os.path.join(serving_model_dir, configs.ITEM_TOWER))
+                os.path.join(serving_model_dir, layout.ITEM_TOWER))
 
 
 def export_retrieval_model(query_tower_dir: str, item_ids: np.ndarray,
@@ -122,8 +116,9 @@ def export_retrieval_model(query_tower_dir: str, item_ids: np.ndarray,
 
   module = tf.Module()
   module.query_tower = tf.saved_model.load(query_tower_dir)
-  embed = module.query_tower.signatures[SERVING_SIGNATURE]
-  query_dim = embed(**{QUERY_INPUT: tf.constant([""])})[EMBEDDING_OUTPUT].shape
+  embed = module.query_tower.signatures[layout.SERVING_SIGNATURE]
+  query_dim = embed(**{layout.QUERY_INPUT: tf.constant([""])})[
+      layout.EMBEDDING_OUTPUT].shape
   if query_dim[-1] != item_embeddings.shape[1]:
     raise ValueError(
         f"Query tower dim {query_dim[-1]} != item embedding dim "
@@ -133,14 +128,15 @@ def export_retrieval_model(query_tower_dir: str, item_ids: np.ndarray,
       item_embeddings, trainable=False, name="item_embeddings")
 
   def serve(query):
-    queries = embed(**{QUERY_INPUT: query})[EMBEDDING_OUTPUT]
+    queries = embed(**{layout.QUERY_INPUT: query})[layout.EMBEDDING_OUTPUT]
     scores = tf.matmul(queries, module.item_embeddings, transpose_b=True)
     top = tf.math.top_k(scores, k=k)
     return {
-        ITEM_IDS_OUTPUT: tf.gather(module.item_ids, top.indices),
-        SCORES_OUTPUT: top.values,
+        layout.ITEM_IDS_OUTPUT: tf.gather(module.item_ids, top.indices),
+        layout.SCORES_OUTPUT: top.values,
     }
 
   _save(module,
-        _signature(serve, [tf.TensorSpec([None], tf.string, name=QUERY_INPUT)]),
+        _signature(serve, [tf.TensorSpec([None], tf.string,
+                                         name=layout.QUERY_INPUT)]),
         export_dir)

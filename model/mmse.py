@@ -11,11 +11,11 @@ from typing import Dict, Mapping
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from model import config as model_config
 from model import fusion
 from model import preprocessing
 from model import tasks
 from model import towers
-from tfx_pipeline import configs
 
 # Transformed slate features the item tower reads (flattened from [B, L, ...]).
 _ITEM_INPUTS = (preprocessing.TITLE_TOKENS, preprocessing.TITLE_TRIGRAMS,
@@ -25,7 +25,7 @@ _ITEM_INPUTS = (preprocessing.TITLE_TOKENS, preprocessing.TITLE_TRIGRAMS,
 class MMSEModel(tfrs.models.Model):
   """Query and item towers scored by post-fusion, trained on slates."""
 
-  def __init__(self, config: configs.ModelConfig,
+  def __init__(self, config: model_config.ModelConfig,
                id_feature_sizes: Dict[str, int], use_price: bool):
     """Builds the model.
 
@@ -70,8 +70,8 @@ class MMSEModel(tfrs.models.Model):
     self.mean_loss = tf.keras.metrics.Mean(name="mean_loss")
 
   @classmethod
-  def from_transform_output(cls, config: configs.ModelConfig,
-                            text_config: configs.TextConfig,
+  def from_transform_output(cls, config: model_config.ModelConfig,
+                            text_config: model_config.TextConfig,
                             tf_transform_output) -> "MMSEModel":
     """Sizes the embedding tables from the Transform's vocabularies."""
     return cls(config,

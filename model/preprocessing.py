@@ -20,8 +20,10 @@ from typing import Any, Dict, Mapping, Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from model import features
-from tfx_pipeline import configs
+from contracts import config_io
+from contracts import features
+from contracts import text
+from model import config as model_config
 
 # --- Transformed feature names. --------------------------------------------
 QUERY_TOKENS = "query_tokens"  # int64 [B, max_query_tokens]
@@ -51,30 +53,6 @@ ITEM_VOCABULARY = "item_id"
 CATEGORICAL_OOV_BUCKETS = 1
 
 _TRIGRAM_MARK = "#"  # Marks word boundaries, so "#dr" differs from "dr#".
-
-
-def normalize_text(text: tf.Tensor) -> tf.Tensor:
-  """Lower-cases and keeps letters, digits and the marks of sizes.
-
-  '.' and '/' survive only between digits ("2.5", "1/2") where they carry a
-  size; anywhere else, like every other punctuation mark, they separate
-  words. Letter-digit runs such as "20v" stay one word.
-
-  Args:
-    text: tf.string tensor of any shape.
-
-  Returns:
-    The normalised text, same shape; words are separated by spaces.
-  """
-  text = tf.strings.lower(text, encoding="utf-8")
-  text = tf.strings.regex_replace(text, r"[^\pL\pN./]+", " ")
-  text = tf.strings.regex_replace(text, r"(^|[^\pN])[./]+", r"\1 ")
-  return tf.strings.regex_replace(text, r"[./]+([^\pN]|$)", r" \1")
-
-
-def words(text: tf.Tensor) -> tf.RaggedTensor:
-  """Word tokens of normalised text: shape of `text` plus a ragged axis."""
-  return tf.strings.split(normalize_text(text))
 
 
 def word_trigrams(tokens: tf.RaggedTensor) -> tf.RaggedTensor:
@@ -146,7 +124,8 @@ def preprocessing_fn(inputs: Mapping[str, Any],
     item output depends on item inputs only (never on `stage` or `query`), so
     serving can transform items alone.
   """
-  config = configs.text_config((custom_config or {}).get("text"))
+  config = config_io.from_dict(model_config.TextConfig,
+                              (custom_config or {}).get("text"))
   query = _query_column(inputs)
   title = _slate_column(inputs, features.TITLE)
   item_id = _slate_column(inputs, features.ITEM_ID)
@@ -155,8 +134,8 @@ def preprocessing_fn(inputs: Mapping[str, Any],
   # Statistics come from real slots only; padding would skew them.
   real_slots = stage != features.Stage.PADDING
 
-  query_words = words(query)
-  title_words = words(title)
+  query_words = text.words_tensor(query)
+  title_words = text.words_tensor(title)
   token_vocabulary = tft.vocabulary(
       tf.concat([query_words.flat_values, title_words.flat_values], axis=0),
       top_k=config.vocab_size,

@@ -20,6 +20,7 @@ from typing import Iterable, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from contracts import text
 from model import preprocessing
 
 _MINILM_EXTRA_HINT = (
@@ -46,10 +47,8 @@ def load_minilm():
 def vocabulary(texts: Iterable[str]) -> list:
   """Words of `texts` as the Transform splits them, most frequent first."""
   counts = collections.Counter()
-  texts = list(texts)
-  for start in range(0, len(texts), 10_000):
-    words = preprocessing.words(tf.constant(texts[start:start + 10_000]))
-    counts.update(w.decode("utf-8") for w in words.flat_values.numpy())
+  for one_text in texts:
+    counts.update(text.words(one_text))
   return [w for w, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from model import features
+from contracts import features
 
 # Added to the logits of excluded candidates: far below any real logit, yet
 # finite, so a row whose candidates are all excluded stays NaN-free.

@@ -13,9 +13,9 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from model import features
+from contracts import features
+from model import config as model_config
 from model import preprocessing
-from tfx_pipeline import configs
 
 # One seed for the word codes, so a rebuilt model draws the same ones.
 _WORD_CODE_SEED = 7
@@ -55,7 +55,7 @@ class TextEncoder(tf.keras.layers.Layer):
   """
 
   def __init__(self, token_vocabulary_size: int, trigram_buckets: int,
-               config: configs.ModelConfig, **kwargs):
+               config: model_config.ModelConfig, **kwargs):
     super().__init__(**kwargs)
     self.token_embedding = tf.keras.layers.Embedding(
         token_vocabulary_size, config.token_embedding_dim,
@@ -115,7 +115,8 @@ class TextEncoder(tf.keras.layers.Layer):
 class _Tower(tf.keras.Model):
   """Heads over pooled text (and, for items, side inputs)."""
 
-  def __init__(self, text_encoder: TextEncoder, config: configs.ModelConfig,
+  def __init__(self, text_encoder: TextEncoder,
+               config: model_config.ModelConfig,
                **kwargs):
     super().__init__(**kwargs)
     self.text_encoder = text_encoder
@@ -165,7 +166,8 @@ class ItemTower(_Tower):
   """
 
   def __init__(self, text_encoder: TextEncoder,
-               config: configs.ModelConfig, id_feature_sizes: Dict[str, int],
+               config: model_config.ModelConfig,
+               id_feature_sizes: Dict[str, int],
                use_price: bool, **kwargs):
     super().__init__(text_encoder, config, **kwargs)
     side_dim = max(config.token_embedding_dim // 4, 1)

@@ -14,10 +14,11 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from contracts import config_io
+from model import config as model_config
 from model import export
 from model import mmse
 from model import pretrained_tokens
-from tfx_pipeline import configs
 
 
 def _dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
@@ -46,8 +47,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     fn_args: the Trainer's arguments; see the module docstring.
   """
   custom_config = fn_args.custom_config or {}
-  config = configs.model_config(custom_config.get("model"))
-  text_config = configs.text_config(custom_config.get("text"))
+  config = config_io.from_dict(model_config.ModelConfig,
+                               custom_config.get("model"))
+  text_config = config_io.from_dict(model_config.TextConfig,
+                                    custom_config.get("text"))
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path or
                                               fn_args.transform_output)
 

@@ -15,10 +15,10 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
 from model import export
-from model import features
+from contracts import features
 from model import preprocessing
 from model import trainer
-from tfx_pipeline import configs
+from contracts import serving_layout
 
 SLATE = 3
 TEXT = {"max_query_tokens": 4, "max_title_tokens": 6, "max_query_trigrams": 12,
@@ -134,7 +134,8 @@ def trained(transformed):
 
 
 def _signature(path):
-  return tf.saved_model.load(str(path)).signatures[export.SERVING_SIGNATURE]
+  return tf.saved_model.load(str(path)).signatures[
+      serving_layout.SERVING_SIGNATURE]
 
 
 def _item_inputs(ids):
@@ -153,7 +154,7 @@ def _catalog():
 def test_run_fn_exports_both_towers_with_the_contract_signatures(trained):
   trained, _ = trained
   assert os.listdir(trained.parent / "run")  # TensorBoard logs
-  query_tower = _signature(trained / configs.QUERY_TOWER)
+  query_tower = _signature(trained / serving_layout.QUERY_TOWER)
   _, inputs = query_tower.structured_input_signature
   assert inputs == {"query": tf.TensorSpec([None], tf.string, name="query")}
   assert query_tower.structured_outputs["embedding"].shape.as_list() == [
@@ -161,7 +162,7 @@ def test_run_fn_exports_both_towers_with_the_contract_signatures(trained):
   embeddings = query_tower(query=tf.constant(["Cordless drill!", "", "zzz"]))
   assert embeddings["embedding"].shape == (3, EMBEDDING_DIM)
 
-  item_tower = _signature(trained / configs.ITEM_TOWER)
+  item_tower = _signature(trained / serving_layout.ITEM_TOWER)
   _, inputs = item_tower.structured_input_signature
   assert {n: s.dtype for n, s in inputs.items()} == {
       "item_id": tf.int64, "title": tf.string, "brand": tf.string,
@@ -173,17 +174,18 @@ def test_run_fn_exports_both_towers_with_the_contract_signatures(trained):
 
 def test_retrieval_model_returns_exact_top_k(trained, tmp_path):
   trained, _ = trained
-  items = _signature(trained / configs.ITEM_TOWER)(**_catalog())["embedding"]
+  items = _signature(trained / serving_layout.ITEM_TOWER)(
+      **_catalog())["embedding"]
   ids = np.asarray(sorted(ITEMS), np.int64)
-  export.export_retrieval_model(str(trained / configs.QUERY_TOWER), ids,
-                                items.numpy(), str(tmp_path / "retrieval"),
-                                k=100)
+  export.export_retrieval_model(
+      str(trained / serving_layout.QUERY_TOWER), ids, items.numpy(),
+      str(tmp_path / "retrieval"), k=100)
   retrieval = _signature(tmp_path / "retrieval")
   queries = tf.constant(["cordless drill", "paint roller"])
   result = retrieval(query=queries)
   assert result["item_ids"].dtype == tf.int64
   assert result["item_ids"].shape == (2, len(ITEMS))  # k capped at N
-  query_embeddings = _signature(trained / configs.QUERY_TOWER)(
+  query_embeddings = _signature(trained / serving_layout.QUERY_TOWER)(
       query=queries)["embedding"].numpy()
   scores = query_embeddings @ items.numpy().T
   np.testing.assert_array_equal(result["item_ids"],
@@ -191,9 +193,9 @@ def test_retrieval_model_returns_exact_top_k(trained, tmp_path):
   np.testing.assert_allclose(result["scores"], -np.sort(-scores, axis=1),
                              rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="another model"):
-    export.export_retrieval_model(str(trained / configs.QUERY_TOWER), ids,
-                                  items.numpy()[:, :5], str(tmp_path / "bad"),
-                                  k=3)
+    export.export_retrieval_model(
+        str(trained / serving_layout.QUERY_TOWER), ids,
+        items.numpy()[:, :5], str(tmp_path / "bad"), k=3)
 
 
 def test_exported_towers_reproduce_the_models_fused_score(transformed,
@@ -209,9 +211,9 @@ def test_exported_towers_reproduce_the_models_fused_score(transformed,
   expected = model.fusion(query_heads, item_heads).numpy()
 
   slates = _slates()
-  queries = _signature(serving / configs.QUERY_TOWER)(
+  queries = _signature(serving / serving_layout.QUERY_TOWER)(
       query=tf.constant([s[features.QUERY][0] for s in slates]))["embedding"]
-  items = _signature(serving / configs.ITEM_TOWER)(**_item_inputs(
+  items = _signature(serving / serving_layout.ITEM_TOWER)(**_item_inputs(
       [i for s in slates for i in s[features.ITEM_ID]]))["embedding"]
   np.testing.assert_allclose(tf.matmul(queries, items, transpose_b=True),
                              expected, rtol=1e-4, atol=1e-5)

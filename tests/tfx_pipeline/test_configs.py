@@ -33,3 +33,8 @@ def test_bad_overrides_are_clear_errors(assignment, message):
 def test_slate_size_counts_anchor_context_and_random_items():
   mining = configs.MiningConfig(num_context_items=3, num_random_negatives=2)
   assert mining.slate_size == 6
+
+
+def test_a_moved_knob_keeps_its_old_words():
+  config = configs.with_overrides(_config(), ["model.retrieval_k=50"])
+  assert config.index.k == 50

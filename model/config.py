@@ -1,0 +1,69 @@
+"""Knobs of the model: text features (Transform) and the towers, fusion,
+objectives and training (Trainer)."""
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+  """Text processing shared by both towers (Transform's preprocessing_fn)."""
+  max_query_tokens: int = 12
+  max_title_tokens: int = 32
+  # Character trigrams of each word, hashed: sub-word signal for misspellings
+  # and unseen words.
+  max_query_trigrams: int = 48
+  max_title_trigrams: int = 128
+  trigram_buckets: int = 100_000
+  vocab_size: int = 50_000
+  vocab_min_frequency: int = 2
+  oov_buckets: int = 10
+  # Item ids for the optional id embedding; rarer items share OOV buckets.
+  item_id_vocab_size: int = 200_000
+  item_id_min_frequency: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Towers, post-fusion and the two objectives."""
+  # Each tower emits `num_heads` sub-embeddings of `head_dim`; the fused score
+  # is a learned non-negative mix of their per-head dot products. Heads, in
+  # order: mixed, words, trigrams, lexical (`towers.HEAD_KINDS`).
+  num_heads: int = 4
+  head_dim: int = 256
+  token_embedding_dim: int = 128
+  hidden_dim: int = 256
+  dropout: float = 0.1
+  # Share of word and trigram ids dropped from each text in training, so
+  # queries are matched by parts rather than remembered whole.
+  word_dropout: float = 0.25
+  # Word vectors the token table starts from: a file that
+  # `mmse distill-tokens` writes (all-MiniLM-L6-v2, each word alone). Empty:
+  # random start.
+  pretrained_token_table: str = ""
+  # An id embedding remembers the items seen in training, which does not
+  # carry to unseen queries; off by default.
+  use_item_id: bool = False
+  # Objectives. The retrieval loss compares each positive with in-batch and
+  # random items (global); the ranking loss orders one query's slate (local).
+  retrieval_weight: float = 1.0
+  ranking_weight: float = 0.5
+  # Softmax temperature of the retrieval loss (tuned on Home Depot dev).
+  temperature: float = 0.03
+  # Weight of a positive in the retrieval loss by its stage.
+  ordered_weight: float = 2.0
+  clicked_weight: float = 1.0
+  # Ranking loss over each slate's pairs: "hinge" (margin per stage of
+  # difference, on fused scores) or "logistic" (scaled by the temperature).
+  ranking_loss: str = "hinge"
+  ranking_margin: float = 0.1
+  use_unclicked: bool = True
+  use_random_negatives: bool = True
+  remove_accidental_hits: bool = True
+  # Subtract log(sampling probability) of in-batch candidates (Yi et al. 2019).
+  sampling_bias_correction: bool = True
+  # Training. One pass over real logs: more epochs begin to remember the
+  # training queries at the cost of unseen ones. (The embedded sample, much
+  # smaller, trains longer: `tfx_pipeline.configs.SAMPLE_OVERRIDES`.)
+  batch_size: int = 256
+  epochs: int = 1
+  learning_rate: float = 2e-3
+  eval_batch_size: int = 512

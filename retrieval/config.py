@@ -1,0 +1,26 @@
+"""Knobs of the ANN index built over the catalogue."""
+import dataclasses
+
+from retrieval import ann
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexConfig:
+  """Which index serves `retrieval`, and how the catalogue is embedded."""
+  # scann, faiss or exact (`retrieval.ann.KINDS`).
+  kind: str = "scann"
+  # Items the exported `retrieval` model returns per query (capped at the
+  # catalogue size); the index is sized for searches of up to this many.
+  k: int = 1000
+  # Catalogue items per item-tower call.
+  batch_size: int = 1024
+
+
+def check_config(config: IndexConfig) -> None:
+  """Fails before any work on a config no index can be built with."""
+  if config.kind not in ann.KINDS:
+    raise ValueError(f"Unknown index kind {config.kind!r}; one of {ann.KINDS}")
+  if config.k < 1:
+    raise ValueError(f"k must be positive, got {config.k}")
+  if config.batch_size < 1:
+    raise ValueError(f"batch_size must be positive, got {config.batch_size}")
