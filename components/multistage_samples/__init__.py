@@ -1,3 +1,2 @@
 """Multi-stage training data mined from search logs (a custom TFX component)."""
-from components.multistage_samples.component import MiningReport
 from components.multistage_samples.component import MultiStageSamples

@@ -2,11 +2,11 @@
 
 The executor runs as TFX runs it (`Do` on artifacts), over Examples written
 the way CsvExampleGen writes them: gzip TFRecords of tf.Example in which an
-empty CSV cell is a missing feature.
+empty CSV cell is a missing feature. The library steps have their own tests
+in tests/mining/.
 """
 import collections
 import dataclasses
-import glob
 import gzip
 import json
 import os
@@ -18,16 +18,22 @@ from tfx import types
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
+from components import artifacts
 from components.multistage_samples import component
 from components.multistage_samples import executor
-from model import features
-from tfx_pipeline import configs
+from components.multistage_samples import spec
+from contracts import catalog as catalog_lib
+from contracts import config_io
+from contracts import features
+from mining import cleaning
+from mining import splits
+from mining.config import MiningConfig
 
 COLUMNS = features.LOG_COLUMNS
 # Three context slots and two random negatives: slates of six.
-CONFIG = configs.MiningConfig(num_context_items=3, num_random_negatives=2,
-                              popularity_exponent=0.5, eval_fraction=0.5,
-                              title_query_fraction=0.0, seed=3)
+CONFIG = MiningConfig(num_context_items=3, num_random_negatives=2,
+                      popularity_exponent=0.5, eval_fraction=0.5,
+                      title_query_fraction=0.0, seed=3)
 
 
 def _log(request, query, item, position, clicked=0, carted=0, ordered=0):
@@ -35,8 +41,9 @@ def _log(request, query, item, position, clicked=0, carted=0, ordered=0):
                             clicked, carted, ordered)))
 
 
-# Kept rows. "red drill" (three spellings) stages: 1 ordered; 2 clicked;
-# 3 clicked (shown in r1, carted in r2: the maximum counts); 4-7 unclicked.
+# Kept rows. "red drill" (four spellings, one query by the model's text rule)
+# stages: 1 ordered; 2 clicked; 3 clicked (shown in r1, carted in r2: the
+# maximum counts); 4-7 unclicked.
 KEPT = [
     _log("r1", "Red  Drill ", 1, 1, clicked=1, carted=1, ordered=1),
     _log("r1", "Red  Drill ", 2, 2, clicked=1),
@@ -45,7 +52,7 @@ KEPT = [
     _log("r1", "Red  Drill ", 5, 5),
     _log("r1", "Red  Drill ", 6, 6),
     _log("r2", "red drill", 3, 1, clicked=1, carted=1),
-    _log("r2", "RED\tDRILL", 4, 2),
+    _log("r2", "RED\tDRILL,", 4, 2),
     _log("r2", "red drill", 7, 3),
     _log("r3", "Hammer", 10, 1, clicked=1),
     _log("r3", "Hammer", 11, 2),
@@ -55,20 +62,21 @@ KEPT = [
 ]
 # Set-aside rows, each with the reason it must be counted under.
 DIRTY = [
-    (_log("d1", None, 13, 1), executor.EMPTY_QUERY),
-    (_log("d2", "   ", 13, 1), executor.EMPTY_QUERY),
-    (_log("d3", "hammer", 999, 3), executor.UNKNOWN_ITEM),
-    (_log("r2", "red drill", 7, 3), executor.DUPLICATE),
-    (_log("d5", "Hammer", 14, 3, ordered=1), executor.INCONSISTENT_FLAGS),
-    (_log("d5", "Hammer", 14, 3, ordered=1), executor.INCONSISTENT_FLAGS),
-    (_log("d6", "hammer", 15, 4, carted=1), executor.INCONSISTENT_FLAGS),
-    (_log("d7", "hammer", 16, 5, clicked=2), executor.INCONSISTENT_FLAGS),
-    (_log("d8", "hammer", None, 1), executor.MALFORMED),
-    (_log("d9", "hammer", 17, 0), executor.MALFORMED),
+    (_log("d1", None, 13, 1), cleaning.EMPTY_QUERY),
+    (_log("d2", "   ", 13, 1), cleaning.EMPTY_QUERY),
+    (_log("d4", "?!", 13, 1), cleaning.EMPTY_QUERY),  # No word.
+    (_log("d3", "hammer", 999, 3), cleaning.UNKNOWN_ITEM),
+    (_log("r2", "red drill", 7, 3), cleaning.DUPLICATE),
+    (_log("d5", "Hammer", 14, 3, ordered=1), cleaning.INCONSISTENT_FLAGS),
+    (_log("d5", "Hammer", 14, 3, ordered=1), cleaning.INCONSISTENT_FLAGS),
+    (_log("d6", "hammer", 15, 4, carted=1), cleaning.INCONSISTENT_FLAGS),
+    (_log("d7", "hammer", 16, 5, clicked=2), cleaning.INCONSISTENT_FLAGS),
+    (_log("d8", "hammer", None, 1), cleaning.MALFORMED),
+    (_log("d9", "hammer", 17, 0), cleaning.MALFORMED),
     # Several faults: the first check in SET_ASIDE_REASONS order wins.
-    (_log("d10", None, 999, 1), executor.EMPTY_QUERY),
-    (_log("d11", "", None, 1), executor.MALFORMED),
-    (_log("d12", "hammer", 18, 1, clicked=None), executor.MALFORMED),
+    (_log("d10", None, 999, 1), cleaning.EMPTY_QUERY),
+    (_log("d11", "", None, 1), cleaning.MALFORMED),
+    (_log("d12", "hammer", 18, 1, clicked=None), cleaning.MALFORMED),
 ]
 # Items each query was shown, set-aside rows with a catalogue item included.
 SHOWN = {
@@ -113,9 +121,9 @@ def _feature(value):
       bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
 
 
-def _examples_artifact(uri, splits):
+def _examples_artifact(uri, rows_by_split):
   """Writes {split: rows} as CsvExampleGen would; None cells are missing."""
-  for split, rows in splits.items():
+  for split, rows in rows_by_split.items():
     os.makedirs(os.path.join(uri, f"Split-{split}"))
     path = os.path.join(uri, f"Split-{split}",
                         "data_tfrecord-00000-of-00001.gz")
@@ -126,44 +134,55 @@ def _examples_artifact(uri, splits):
         writer.write(example.SerializeToString())
   artifact = standard_artifacts.Examples()
   artifact.uri = uri
-  artifact.split_names = artifact_utils.encode_split_names(list(splits))
+  artifact.split_names = artifact_utils.encode_split_names(list(rows_by_split))
   return artifact
 
 
-def _run(tmp_path, config):
-  """Runs the executor; returns its examples, counts, quarantine, report."""
+def _read_jsonl_gz(pattern):
+  records = []
+  for path in tf.io.gfile.glob(pattern):
+    with tf.io.gfile.GFile(path, "rb") as raw, gzip.GzipFile(
+        fileobj=raw) as f:
+      records.extend(json.loads(line) for line in f)
+  return records
+
+
+def _run(tmp_path, config, catalog_rows=None):
+  """Runs the executor; returns its outputs, read back."""
   logs = [r for r, _ in DIRTY] + KEPT
   # Two splits, so the executor must read every split of the logs.
   logs_artifact = _examples_artifact(
       str(tmp_path / "logs"), {"a": logs[::2], "b": logs[1::2]})
-  catalog_artifact = _examples_artifact(str(tmp_path / "catalog"),
-                                        {"train": _catalog_rows()})
+  catalog_artifact = _examples_artifact(
+      str(tmp_path / "catalog"), {"train": catalog_rows or _catalog_rows()})
   examples = standard_artifacts.Examples()
   examples.uri = str(tmp_path / "examples")
-  report = component.MiningReport()
+  report = artifacts.MiningReport()
   report.uri = str(tmp_path / "report")
-  for uri in (examples.uri, report.uri):
-    os.makedirs(uri)
+  cleaned_catalog = artifacts.Catalog()
+  cleaned_catalog.uri = str(tmp_path / "cleaned_catalog")
+  for uri in (examples.uri, report.uri, cleaned_catalog.uri):
+    tf.io.gfile.makedirs(uri)
   executor.Executor().Do(
-      {executor.LOGS_KEY: [logs_artifact],
-       executor.CATALOG_KEY: [catalog_artifact]},
-      {executor.EXAMPLES_KEY: [examples], executor.REPORT_KEY: [report]},
-      dataclasses.asdict(config))
+      {spec.LOGS_KEY: [logs_artifact], spec.CATALOG_KEY: [catalog_artifact]},
+      {spec.EXAMPLES_KEY: [examples], spec.REPORT_KEY: [report],
+       spec.CLEANED_CATALOG_KEY: [cleaned_catalog]},
+      config_io.to_parameters(config))
   by_split = {}
-  for split in executor.SPLITS:
-    files = glob.glob(os.path.join(examples.uri, f"Split-{split}", "*.gz"))
+  for split in splits.SPLITS:
+    files = tf.io.gfile.glob(
+        os.path.join(examples.uri, f"Split-{split}", "*.gz"))
     by_split[split] = [tf.train.Example.FromString(r.numpy()) for r in
                        tf.data.TFRecordDataset(files, compression_type="GZIP")]
-  with open(os.path.join(report.uri, executor.COUNTS_FILE)) as f:
+  with tf.io.gfile.GFile(os.path.join(report.uri, spec.COUNTS_FILE)) as f:
     counts = json.load(f)
-  quarantine = {}
-  for kind in ("logs", "catalog"):
-    quarantine[kind] = []
-    for path in glob.glob(os.path.join(report.uri, "quarantine", kind + "*")):
-      with gzip.open(path, "rt") as f:
-        quarantine[kind].extend(json.loads(line) for line in f)
+  quarantine = {
+      kind: _read_jsonl_gz(os.path.join(report.uri, spec.QUARANTINE_DIR,
+                                        kind + "*"))
+      for kind in (spec.LOGS_QUARANTINE, spec.CATALOG_QUARANTINE)}
   return {"examples": examples, "by_split": by_split, "counts": counts,
-          "quarantine": quarantine, "report": report}
+          "quarantine": quarantine, "report": report,
+          "cleaned_catalog": cleaned_catalog}
 
 
 def _values(example, name):
@@ -172,13 +191,18 @@ def _values(example, name):
   return [v.decode() if isinstance(v, bytes) else v for v in values]
 
 
+def _slate_key(example):
+  """(query, anchor item_id) of a slate."""
+  return (_values(example, features.QUERY)[0],
+          _values(example, features.ITEM_ID)[0])
+
+
 def _slates(run):
   """{(query, anchor item_id): (split, example)}."""
   slates = {}
   for split, examples in run["by_split"].items():
     for example in examples:
-      key = (_values(example, features.QUERY)[0],
-             _values(example, features.ITEM_ID)[0])
+      key = _slate_key(example)
       assert key not in slates
       slates[key] = (split, example)
   return slates
@@ -194,9 +218,9 @@ def test_counts(mined):
   assert counts["rows_read"] == len(KEPT) + len(DIRTY)
   assert counts["rows_kept"] == len(KEPT)
   assert counts["set_aside"] == {
-      executor.MALFORMED: 4, executor.EMPTY_QUERY: 3,
-      executor.UNKNOWN_ITEM: 1, executor.INCONSISTENT_FLAGS: 4,
-      executor.DUPLICATE: 1}
+      cleaning.MALFORMED: 4, cleaning.EMPTY_QUERY: 4,
+      cleaning.UNKNOWN_ITEM: 1, cleaning.INCONSISTENT_FLAGS: 4,
+      cleaning.DUPLICATE: 1}
   assert counts["rows_set_aside"] == len(DIRTY)
   assert counts["query_items"] == {"ORDERED": 2, "CLICKED": 3, "UNCLICKED": 7}
   assert counts["positives"] == {"ORDERED": 2, "CLICKED": 3}
@@ -205,13 +229,14 @@ def test_counts(mined):
   assert counts["catalog"] == {"rows_read": CATALOG_SIZE + 2,
                                "items": CATALOG_SIZE, "missing_item_id": 1,
                                "duplicate_item_id": 1, "missing_title": 1}
-  split_of = {q: executor.split_of(q, CONFIG) for q in SHOWN}
-  for split in executor.SPLITS:
+  split_of = {q: splits.split_of(q, CONFIG) for q in SHOWN}
+  for split in splits.SPLITS:
     assert counts["queries"][split] == sum(
         s == split for s in split_of.values())
     assert counts["examples"][split] == sum(
         split_of[q] == split for q, _ in EXPECTED_STAGES)
   assert sum(counts["examples"].values()) == len(EXPECTED_STAGES)
+  assert counts["title_queries"] == counts["title_queries_held_out"] == 0
   report = mined["report"]
   assert report.get_int_custom_property("rows_read") == counts["rows_read"]
   assert report.get_int_custom_property("train_examples") == (
@@ -284,7 +309,7 @@ def test_splits_are_disjoint_by_query(mined):
   # Seed 3 puts queries with slates in both splits, so both are exercised.
   assert queries["train"] and queries["eval"]
   for split, names in queries.items():
-    assert all(executor.split_of(q, CONFIG) == split for q in names)
+    assert all(splits.split_of(q, CONFIG) == split for q in names)
   assert artifact_utils.decode_split_names(
       mined["examples"].split_names) == ["train", "eval"]
 
@@ -298,97 +323,111 @@ def test_mining_is_deterministic(mined, tmp_path):
         json.dumps({n: _values(e, n) for n in e.features.feature},
                    sort_keys=True) for e in run["by_split"][split])
 
-  for split in executor.SPLITS:
+  for split in splits.SPLITS:
     assert contents(again, split) == contents(mined, split)
   assert again["counts"] == mined["counts"]
-
-
-def test_sampler_takes_every_unshown_item_when_asked_for_more():
-  sampler = executor.NegativeSampler(np.arange(CATALOG_SIZE), 0.5)
-  shown = np.array(sorted(SHOWN["hammer"])) - 1  # Catalogue indexes.
-  drawn = sampler.sample(np.random.default_rng(0), shown, 40)
-  assert sorted(drawn.tolist()) == sorted(
-      set(range(CATALOG_SIZE)) - set(shown.tolist()))
-
-
-def test_negative_sampler_follows_popularity():
-  impressions = np.zeros(100, dtype=np.int64)
-  impressions[0] = 99
-  for exponent, expected in ((1.0, 100 / 199), (0.0, 1 / 100)):
-    sampler = executor.NegativeSampler(impressions, exponent)
-    draws = [sampler.sample(np.random.default_rng(s), np.array([5, 7]), 1)[0]
-             for s in range(4000)]
-    assert np.mean(np.equal(draws, 0)) == pytest.approx(expected, abs=0.03)
-    assert not {5, 7} & set(draws)
-
-
-def test_normalize_query():
-  assert executor.normalize_query(b"  Red\t\tDRILL \n") == "red drill"
-  assert executor.normalize_query(None) == ""
 
 
 def test_component_parameters_follow_mining_config():
   samples = component.MultiStageSamples(
       logs=types.Channel(type=standard_artifacts.Examples),
       catalog=types.Channel(type=standard_artifacts.Examples),
-      config=configs.MiningConfig(popularity_exponent=1))
+      config=MiningConfig(popularity_exponent=1))
   assert samples.exec_properties == {
       "num_context_items": 6, "num_random_negatives": 4,
       "popularity_exponent": 1.0, "eval_fraction": 0.1,
       "title_query_fraction": 1.0, "title_query_min_words": 2,
       "title_query_max_words": 4, "seed": 17}
   assert isinstance(samples.exec_properties["popularity_exponent"], float)
-  assert set(samples.outputs) == {"examples", "report"}
+  assert config_io.from_parameters(
+      MiningConfig, samples.exec_properties) == MiningConfig(
+          popularity_exponent=1.0)
+  assert {k: c.type for k, c in samples.outputs.items()} == {
+      "examples": standard_artifacts.Examples,
+      "report": artifacts.MiningReport,
+      "cleaned_catalog": artifacts.Catalog}
 
 
-def test_title_query_takes_distinct_title_words():
-  config = configs.MiningConfig(title_query_min_words=2,
-                                title_query_max_words=3)
-  rng = np.random.default_rng(0)
-  title_words = ["dewalt", "20v", "max", "1/2", "in", "drill", "drill"]
-  for _ in range(50):
-    query = executor.title_query(title_words, rng, config)
-    words = query.split()
-    assert 2 <= len(words) <= 3 and len(set(words)) == len(words)
-    assert set(words) <= {"dewalt", "20v", "max", "1/2", "in", "drill"}
-  assert executor.title_query(["hammer", "hammer"], rng, config) is None
-  assert executor.title_query([], rng, config) is None
+def test_cleaned_catalog_holds_the_kept_rows(mined):
+  cleaned = catalog_lib.read_catalog(
+      os.path.join(mined["cleaned_catalog"].uri, artifacts.CATALOG_FILE))
+  # Item 5's first row is the smaller one, so it stays; the row without an
+  # id is gone.
+  kept = {r[features.ITEM_ID]: r for r in _catalog_rows()[:CATALOG_SIZE]}
+  ids = sorted(kept)
+  assert cleaned.item_ids.tolist() == ids
+  assert cleaned.side_features == ("brand", "price")
+  assert cleaned.titles.tolist() == [kept[i].get("title", "") for i in ids]
+  assert cleaned.columns["brand"].tolist() == [
+      kept[i].get("brand", "") for i in ids]
+  np.testing.assert_allclose(cleaned.columns["price"],
+                             [kept[i].get("price", 0.0) for i in ids],
+                             atol=1e-6)
+  assert not cleaned.set_aside
+  assert mined["cleaned_catalog"].get_int_custom_property("items") == len(ids)
+  duplicates = [r for r in mined["quarantine"]["catalog"]
+                if r[catalog_lib.REASON] == catalog_lib.DUPLICATE_ITEM_ID]
+  assert [(r["item_id"], r["title"]) for r in duplicates] == [
+      (5, "item 5 again")]
 
 
-def test_title_query_slates_cover_the_asked_share_of_the_catalogue():
-  entries = {i: (("item_id", i), ("title", f"steel claw hammer {i}".encode()))
-             for i in range(1, 401)}
-  catalog = executor.Catalog(entries)
-  sampler = executor.NegativeSampler(np.zeros(len(catalog), np.int64), 0.5)
-  config = configs.MiningConfig(num_context_items=2, num_random_negatives=3,
-                                title_query_fraction=0.25)
-  slates = list(executor.title_query_slates(catalog, sampler, config))
-  assert 60 <= len(slates) <= 140
-  for query, indexes, stages in slates:
-    anchor = indexes[0]
-    assert set(query.split()) <= set(
-        catalog.columns["title"][anchor].decode().split())
-    assert stages.tolist() == [C, R, R, R, P, P]
-    negatives = indexes[1:4]
-    assert anchor not in negatives and len(set(negatives.tolist())) == 3
-    assert indexes[4:].tolist() == [-1, -1]
-  again = list(executor.title_query_slates(catalog, sampler, config))
-  assert [(q, i.tolist()) for q, i, _ in again] == [
-      (q, i.tolist()) for q, i, _ in slates]
-  off = dataclasses.replace(config, title_query_fraction=0.0)
-  assert not list(executor.title_query_slates(catalog, sampler, off))
+def test_spellings_of_one_query_are_one_query(mined):
+  # "Red  Drill ", "red drill" and "RED\tDRILL," are one query: its items
+  # are staged together and its slates share the split and query text.
+  drill = [(split, e) for (q, _), (split, e) in _slates(mined).items()
+           if q == "red drill"]
+  assert len(drill) == 3 and len({split for split, _ in drill}) == 1
+  assert mined["counts"]["queries"]["train"] + mined["counts"]["queries"][
+      "eval"] == len(SHOWN)
 
 
-def test_title_queries_join_the_train_split_only(tmp_path):
-  config = dataclasses.replace(CONFIG, title_query_fraction=1.0)
-  run = _run(tmp_path, config)
+# Titles that are logged queries (of both splits under CONFIG's seed): with
+# one-word pseudo-queries allowed, an item titled "Hammer" gives the
+# pseudo-query "hammer", which must land in the split of the logged query.
+LOGGED_QUERY_TITLES = {22: "Hammer", 23: "nails!", 24: "SAW"}
+TITLES_CONFIG = dataclasses.replace(CONFIG, title_query_fraction=1.0,
+                                    title_query_min_words=1,
+                                    title_query_max_words=2)
+
+
+@pytest.fixture(scope="module")
+def mined_with_titles(tmp_path_factory):
+  rows = _catalog_rows()
+  for row in rows:
+    if row.get(features.ITEM_ID) in LOGGED_QUERY_TITLES:
+      row[features.TITLE] = LOGGED_QUERY_TITLES[row[features.ITEM_ID]]
+  return _run(tmp_path_factory.mktemp("titles"), TITLES_CONFIG, rows)
+
+
+def test_no_eval_query_is_trained_on(mined_with_titles):
+  run = mined_with_titles
+  queries = {s: {_values(e, features.QUERY)[0] for e in examples}
+             for s, examples in run["by_split"].items()}
+  # The fixture exercises what it should: a pseudo-query with the text of a
+  # logged eval query, and logged queries in both splits.
+  twins = {"hammer", "nails", "saw"}
+  assert {splits.split_of(q, TITLES_CONFIG) for q in twins} == set(
+      splits.SPLITS)
+  assert not queries["train"] & queries["eval"]
+  for split, names in queries.items():
+    assert all(splits.split_of(q, TITLES_CONFIG) == split for q in names)
+  # The eval split is logged behaviour only: pseudo-queries that fall in
+  # eval are held out, not added to it.
+  eval_slates = {_slate_key(e) for e in run["by_split"]["eval"]}
+  assert eval_slates == {
+      k for k in EXPECTED_STAGES
+      if splits.split_of(k[0], TITLES_CONFIG) == splits.EVAL}
   titled = [e for e in run["by_split"]["train"]
-            if (_values(e, features.QUERY)[0],
-                _values(e, features.ITEM_ID)[0]) not in EXPECTED_STAGES]
-  assert run["counts"]["title_queries"] == len(titled) > 0
-  assert run["counts"]["examples"]["train"] == len(run["by_split"]["train"])
+            if _slate_key(e) not in EXPECTED_STAGES]
   for example in titled:
     assert _values(example, features.STAGE)[0] == C
-  eval_queries = {_values(e, features.QUERY)[0]
-                  for e in run["by_split"]["eval"]}
-  assert eval_queries <= set(SHOWN)
+  counts = run["counts"]
+  assert counts["title_queries"] == len(titled) > 0
+  assert counts["title_queries_held_out"] > 0
+  # Every item with a title (all but item 30) has a pseudo-query.
+  assert counts["title_queries"] + counts["title_queries_held_out"] == (
+      CATALOG_SIZE - 1)
+  assert counts["examples"]["train"] == len(run["by_split"]["train"])
+  assert counts["examples"]["eval"] == len(run["by_split"]["eval"])
+  assert run["report"].get_int_custom_property("title_queries_held_out") == (
+      counts["title_queries_held_out"])
