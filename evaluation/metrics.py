@@ -1,7 +1,8 @@
 """Recall@K and NDCG@K over the whole catalogue, one scorer for everything.
 
 The pipeline's evaluator, `mmse evaluate` and every benchmark call these
-functions, so figures from any of them are comparable. Conventions follow the
+functions, so figures from any of them are comparable; `index_recall` is
+how much of exact search's top-k an ANN index finds. Conventions follow the
 benchmark's README: an item is relevant for recall when its grade is at least
 `features.RELEVANT_GRADE`; NDCG's gain is grade - 1, unjudged items gain 0;
 queries without a relevant item are left out of recall (but kept for NDCG
@@ -12,7 +13,9 @@ import csv
 import math
 from typing import Dict, Iterable, Mapping, Sequence
 
-from model import features
+import numpy as np
+
+from contracts import features
 
 # query -> {item_id: grade}
 Judgments = Dict[str, Dict[int, float]]
@@ -43,6 +46,22 @@ def recall_at_k(ranked: Sequence[int], grades: Mapping[int, float],
   if not relevant:
     raise ValueError("recall is undefined without a relevant item")
   return len(relevant.intersection(ranked[:k])) / len(relevant)
+
+
+def index_recall(found: np.ndarray, exact: np.ndarray) -> float:
+  """Mean share of each row of `exact` that the same row of `found` holds.
+
+  Args:
+    found: item ids [Q, k] an index returned.
+    exact: item ids [Q, k'] of exact search for the same queries.
+  """
+  found, exact = np.asarray(found), np.asarray(exact)
+  if len(found) != len(exact):
+    raise ValueError(f"{len(found)} rows found for {len(exact)} exact rows")
+  if not len(exact) or not exact.shape[1]:
+    raise ValueError("index recall is undefined without exact results")
+  return float(np.mean([
+      len(np.intersect1d(f, e)) / len(e) for f, e in zip(found, exact)]))
 
 
 def ndcg_at_k(ranked: Sequence[int], grades: Mapping[int, float],

@@ -10,29 +10,10 @@ import os
 import time
 from typing import Dict, Iterable, Union
 
-from evaluation import embedding
+from contracts import catalog as catalog_lib
+from contracts import serving_layout
 from evaluation import metrics
-from model import catalog as catalog_lib
-from model import features
-from tfx_pipeline import configs
-
-
-def latest_version_dir(serving_dir: str, model_name: str) -> str:
-  """The highest integer version directory of a model in a serving dir.
-
-  TF Serving loads the highest version by default; other entries (a pusher's
-  temporary directory, stray files) are ignored as TF Serving ignores them.
-  """
-  model_dir = os.path.join(serving_dir, model_name)
-  if not os.path.isdir(model_dir):
-    raise FileNotFoundError(f"No model {model_name!r} under {serving_dir}")
-  versions = [
-      int(name) for name in os.listdir(model_dir)
-      if name.isdigit() and os.path.isdir(os.path.join(model_dir, name))
-  ]
-  if not versions:
-    raise FileNotFoundError(f"{model_dir} has no integer version directory")
-  return os.path.join(model_dir, str(max(versions)))
+from retrieval import embedding
 
 
 def evaluate_serving_dir(serving_dir: str, catalog_csv: str,
@@ -43,7 +24,8 @@ def evaluate_serving_dir(serving_dir: str, catalog_csv: str,
 
   Args:
     serving_dir: the pusher's directory (`<name>/<version>/saved_model.pb`).
-    catalog_csv: `item_id,title[,side features]`, every retrievable item.
+    catalog_csv: `item_id,title[,side features]`, every retrievable item
+      (read with `contracts.catalog`: a duplicate item_id is set aside).
     judgments_csv: `query,item_id,relevance`.
     cutoffs: the K values.
 
@@ -55,18 +37,20 @@ def evaluate_serving_dir(serving_dir: str, catalog_csv: str,
   cutoffs = tuple(sorted(cutoffs))
   if not cutoffs:
     raise ValueError("At least one cutoff is needed")
-  query_dir = latest_version_dir(serving_dir, configs.QUERY_TOWER)
-  item_dir = latest_version_dir(serving_dir, configs.ITEM_TOWER)
+  query_dir = serving_layout.latest_version_dir(serving_dir,
+                                                serving_layout.QUERY_TOWER)
+  item_dir = serving_layout.latest_version_dir(serving_dir,
+                                               serving_layout.ITEM_TOWER)
   version = os.path.basename(query_dir)
   if os.path.basename(item_dir) != version:
     raise ValueError(
         f"{query_dir} and {item_dir} differ in version: the towers must come "
         "from one push (is a push still in progress?)")
-  catalog = catalog_lib.read_catalog_csv(catalog_csv)
+  catalog = catalog_lib.read_catalog(catalog_csv)
   judgments = metrics.read_judgments(judgments_csv)
   if not judgments:
     raise ValueError(f"{judgments_csv} has no judgments")
-  num_items = len(catalog[features.ITEM_ID])
+  num_items = len(catalog)
   logging.info("Evaluating version %s of %s: %d items, %d judged queries",
                version, serving_dir, num_items, len(judgments))
   start = time.monotonic()

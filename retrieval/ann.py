@@ -10,20 +10,31 @@ SavedModel, the embeddings, the index and which query tower they pair with.
 Files in an index directory: `item_ids.npy` (int64 [N]), `embeddings.npy`
 (float32 [N, D]), `index.json` (kind, params, sizes, pairing) and the index's
 own files (`scann/`, `faiss.index`); `titles.json` when titles were given.
-Exact search is the reference the others are measured against.
+Every file goes through tf.io.gfile, so the directory may be a `gs://` URI;
+ScaNN and FAISS write and read their own files on a local disk, which is
+copied to and from such a URI.
+
+As TFRS's `factorized_top_k` layers, an index is built over the candidates
+once (`build`) and then answers `search(queries, k)`. Exact search
+(`retrieval.topk`) is the reference the others are measured against.
 """
 import abc
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
+import tempfile
 import time
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
-INDEX_SUBDIR = os.path.join("assets.extra", "index")
+from contracts import serving_layout
+from retrieval import topk
+
+INDEX_SUBDIR = serving_layout.INDEX_SUBDIR
 ITEM_IDS_FILE = "item_ids.npy"
 EMBEDDINGS_FILE = "embeddings.npy"
 META_FILE = "index.json"
@@ -36,6 +47,9 @@ class Index(abc.ABC):
   """Top-k maximum inner product search over a fixed set of items."""
 
   kind = ""
+  # The entry (file or folder) of an index directory holding the index's own
+  # files; None when it has none (exact search).
+  _NATIVE: Optional[str] = None
 
   def __init__(self, item_ids: np.ndarray, embeddings: np.ndarray,
                params: Dict[str, Any]):
@@ -80,25 +94,14 @@ class Index(abc.ABC):
                    k: int) -> Tuple[np.ndarray, np.ndarray]:
     """Row numbers into the item arrays and their scores, best first."""
 
-  def _save_files(self, directory: str) -> None:
-    """Writes the index's own files (none for exact search)."""
+  def _save_files(self, local_dir: str) -> None:
+    """Writes `_NATIVE` into a local directory."""
 
   @classmethod
-  def _load(cls, directory: str, item_ids: np.ndarray, embeddings: np.ndarray,
-            params: Dict[str, Any]) -> "Index":
+  def _load(cls, local_dir: str, item_ids: np.ndarray,
+            embeddings: np.ndarray, params: Dict[str, Any]) -> "Index":
+    """Reads the index back; `_NATIVE` is in the local directory."""
     return cls(item_ids, embeddings, params)
-
-
-def _top_k_rows(scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
-  """The k best columns of each row of `scores`, best first."""
-  if k < scores.shape[1]:
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-  else:
-    top = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-  top_scores = np.take_along_axis(scores, top, axis=1)
-  order = np.argsort(-top_scores, axis=1, kind="stable")
-  return (np.take_along_axis(top, order, axis=1),
-          np.take_along_axis(top_scores, order, axis=1))
 
 
 def _partitions_to_search(partitions: int, num_items: int) -> int:
@@ -108,22 +111,12 @@ def _partitions_to_search(partitions: int, num_items: int) -> int:
 
 
 class ExactIndex(Index):
-  """Scores every item; the reference for recall and speed."""
+  """Scores every item (`topk.exact_top_k`); the reference for recall."""
 
   kind = "exact"
-  # Queries are scored in blocks of at most this many scores (256 MB).
-  _BLOCK_SCORES = 1 << 26
 
   def _search_rows(self, queries, k):
-    rows = np.empty((len(queries), k), dtype=np.int64)
-    scores = np.empty((len(queries), k), dtype=np.float32)
-    block = int(np.clip(self._BLOCK_SCORES // self.size, 1, 256))
-    for start in range(0, len(queries), block):
-      stop = start + block
-      # A transposed view: BLAS reads it in place, nothing N x D is copied.
-      rows[start:stop], scores[start:stop] = _top_k_rows(
-          queries[start:stop] @ self.embeddings.T, k)
-    return rows, scores
+    return topk.exact_top_k(queries, self.embeddings, k)
 
 
 def _scann_pybind():
@@ -141,7 +134,7 @@ class ScannIndex(Index):
   """
 
   kind = "scann"
-  _SUBDIR = "scann"
+  _NATIVE = "scann"
 
   def __init__(self, item_ids, embeddings, params, searcher=None):
     super().__init__(item_ids, embeddings, params)
@@ -192,20 +185,20 @@ class ScannIndex(Index):
         leaves_to_search=self.params["leaves_to_search"])
     return rows.astype(np.int64), scores
 
-  def _save_files(self, directory):
-    scann_dir = os.path.join(directory, self._SUBDIR)
+  def _save_files(self, local_dir):
+    scann_dir = os.path.join(local_dir, self._NATIVE)
     os.makedirs(scann_dir)
     self._searcher.serialize(scann_dir)
 
   @classmethod
-  def _load(cls, directory, item_ids, embeddings, params):
+  def _load(cls, local_dir, item_ids, embeddings, params):
     # ScaNN's asset list holds absolute paths from when it was written; the
     # version directory has been renamed (and maybe copied) since, so every
     # asset is looked up beside the list instead.
     from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
     from scann.scann_ops import scann_assets_pb2  # pylint: disable=g-import-not-at-top
     pybind = _scann_pybind()
-    scann_dir = os.path.join(directory, cls._SUBDIR)
+    scann_dir = os.path.join(local_dir, cls._NATIVE)
     with open(os.path.join(scann_dir, "scann_assets.pbtxt")) as f:
       assets = text_format.Parse(f.read(), scann_assets_pb2.ScannAssets())
     for asset in assets.assets:
@@ -223,7 +216,7 @@ class FaissIndex(Index):
   """FAISS inverted file (k-means partitions) with exact in-list scoring."""
 
   kind = "faiss"
-  _FILE = "faiss.index"
+  _NATIVE = "faiss.index"
 
   def __init__(self, item_ids, embeddings, params, index=None):
     super().__init__(item_ids, embeddings, params)
@@ -263,20 +256,19 @@ class FaissIndex(Index):
     if (rows < 0).any():
       # The probed lists held fewer than k items; widen to every list.
       missing = (rows < 0).any(axis=1)
-      exact_rows, exact_scores = ExactIndex(
-          self.item_ids, self.embeddings, {})._search_rows(queries[missing], k)
-      rows[missing], scores[missing] = exact_rows, exact_scores
+      rows[missing], scores[missing] = topk.exact_top_k(
+          queries[missing], self.embeddings, k)
     return rows, scores
 
-  def _save_files(self, directory):
+  def _save_files(self, local_dir):
     import faiss  # pylint: disable=g-import-not-at-top
-    faiss.write_index(self._index, os.path.join(directory, self._FILE))
+    faiss.write_index(self._index, os.path.join(local_dir, self._NATIVE))
 
   @classmethod
-  def _load(cls, directory, item_ids, embeddings, params):
+  def _load(cls, local_dir, item_ids, embeddings, params):
     import faiss  # pylint: disable=g-import-not-at-top
     return cls(item_ids, embeddings, params,
-               index=faiss.read_index(os.path.join(directory, cls._FILE)))
+               index=faiss.read_index(os.path.join(local_dir, cls._NATIVE)))
 
 
 _CLASSES = {c.kind: c for c in (ScannIndex, FaissIndex, ExactIndex)}
@@ -321,6 +313,15 @@ def build(item_ids: np.ndarray, embeddings: np.ndarray, kind: str = "scann",
   return index
 
 
+def _gfile():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.io.gfile
+
+
+def _is_local(path: str) -> bool:
+  return "://" not in path
+
+
 def saved_model_fingerprint(saved_model_dir: str) -> str:
   """Identifies a SavedModel by its graph and its variables' checksums.
 
@@ -328,13 +329,70 @@ def saved_model_fingerprint(saved_model_dir: str) -> str:
   `saved_model.pb` tells two trainings apart without reading the weights,
   and a copy (the pusher's) has the same fingerprint as its source.
   """
+  gfile = _gfile()
   digest = hashlib.sha256()
-  for name in ("saved_model.pb", os.path.join("variables", "variables.index")):
+  for name in (serving_layout.SAVED_MODEL_FILE,
+               os.path.join("variables", "variables.index")):
     path = os.path.join(saved_model_dir, name)
-    if os.path.exists(path):
-      with open(path, "rb") as f:
+    if gfile.exists(path):
+      with gfile.GFile(path, "rb") as f:
         digest.update(f.read())
   return digest.hexdigest()
+
+
+def _copy_tree(source: str, destination: str) -> None:
+  """Copies a file or a folder, between any two tf.io.gfile paths."""
+  gfile = _gfile()
+  if not gfile.isdir(source):
+    gfile.copy(source, destination)
+    return
+  gfile.makedirs(destination)
+  for name in gfile.listdir(source):
+    name = name.rstrip("/")
+    _copy_tree(os.path.join(source, name), os.path.join(destination, name))
+
+
+@contextlib.contextmanager
+def _local_copy(directory: str, entry: Optional[str]) -> Iterator[str]:
+  """A local directory holding `directory/entry` (itself when local)."""
+  if entry is None or _is_local(directory):
+    yield directory
+    return
+  with tempfile.TemporaryDirectory() as local_dir:
+    _copy_tree(os.path.join(directory, entry), os.path.join(local_dir, entry))
+    yield local_dir
+
+
+def _save_native(index: Index, directory: str) -> None:
+  """The index's own files, written locally and copied to a URI."""
+  # pylint: disable=protected-access
+  if index._NATIVE is None or _is_local(directory):
+    index._save_files(directory)
+    return
+  with tempfile.TemporaryDirectory() as local_dir:
+    index._save_files(local_dir)
+    _copy_tree(os.path.join(local_dir, index._NATIVE),
+               os.path.join(directory, index._NATIVE))
+
+
+def _write_array(path: str, array: np.ndarray) -> None:
+  with _gfile().GFile(path, "wb") as f:
+    np.save(f, array)
+
+
+def _read_array(path: str) -> np.ndarray:
+  with _gfile().GFile(path, "rb") as f:
+    return np.load(f)
+
+
+def _write_json(path: str, value: Any, **kwargs) -> None:
+  with _gfile().GFile(path, "w") as f:
+    f.write(json.dumps(value, **kwargs))
+
+
+def _read_json(path: str) -> Any:
+  with _gfile().GFile(path, "r") as f:
+    return json.loads(f.read())
 
 
 class LoadedIndex:
@@ -370,14 +428,16 @@ def save(index: Index, directory: str, k: int,
   """
   if titles is not None and len(titles) != index.size:
     raise ValueError(f"{len(titles)} titles for {index.size} items")
-  os.makedirs(directory)
-  np.save(os.path.join(directory, ITEM_IDS_FILE), index.item_ids)
-  np.save(os.path.join(directory, EMBEDDINGS_FILE), index.embeddings)
-  index._save_files(directory)  # pylint: disable=protected-access
+  gfile = _gfile()
+  if gfile.exists(directory):
+    raise FileExistsError(f"{directory} already exists")
+  gfile.makedirs(directory)
+  _write_array(os.path.join(directory, ITEM_IDS_FILE), index.item_ids)
+  _write_array(os.path.join(directory, EMBEDDINGS_FILE), index.embeddings)
+  _save_native(index, directory)
   if titles is not None:
-    with open(os.path.join(directory, TITLES_FILE), "w",
-              encoding="utf-8") as f:
-      json.dump([str(t) for t in titles], f, ensure_ascii=False)
+    _write_json(os.path.join(directory, TITLES_FILE),
+                [str(t) for t in titles], ensure_ascii=False)
   meta = {
       "format_version": FORMAT_VERSION,
       "kind": index.kind,
@@ -389,8 +449,7 @@ def save(index: Index, directory: str, k: int,
                                   if query_tower_dir else None),
   }
   # Written last: an index directory without it is incomplete.
-  with open(os.path.join(directory, META_FILE), "w", encoding="utf-8") as f:
-    json.dump(meta, f, indent=2)
+  _write_json(os.path.join(directory, META_FILE), meta, indent=2)
 
 
 def write_index(directory: str, item_ids: np.ndarray, embeddings: np.ndarray,
@@ -406,31 +465,33 @@ def write_index(directory: str, item_ids: np.ndarray, embeddings: np.ndarray,
 
 def load(directory: str) -> LoadedIndex:
   """Reads an index directory; raises on a missing or inconsistent file."""
+  gfile = _gfile()
   meta_path = os.path.join(directory, META_FILE)
-  if not os.path.isfile(meta_path):
+  if not gfile.exists(meta_path):
     raise FileNotFoundError(f"{meta_path} is missing (incomplete index)")
-  with open(meta_path, encoding="utf-8") as f:
-    meta = json.load(f)
+  meta = _read_json(meta_path)
   if meta.get("format_version") != FORMAT_VERSION:
     raise ValueError(f"{meta_path}: unsupported format_version "
                      f"{meta.get('format_version')}")
   if meta.get("kind") not in _CLASSES:
     raise ValueError(f"{meta_path}: unknown index kind {meta.get('kind')!r}")
-  item_ids = np.load(os.path.join(directory, ITEM_IDS_FILE))
-  embeddings = np.load(os.path.join(directory, EMBEDDINGS_FILE))
+  item_ids = _read_array(os.path.join(directory, ITEM_IDS_FILE))
+  embeddings = _read_array(os.path.join(directory, EMBEDDINGS_FILE))
   if (item_ids.shape != (meta["num_items"],) or
       embeddings.shape != (meta["num_items"], meta["dim"])):
     raise ValueError(f"{directory}: item_ids {item_ids.shape} / embeddings "
                      f"{embeddings.shape} disagree with {META_FILE}")
   titles = None
   titles_path = os.path.join(directory, TITLES_FILE)
-  if os.path.exists(titles_path):
-    with open(titles_path, encoding="utf-8") as f:
-      titles = np.asarray([t.encode("utf-8") for t in json.load(f)],
-                          dtype=object)
+  if gfile.exists(titles_path):
+    titles = np.asarray([t.encode("utf-8") for t in _read_json(titles_path)],
+                        dtype=object)
     if len(titles) != len(item_ids):
       raise ValueError(f"{titles_path}: {len(titles)} titles for "
                        f"{len(item_ids)} items")
-  index = _CLASSES[meta["kind"]]._load(  # pylint: disable=protected-access
-      directory, item_ids, embeddings, meta["params"])
+  cls = _CLASSES[meta["kind"]]
+  # pylint: disable=protected-access
+  with _local_copy(directory, cls._NATIVE) as local_dir:
+    index = cls._load(local_dir, item_ids, embeddings, meta["params"])
+  # pylint: enable=protected-access
   return LoadedIndex(index, meta, titles)

@@ -1,22 +1,21 @@
-"""Embeds the catalogue and queries with exported towers; exact top-k search.
+"""Embeds catalogue columns and queries with the exported towers.
 
-Offline evaluation must score a model the way it is served: through the
-`serving_default` signatures of the exported towers (raw text in, Transform
-graph inside), over every item of the catalogue. Exact search in numpy is the
-reference an ANN index is later measured against, so it lives here beside the
-embedding code rather than in any index.
+IndexBuilder, `mmse index`, the evaluator and `mmse evaluate` embed through
+the towers' `serving_default` signatures (raw text in, Transform graph
+inside), exactly as the served models do, so every figure and every index
+comes from what is served.
 """
 import logging
 import time
-from typing import Callable, Dict, Mapping, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Sequence
 
 import numpy as np
 
-from model import catalog as catalog_lib
-from model import features
+from contracts import catalog as catalog_lib
+from contracts.serving_layout import EMBEDDING_OUTPUT
+from contracts.serving_layout import SERVING_SIGNATURE
+from retrieval import topk
 
-EMBEDDING_OUTPUT = "embedding"
-SERVING_SIGNATURE = "serving_default"
 DEFAULT_BATCH_SIZE = 1024
 # Log progress of a long loop about this often.
 _LOG_EVERY_SECONDS = 10.0
@@ -85,9 +84,9 @@ def _embed_batches(signature: Signature, columns: Dict[str, np.ndarray],
   return np.concatenate(embeddings).astype(np.float32, copy=False)
 
 
-def embed_catalog(item_tower: Signature, catalog: catalog_lib.Catalog,
+def embed_catalog(item_tower: Signature, columns: Mapping[str, np.ndarray],
                   batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-  """Embeds every catalogue row; returns float32 [N, D] in catalogue order.
+  """Embeds every catalogue row; returns float32 [N, D] in row order.
 
   Feeds exactly the inputs the tower's signature declares: a model trained
   without a side feature ignores that column, and a model that needs a column
@@ -95,17 +94,17 @@ def embed_catalog(item_tower: Signature, catalog: catalog_lib.Catalog,
 
   Args:
     item_tower: the item tower's `serving_default` signature.
-    catalog: column arrays as `model.catalog` reads them.
+    columns: `contracts.catalog.Catalog.columns`, or a batch of its rows.
     batch_size: rows per signature call.
   """
   declared = sorted(_input_specs(item_tower))
-  missing = [name for name in declared if name not in catalog]
+  missing = [name for name in declared if name not in columns]
   if missing:
     raise ValueError(
         f"The item tower needs inputs {declared} but the catalogue lacks "
-        f"{missing} (it has {sorted(catalog)})")
-  size = len(catalog[declared[0]])
-  return _embed_batches(item_tower, catalog, size, batch_size,
+        f"{missing} (it has {sorted(columns)})")
+  size = len(columns[declared[0]])
+  return _embed_batches(item_tower, columns, size, batch_size,
                         "Embedding catalogue")
 
 
@@ -120,62 +119,16 @@ def embed_queries(query_tower: Signature, queries: Sequence[str],
                         "Embedding queries")
 
 
-def exact_top_k(query_embeddings: np.ndarray, item_embeddings: np.ndarray,
-                k: int, batch_size: int = 256) -> Tuple[np.ndarray, np.ndarray]:
-  """The k items with the highest dot product for each query, best first.
-
-  Scores one batch of queries against every item at a time, so memory stays
-  at batch_size x N floats; a partial partition finds the k best before only
-  those are sorted.
-
-  Args:
-    query_embeddings: float [Q, D].
-    item_embeddings: float [N, D].
-    k: items per query; capped at N.
-    batch_size: queries scored together.
-
-  Returns:
-    (indices int64 [Q, min(k, N)] into item_embeddings,
-     scores float32 [Q, min(k, N)]), scores descending along each row.
-  """
-  if query_embeddings.ndim != 2 or item_embeddings.ndim != 2:
-    raise ValueError("Embeddings must be 2-D [rows, dim]")
-  if query_embeddings.shape[1] != item_embeddings.shape[1]:
-    raise ValueError(
-        f"Query dim {query_embeddings.shape[1]} != item dim "
-        f"{item_embeddings.shape[1]}: the towers are not from one model")
-  if k < 1:
-    raise ValueError(f"k must be positive, got {k}")
-  num_queries, num_items = len(query_embeddings), len(item_embeddings)
-  k = min(k, num_items)
-  indices = np.empty((num_queries, k), dtype=np.int64)
-  scores = np.empty((num_queries, k), dtype=np.float32)
-  # A transposed view: BLAS multiplies it without copying the catalogue.
-  items_t = item_embeddings.astype(np.float32, copy=False).T
-  progress = _Progress("Exact top-k", num_queries)
-  for start in range(0, num_queries, batch_size):
-    stop = min(start + batch_size, num_queries)
-    batch_scores = query_embeddings[start:stop].astype(np.float32) @ items_t
-    if k < num_items:
-      top = np.argpartition(-batch_scores, k - 1, axis=1)[:, :k]
-    else:
-      top = np.broadcast_to(np.arange(num_items), batch_scores.shape)
-    top_scores = np.take_along_axis(batch_scores, top, axis=1)
-    order = np.argsort(-top_scores, axis=1, kind="stable")
-    indices[start:stop] = np.take_along_axis(top, order, axis=1)
-    scores[start:stop] = np.take_along_axis(top_scores, order, axis=1)
-    progress.update(stop)
-  return indices, scores
-
-
 def rank_catalog(query_tower: Signature, item_tower: Signature,
                  catalog: catalog_lib.Catalog, queries: Sequence[str], k: int,
                  batch_size: int = DEFAULT_BATCH_SIZE
                 ) -> Dict[str, np.ndarray]:
-  """Each query's k best catalogue item ids under one model, best first."""
+  """Each query's k best catalogue item ids under one model, best first.
+
+  Exact search (`topk.exact_top_k`) over every catalogue item.
+  """
   queries = list(queries)
-  item_embeddings = embed_catalog(item_tower, catalog, batch_size)
+  item_embeddings = embed_catalog(item_tower, catalog.columns, batch_size)
   query_embeddings = embed_queries(query_tower, queries, batch_size)
-  indices, _ = exact_top_k(query_embeddings, item_embeddings, k)
-  item_ids = np.asarray(catalog[features.ITEM_ID], dtype=np.int64)
-  return dict(zip(queries, item_ids[indices]))
+  rows, _ = topk.exact_top_k(query_embeddings, item_embeddings, k)
+  return dict(zip(queries, catalog.item_ids[rows]))

@@ -9,10 +9,9 @@ import json
 import logging
 from typing import List
 
-from evaluation import embedding
-from evaluation import serving_eval
-from model import features
-from tfx_pipeline import configs
+from contracts import features
+from contracts import serving_layout
+from retrieval import embedding
 
 
 def read_queries(path: str) -> List[str]:
@@ -33,18 +32,22 @@ def retrieve_file(serving_dir: str, queries_path: str, k: int,
                   out_path: str, batch_size: int = 256) -> int:
   """Writes `{"query", "item_ids", "scores"}` lines; returns how many."""
   queries = read_queries(queries_path)
-  model_dir = serving_eval.latest_version_dir(serving_dir, configs.RETRIEVAL)
-  retrieval = embedding.load_signature(model_dir, output="item_ids")
-  served_k = retrieval.structured_outputs["item_ids"].shape[-1]
+  model_dir = serving_layout.latest_version_dir(serving_dir,
+                                                serving_layout.RETRIEVAL)
+  retrieval = embedding.load_signature(model_dir,
+                                       output=serving_layout.ITEM_IDS_OUTPUT)
+  served_k = retrieval.structured_outputs[
+      serving_layout.ITEM_IDS_OUTPUT].shape[-1]
   if k < 1 or (served_k is not None and k > served_k):
     raise ValueError(f"k must be in 1..{served_k} for the model at {model_dir}")
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   with open(out_path, "w", encoding="utf-8") as out:
     for start in range(0, len(queries), batch_size):
       batch = queries[start:start + batch_size]
-      result = retrieval(query=tf.constant(batch, dtype=tf.string))
-      ids = result["item_ids"].numpy()[:, :k]
-      scores = result["scores"].numpy()[:, :k]
+      result = retrieval(**{
+          serving_layout.QUERY_INPUT: tf.constant(batch, dtype=tf.string)})
+      ids = result[serving_layout.ITEM_IDS_OUTPUT].numpy()[:, :k]
+      scores = result[serving_layout.SCORES_OUTPUT].numpy()[:, :k]
       for query, row_ids, row_scores in zip(batch, ids, scores):
         out.write(json.dumps({
             "query": query,

@@ -1,1 +1,2 @@
 """Embeds the catalogue once and builds the served retrieval model and index."""
+from components.index_builder.component import IndexBuilder

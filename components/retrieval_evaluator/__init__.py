@@ -1,3 +1,2 @@
 """Whole-catalogue retrieval evaluation and blessing as a TFX component."""
-from components.retrieval_evaluator.component import RetrievalEvaluation
 from components.retrieval_evaluator.component import RetrievalEvaluator

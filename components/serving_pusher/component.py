@@ -1,50 +1,46 @@
 """ServingPusher: the stock Pusher's contract for MMSE's three SavedModels.
 
 TFX's Pusher copies one model directory to `<base>/<version>/`. MMSE serves
-three models side by side (`query_tower`, `item_tower`, `retrieval`), each of
-which TF Serving expects at `<serving_dir>/<name>/<version>/`, plus a
-`models.config` naming them. This component keeps the Pusher's behaviour -
-push only what the evaluator blessed, record a PushedModel - with that layout.
+three models side by side (`query_tower`, `item_tower`, `retrieval` with its
+ANN index), each at `<serving_dir>/<name>/<version>/`, plus a
+`models.config` naming them (`contracts.serving_layout`). This component
+keeps the Pusher's behaviour - push only what the evaluator blessed, record
+a PushedModel - with that layout.
 """
 from tfx import types
 from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
-from tfx.types import component_spec
 from tfx.types import standard_artifacts
 
-from components.index_builder.component import RetrievalIndex
 from components.serving_pusher import executor
-
-
-class ServingPusherSpec(types.ComponentSpec):
-  PARAMETERS = {
-      # Root of the TF Serving model directory (local path or URI).
-      "serving_dir": component_spec.ExecutionParameter(type=str),
-  }
-  INPUTS = {
-      "model": component_spec.ChannelParameter(type=standard_artifacts.Model),
-      "index": component_spec.ChannelParameter(type=RetrievalIndex),
-      "model_blessing": component_spec.ChannelParameter(
-          type=standard_artifacts.ModelBlessing),
-  }
-  OUTPUTS = {
-      "pushed_model": component_spec.ChannelParameter(
-          type=standard_artifacts.PushedModel),
-  }
+from components.serving_pusher import spec
 
 
 class ServingPusher(base_component.BaseComponent):
-  """Pushes query_tower, item_tower and retrieval when the model is blessed."""
+  """Pushes query_tower, item_tower and retrieval when the model is blessed.
 
-  SPEC_CLASS = ServingPusherSpec
+  Component `outputs` contains:
+   - `pushed_model`: PushedModel (`pushed` 1/0, `pushed_version`).
+  """
+
+  SPEC_CLASS = spec.ServingPusherSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
   def __init__(self, model: types.BaseChannel, index: types.BaseChannel,
                model_blessing: types.BaseChannel, serving_dir: str):
-    super().__init__(
-        spec=ServingPusherSpec(
-            model=model,
-            index=index,
-            model_blessing=model_blessing,
-            serving_dir=serving_dir,
-            pushed_model=types.Channel(type=standard_artifacts.PushedModel)))
+    """Constructs a ServingPusher.
+
+    Args:
+      model: Trainer's `Model` (the towers).
+      index: IndexBuilder's `RetrievalIndex` built from `model`.
+      model_blessing: RetrievalEvaluator's blessing of `model` and `index`.
+      serving_dir: the TF Serving model directory (local path or URI).
+    """
+    super().__init__(spec=spec.ServingPusherSpec(**{
+        spec.MODEL_KEY: model,
+        spec.INDEX_KEY: index,
+        spec.MODEL_BLESSING_KEY: model_blessing,
+        spec.SERVING_DIR_KEY: serving_dir,
+        spec.PUSHED_MODEL_KEY: types.Channel(
+            type=standard_artifacts.PushedModel),
+    }))

@@ -12,18 +12,23 @@ from tfx.dsl.input_resolution.strategies import latest_blessed_model_strategy
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
+from components import artifacts
 from components.retrieval_evaluator import component
 from components.retrieval_evaluator import executor
-from tfx_pipeline import configs
-import toy_towers  # tests/ is on sys.path under pytest (no __init__.py).
+from components.retrieval_evaluator import spec
+from contracts import catalog as catalog_lib
+from contracts import config_io
+from contracts import serving_layout
+from evaluation.config import EvalConfig
+from retrieval import ann
+from retrieval import embedding
+from tests.fixtures import toy_towers
 
-CATALOG = {
-    "train": [(1, "cordless drill", "dewalt"), (2, "drill bit set", None),
-              (3, "garden hose", None), (4, "hose reel", "suncast"),
-              (5, "wood screws", None)],
-    "eval": [(6, "paint brush", "purdy"), (7, "led bulb", None),
-             (8, "door hinge", None)],
-}
+# (item_id, title, brand); a missing brand is an empty cell.
+CATALOG = [(1, "cordless drill", "dewalt"), (2, "drill bit set", None),
+           (3, "garden hose", None), (4, "hose reel", "suncast"),
+           (5, "wood screws", None), (6, "paint brush", "purdy"),
+           (7, "led bulb", None), (8, "door hinge", None)]
 # Slates of 5: (query, item ids, stages). Eval judgments: "cordless drill"
 # {1: ordered, 2: clicked (its best stage over two slates)}, "garden hose"
 # {4: clicked}; item 3 was shown unclicked, so it is unjudged.
@@ -52,12 +57,20 @@ GOOD_METRICS = {
     "queries": 2,
     "recall_queries": 2,
 }
+# The index is exact search: it finds what exact search finds.
+GOOD_METRICS.update({
+    f"exact_{name}@{k}": GOOD_METRICS[f"{name}@{k}"]
+    for name in ("recall", "ndcg") for k in (1, 3)
+})
+GOOD_METRICS.update({"index_recall@1": 1.0, "index_recall@3": 1.0})
 # The upside-down model ranks five unrelated items first for both queries.
 BAD_METRICS = dict(
     GOOD_METRICS, **{
         name: 0.0 for name in GOOD_METRICS
-        if "@" in name
+        if "@" in name and not name.startswith("index_recall")
     })
+CONFIG = EvalConfig(cutoffs=(1, 3), blessing_metric="recall@3",
+                    min_blessing_value=0.5, max_regression=0.0)
 
 
 def _bytes(value):
@@ -85,9 +98,32 @@ def _examples_artifact(uri, splits):
   return artifact
 
 
+def _write_catalog(uri, rows):
+  builder = catalog_lib.CatalogBuilder()
+  for item_id, title, brand in rows:
+    builder.add_row({"item_id": item_id, "title": title, "brand": brand})
+  os.makedirs(uri)
+  catalog = builder.build()
+  catalog_lib.write_catalog(catalog, os.path.join(uri, artifacts.CATALOG_FILE))
+  return catalog
+
+
+def _write_index(model_uri, index_uri, catalog):
+  """What IndexBuilder leaves for the evaluator: an exact index."""
+  item_tower = embedding.load_signature(serving_layout.trained_tower_dir(
+      model_uri, serving_layout.ITEM_TOWER))
+  ann.write_index(
+      serving_layout.index_dir(serving_layout.indexed_retrieval_dir(
+          index_uri)),
+      catalog.item_ids, embedding.embed_catalog(item_tower, catalog.columns),
+      k=3, kind="exact",
+      query_tower_dir=serving_layout.trained_tower_dir(
+          model_uri, serving_layout.QUERY_TOWER))
+
+
 @pytest.fixture(scope="module")
 def artifacts_dir(tmp_path_factory):
-  """Slates, catalogue and two trained models, built once for the module."""
+  """Slates, catalogue, two trained models and their indexes, built once."""
   root = tmp_path_factory.mktemp("artifacts")
   for split, slates in SLATES.items():
     _write_split(str(root / "slates"), split, [{
@@ -96,15 +132,12 @@ def artifacts_dir(tmp_path_factory):
         "title": _bytes([b""] * len(ids)),
         "stage": _ints(stages),
     } for query, ids, stages in slates])
-  for split, rows in CATALOG.items():
-    # A missing brand is an absent feature, as CsvExampleGen writes it.
-    _write_split(str(root / "catalog"), split, [
-        dict({"item_id": _ints([i]), "title": _bytes([t.encode()])},
-             **({"brand": _bytes([b.encode()])} if b else {}))
-        for i, t, b in rows
-    ])
+  catalog = _write_catalog(str(root / "catalog"), CATALOG)
+  _write_catalog(str(root / "other_catalog"), CATALOG[1:])
   toy_towers.save_towers(str(root / "good" / "Format-Serving"))
   toy_towers.save_towers(str(root / "bad" / "Format-Serving"), query_sign=-1)
+  for name in ("good", "bad"):
+    _write_index(str(root / name), str(root / f"{name}_index"), catalog)
   return root
 
 
@@ -115,35 +148,40 @@ def _model(artifacts_dir, name, model_id):
   return model
 
 
-def _run(artifacts_dir, tmp_path, model, baseline=None, **config):
-  """Runs the executor; returns (metrics.json, evaluation, blessing)."""
-  evaluation = component.RetrievalEvaluation()
-  evaluation.uri = str(tmp_path / "evaluation")
-  blessing = standard_artifacts.ModelBlessing()
-  blessing.uri = str(tmp_path / "blessing")
+def _artifact(cls, uri):
+  artifact = cls()
+  artifact.uri = str(uri)
+  return artifact
+
+
+def _run(artifacts_dir, tmp_path, model, baseline=None, index=None,
+         catalog="catalog", **config):
+  """Runs the executor; returns (metrics.json, evaluation, blessing).
+
+  The index is the model's own unless `index` names another.
+  """
+  evaluation = _artifact(artifacts.RetrievalEvaluation,
+                         tmp_path / "evaluation")
+  blessing = _artifact(standard_artifacts.ModelBlessing, tmp_path / "blessing")
+  index_name = index or f"{os.path.basename(model.uri)}_index"
   input_dict = {
-      executor.MODEL_KEY: [model],
-      executor.EXAMPLES_KEY: [
+      spec.MODEL_KEY: [model],
+      spec.INDEX_KEY: [_artifact(artifacts.RetrievalIndex,
+                                 artifacts_dir / index_name)],
+      spec.EXAMPLES_KEY: [
           _examples_artifact(str(artifacts_dir / "slates"), ["train", "eval"])
       ],
-      executor.CATALOG_KEY: [
-          _examples_artifact(str(artifacts_dir / "catalog"), ["train", "eval"])
-      ],
+      spec.CATALOG_KEY: [_artifact(artifacts.Catalog, artifacts_dir / catalog)],
   }
   if baseline is not None:
-    input_dict[executor.BASELINE_MODEL_KEY] = [baseline]
-  exec_properties = {
-      executor.CUTOFFS_KEY: "[1, 3]",
-      executor.BLESSING_METRIC_KEY: "recall@3",
-      executor.MIN_BLESSING_VALUE_KEY: 0.5,
-      executor.MAX_REGRESSION_KEY: 0.0,
-  }
-  exec_properties.update(config)
+    input_dict[spec.BASELINE_MODEL_KEY] = [baseline]
+  exec_properties = config_io.to_parameters(
+      dataclasses.replace(CONFIG, **config))
   executor.Executor().Do(input_dict, {
-      executor.EVALUATION_KEY: [evaluation],
-      executor.BLESSING_KEY: [blessing],
+      spec.EVALUATION_KEY: [evaluation],
+      spec.BLESSING_KEY: [blessing],
   }, exec_properties)
-  with open(os.path.join(evaluation.uri, executor.METRICS_FILE)) as f:
+  with open(os.path.join(evaluation.uri, spec.METRICS_FILE)) as f:
     report = json.load(f)
   return report, evaluation, blessing
 
@@ -152,15 +190,27 @@ def _blessing_files(blessing):
   return sorted(os.listdir(blessing.uri))
 
 
+class _WorstFirst(ann.ExactIndex):
+  """An index that answers the worst items first, as a broken ANN might."""
+
+  def _search_rows(self, queries, k):
+    rows, scores = super()._search_rows(queries, self.size)
+    return rows[:, ::-1][:, :k], scores[:, ::-1][:, :k]
+
+
 class TestExecutor:
 
   def test_blessed_without_baseline(self, artifacts_dir, tmp_path):
     model = _model(artifacts_dir, "good", 11)
     report, evaluation, blessing = _run(artifacts_dir, tmp_path, model)
-    assert report["candidate"] == pytest.approx(GOOD_METRICS)
+    assert report["candidate"] == pytest.approx(GOOD_METRICS, abs=1e-6)
     assert report["baseline"] is None and report["blessed"]
     assert report["eval_queries"] == 2 and report["catalog_items"] == 8
-    assert evaluation.get_float_custom_property("recall@3") == 1.0
+    assert report["index_kind"] == "exact"
+    assert evaluation.get_float_custom_property("recall@3") == pytest.approx(
+        1.0, abs=1e-6)
+    assert evaluation.get_float_custom_property(
+        "index_recall@3") == pytest.approx(1.0, abs=1e-6)
     assert evaluation.get_int_custom_property("queries") == 2
     assert _blessing_files(blessing) == ["BLESSED"]
     assert blessing.get_int_custom_property("blessed") == 1
@@ -172,20 +222,41 @@ class TestExecutor:
   def test_not_blessed_below_floor(self, artifacts_dir, tmp_path):
     report, _, blessing = _run(artifacts_dir, tmp_path,
                                _model(artifacts_dir, "bad", 12))
-    assert report["candidate"] == pytest.approx(BAD_METRICS)
+    assert report["candidate"] == pytest.approx(BAD_METRICS, abs=1e-6)
     assert not report["blessed"] and "below the floor" in report["reason"]
     assert _blessing_files(blessing) == ["NOT_BLESSED"]
     assert blessing.get_int_custom_property("blessed") == 0
     assert not model_utils.is_model_blessed(blessing)
+
+  def test_blessing_follows_the_index_not_exact_search(
+      self, artifacts_dir, tmp_path, monkeypatch):
+    load = ann.load
+
+    def load_broken(directory):
+      loaded = load(directory)
+      return ann.LoadedIndex(
+          _WorstFirst(loaded.index.item_ids, loaded.index.embeddings, {}),
+          loaded.meta, loaded.titles)
+
+    monkeypatch.setattr(ann, "load", load_broken)
+    report, _, blessing = _run(artifacts_dir, tmp_path,
+                               _model(artifacts_dir, "good", 11))
+    candidate = report["candidate"]
+    assert candidate["exact_recall@3"] == pytest.approx(1.0, abs=1e-6)
+    assert candidate["recall@3"] == pytest.approx(0.0, abs=1e-6)
+    assert candidate["index_recall@3"] < 1.0
+    assert not report["blessed"] and "recall@3 0.0000" in report["reason"]
+    assert _blessing_files(blessing) == ["NOT_BLESSED"]
 
   def test_not_blessed_on_regression_from_baseline(self, artifacts_dir,
                                                    tmp_path):
     baseline = _model(artifacts_dir, "good", 11)
     report, _, blessing = _run(
         artifacts_dir, tmp_path, _model(artifacts_dir, "bad", 12), baseline,
-        **{executor.MIN_BLESSING_VALUE_KEY: 0.0,
-           executor.MAX_REGRESSION_KEY: 0.5})
-    assert report["baseline"] == pytest.approx(GOOD_METRICS)
+        min_blessing_value=0.0, max_regression=0.5)
+    # The baseline, without an index of its own, is searched in an index of
+    # the candidate's kind built over its item tower's embeddings.
+    assert report["baseline"] == pytest.approx(GOOD_METRICS, abs=1e-6)
     assert not report["blessed"] and "regresses" in report["reason"]
     assert _blessing_files(blessing) == ["NOT_BLESSED"]
     assert blessing.get_int_custom_property("baseline_model_id") == 11
@@ -197,7 +268,7 @@ class TestExecutor:
     baseline = _model(artifacts_dir, "bad", 12)
     candidate = _model(artifacts_dir, "good", 13)
     report, _, blessing = _run(artifacts_dir, tmp_path, candidate, baseline,
-                               **{executor.MIN_BLESSING_VALUE_KEY: 0.0})
+                               min_blessing_value=0.0)
     assert report["blessed"] and "baseline" in report["reason"]
     rejected = standard_artifacts.ModelBlessing()
     rejected.set_int_custom_property("current_model_id", 12)
@@ -209,6 +280,17 @@ class TestExecutor:
     }, "model", "blessing")
     assert [m.id for m in resolved["model"]] == [13]
 
+  def test_an_index_of_another_model_is_an_error(self, artifacts_dir,
+                                                 tmp_path):
+    with pytest.raises(ValueError, match="not built for the query tower"):
+      _run(artifacts_dir, tmp_path, _model(artifacts_dir, "good", 11),
+           index="bad_index")
+
+  def test_an_index_of_other_items_is_an_error(self, artifacts_dir, tmp_path):
+    with pytest.raises(ValueError, match="other items than the catalogue"):
+      _run(artifacts_dir, tmp_path, _model(artifacts_dir, "good", 11),
+           catalog="other_catalog")
+
   def test_examples_without_eval_split_are_an_error(self, artifacts_dir,
                                                     tmp_path):
     model = _model(artifacts_dir, "good", 11)
@@ -216,35 +298,15 @@ class TestExecutor:
     with pytest.raises(ValueError, match="needs 'eval'"):
       executor.Executor().Do(
           {
-              executor.MODEL_KEY: [model],
-              executor.EXAMPLES_KEY: [examples],
-              executor.CATALOG_KEY: [examples],
+              spec.MODEL_KEY: [model],
+              spec.INDEX_KEY: [artifacts.RetrievalIndex()],
+              spec.EXAMPLES_KEY: [examples],
+              spec.CATALOG_KEY: [artifacts.Catalog()],
           }, {
-              executor.EVALUATION_KEY: [component.RetrievalEvaluation()],
-              executor.BLESSING_KEY: [standard_artifacts.ModelBlessing()],
-          }, {
-              executor.CUTOFFS_KEY: "[1]",
-              executor.BLESSING_METRIC_KEY: "recall@1",
-              executor.MIN_BLESSING_VALUE_KEY: 0.0,
-              executor.MAX_REGRESSION_KEY: 0.0,
-          })
-
-
-class TestBlessingDecision:
-
-  @pytest.mark.parametrize("candidate,baseline,blessed", [
-      (0.48, None, True),
-      (0.04, None, False),  # Below the floor of 0.05.
-      (0.48, 0.50, True),  # Within the allowed regression of 0.03.
-      (0.46, 0.50, False),
-      (0.04, 0.01, False),  # Beats the baseline, still below the floor.
-  ])
-  def test_floor_and_regression(self, candidate, baseline, blessed):
-    config = configs.EvalConfig(min_blessing_value=0.05, max_regression=0.03)
-    decision, _ = executor.blessing_decision(
-        config, {"recall@100": candidate},
-        None if baseline is None else {"recall@100": baseline})
-    assert decision == blessed
+              spec.EVALUATION_KEY: [artifacts.RetrievalEvaluation()],
+              spec.BLESSING_KEY: [standard_artifacts.ModelBlessing()],
+          }, config_io.to_parameters(EvalConfig(cutoffs=(1,),
+                                                blessing_metric="recall@1")))
 
 
 class TestComponent:
@@ -252,13 +314,13 @@ class TestComponent:
   def _channels(self):
     return dict(
         model=types.Channel(type=standard_artifacts.Model),
+        index=types.Channel(type=artifacts.RetrievalIndex),
         examples=types.Channel(type=standard_artifacts.Examples),
-        catalog=types.Channel(type=standard_artifacts.Examples))
+        catalog=types.Channel(type=artifacts.Catalog))
 
   def test_parameters_from_eval_config(self):
-    config = configs.EvalConfig(cutoffs=(5, 50), blessing_metric="ndcg@5")
-    evaluator = component.RetrievalEvaluator(
-        **self._channels(), **dataclasses.asdict(config))
+    config = EvalConfig(cutoffs=(5, 50), blessing_metric="ndcg@5")
+    evaluator = component.RetrievalEvaluator(**self._channels(), config=config)
     assert evaluator.exec_properties == {
         "cutoffs": "[5, 50]",
         "blessing_metric": "ndcg@5",
@@ -268,9 +330,16 @@ class TestComponent:
     assert (evaluator.outputs["blessing"].type ==
             standard_artifacts.ModelBlessing)
     assert evaluator.outputs["evaluation"].type_name == "mmse.RetrievalEvaluation"
+    assert config_io.from_parameters(
+        EvalConfig, evaluator.exec_properties) == config
+
+  def test_defaults_without_a_config(self):
+    evaluator = component.RetrievalEvaluator(**self._channels())
+    assert config_io.from_parameters(
+        EvalConfig, evaluator.exec_properties) == EvalConfig()
 
   def test_unknown_blessing_metric_fails_at_construction(self):
     with pytest.raises(ValueError, match="recall@1000"):
-      component.RetrievalEvaluator(**self._channels(),
-                                   blessing_metric="recall@1000",
-                                   cutoffs=(10, 100))
+      component.RetrievalEvaluator(
+          **self._channels(),
+          config=EvalConfig(blessing_metric="recall@1000", cutoffs=(10, 100)))

@@ -4,10 +4,14 @@ import os
 from google.protobuf import text_format
 import pytest
 from tensorflow_serving.config import model_server_config_pb2
+from tfx import types
 from tfx.types import standard_artifacts
 
+from components import artifacts as artifact_types
+from components.serving_pusher import component
 from components.serving_pusher import executor
-from tfx_pipeline import configs
+from components.serving_pusher import spec
+from contracts import serving_layout
 
 
 def _fake_saved_model(path, marker):
@@ -20,7 +24,7 @@ def _fake_saved_model(path, marker):
 def artifacts(tmp_path):
   model = standard_artifacts.Model()
   model.uri = str(tmp_path / "model")
-  index = standard_artifacts.Model()  # Only its uri matters here.
+  index = artifact_types.RetrievalIndex()
   index.uri = str(tmp_path / "index")
   sources = executor.model_sources(model.uri, index.uri)
   for name, path in sources.items():
@@ -28,16 +32,31 @@ def artifacts(tmp_path):
   return model, index, sources
 
 
+def test_sources_are_where_the_trainer_and_index_builder_write(artifacts):
+  model, index, sources = artifacts
+  assert sources == {
+      "query_tower": os.path.join(model.uri, "Format-Serving", "query_tower"),
+      "item_tower": os.path.join(model.uri, "Format-Serving", "item_tower"),
+      "retrieval": os.path.join(index.uri, "retrieval"),
+  }
+
+
 def test_push_writes_each_model_as_the_same_increasing_version(
     tmp_path, artifacts):
   _, _, sources = artifacts
   serving_dir = str(tmp_path / "serving")
   assert executor.push(sources, serving_dir) == 1
-  assert executor.push(sources, serving_dir) == 2
-  for name in configs.SERVED_MODELS:
+  # A version `mmse index` wrote since: the next push numbers after it.
+  os.makedirs(os.path.join(serving_dir, "retrieval", "2"))
+  with open(os.path.join(serving_dir, "retrieval", "2", "saved_model.pb"),
+            "w") as f:
+    f.write("reindexed")
+  assert executor.push(sources, serving_dir) == 3
+  for name in serving_layout.SERVED_MODELS:
     model_dir = os.path.join(serving_dir, name)
-    assert sorted(os.listdir(model_dir)) == ["1", "2"]  # No staging left.
-    with open(os.path.join(model_dir, "2", "saved_model.pb")) as f:
+    expected = ["1", "2", "3"] if name == "retrieval" else ["1", "3"]
+    assert sorted(os.listdir(model_dir)) == expected  # No staging left.
+    with open(os.path.join(model_dir, "3", "saved_model.pb")) as f:
       assert f.read() == name
 
 
@@ -45,11 +64,11 @@ def test_models_config_is_a_valid_tf_serving_config(tmp_path, artifacts):
   _, _, sources = artifacts
   serving_dir = str(tmp_path / "serving")
   executor.push(sources, serving_dir)
-  with open(os.path.join(serving_dir, executor.MODELS_CONFIG)) as f:
+  with open(os.path.join(serving_dir, serving_layout.MODELS_CONFIG)) as f:
     config = text_format.Parse(f.read(),
                                model_server_config_pb2.ModelServerConfig())
   entries = {c.name: c for c in config.model_config_list.config}
-  assert set(entries) == set(configs.SERVED_MODELS)
+  assert set(entries) == set(serving_layout.SERVED_MODELS)
   for name, entry in entries.items():
     assert entry.base_path == os.path.join(serving_dir, name)
     assert entry.model_platform == "tensorflow"
@@ -58,7 +77,7 @@ def test_models_config_is_a_valid_tf_serving_config(tmp_path, artifacts):
 def test_missing_saved_model_is_an_error_and_pushes_nothing(tmp_path,
                                                             artifacts):
   _, _, sources = artifacts
-  os.remove(os.path.join(sources[configs.RETRIEVAL], "saved_model.pb"))
+  os.remove(os.path.join(sources[serving_layout.RETRIEVAL], "saved_model.pb"))
   serving_dir = str(tmp_path / "serving")
   with pytest.raises(FileNotFoundError, match="retrieval"):
     executor.push(sources, serving_dir)
@@ -75,9 +94,20 @@ def test_executor_pushes_only_blessed_models(tmp_path, artifacts, blessed):
   pushed.uri = str(tmp_path / "pushed")
   serving_dir = str(tmp_path / "serving")
   executor.Executor().Do(
-      {"model": [model], "index": [index], "model_blessing": [blessing]},
-      {"pushed_model": [pushed]}, {"serving_dir": serving_dir})
+      {spec.MODEL_KEY: [model], spec.INDEX_KEY: [index],
+       spec.MODEL_BLESSING_KEY: [blessing]},
+      {spec.PUSHED_MODEL_KEY: [pushed]}, {spec.SERVING_DIR_KEY: serving_dir})
   assert pushed.get_int_custom_property("pushed") == int(blessed)
   assert os.path.exists(serving_dir) == blessed
   if blessed:
     assert pushed.get_string_custom_property("pushed_version") == "1"
+
+
+def test_component_takes_the_index_builders_artifact():
+  pusher = component.ServingPusher(
+      model=types.Channel(type=standard_artifacts.Model),
+      index=types.Channel(type=artifact_types.RetrievalIndex),
+      model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+      serving_dir="/serving")
+  assert pusher.exec_properties == {"serving_dir": "/serving"}
+  assert pusher.outputs["pushed_model"].type == standard_artifacts.PushedModel

@@ -4,8 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from evaluation import embedding
-from serving import ann
+from evaluation import metrics
+from retrieval import ann
+from retrieval import topk
 
 
 def _clustered(num_items, num_queries, dim=16, clusters=50, seed=0):
@@ -21,24 +22,20 @@ def _clustered(num_items, num_queries, dim=16, clusters=50, seed=0):
   return unit(items), unit(queries)
 
 
-def _recall(found, exact):
-  return np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact)])
-
-
 def test_exact_index_matches_hand_computed_top_k():
   items = np.array([[1, 0], [0, 1], [0.6, 0.8], [-1, 0]], dtype=np.float32)
   index = ann.build(np.array([10, 11, 12, 13]), items, kind="exact")
   ids, scores = index.search(np.array([[1, 0], [0, 1]], dtype=np.float32), 2)
   assert ids.tolist() == [[10, 12], [11, 12]]
-  np.testing.assert_allclose(scores, [[1.0, 0.6], [1.0, 0.8]])
+  np.testing.assert_allclose(scores, [[1.0, 0.6], [1.0, 0.8]], atol=1e-6)
 
 
-def test_exact_index_agrees_with_the_evaluation_reference():
+def test_exact_index_agrees_with_the_exact_top_k():
   items, queries = _clustered(3000, 40)
   rows, scores = ann.build(np.arange(3000), items, "exact").search(queries, 10)
-  ref_rows, ref_scores = embedding.exact_top_k(queries, items, 10)
+  ref_rows, ref_scores = topk.exact_top_k(queries, items, 10)
   np.testing.assert_array_equal(rows, ref_rows)
-  np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
+  np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind,params", [
@@ -52,7 +49,7 @@ def test_ann_recall_against_exact(kind, params):
   exact_ids, _ = ann.build(item_ids, items, "exact").search(queries, 10)
   index = ann.build(item_ids, items, kind, k=10, params=params)
   ids, scores = index.search(queries, 10)
-  assert _recall(ids, exact_ids) >= (0.9 if params else 0.99)
+  assert metrics.index_recall(ids, exact_ids) >= (0.9 if params else 0.99)
   # Returned scores are the true dot products of the returned items, best
   # first (ScaNN re-ranks its candidates exactly).
   rows = (ids - 1) // 3
@@ -76,6 +73,27 @@ def test_save_load_after_the_directory_moves(tmp_path, kind):
   assert loaded.titles[0] == b"item 100"
   np.testing.assert_array_equal(loaded.index.search(queries, 5)[0],
                                 index.search(queries, 5)[0])
+
+
+@pytest.mark.parametrize("kind", ["scann", "faiss", "exact"])
+def test_save_load_through_a_uri_filesystem(kind):
+  """tf.io.gfile's in-memory filesystem stands in for gs://."""
+  items, queries = _clustered(3000, 20)
+  item_ids = np.arange(3000, dtype=np.int64)
+  index = ann.build(item_ids, items, kind, k=5)
+  directory = f"ram://ann_test/{kind}/index"
+  ann.save(index, directory, k=5, titles=[f"item {i}" for i in item_ids])
+  loaded = ann.load(directory)
+  assert loaded.meta["kind"] == kind and loaded.titles[1] == b"item 1"
+  np.testing.assert_array_equal(loaded.index.embeddings, items)
+  np.testing.assert_array_equal(loaded.index.search(queries, 5)[0],
+                                index.search(queries, 5)[0])
+
+
+def test_save_refuses_an_existing_directory(tmp_path):
+  items, _ = _clustered(10, 1)
+  with pytest.raises(FileExistsError):
+    ann.save(ann.build(np.arange(10), items, "exact"), str(tmp_path), k=5)
 
 
 def test_load_refuses_an_incomplete_directory(tmp_path):

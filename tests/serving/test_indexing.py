@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from bench import toy_serving
-from serving import ann
+from contracts import serving_layout
+from retrieval import ann
 from serving import indexing
-import test_serving_server  # tests/ is on sys.path under pytest.
+from tests.fixtures import toy_serving
 
 
 @pytest.fixture
@@ -18,13 +18,17 @@ def towers_dir(tmp_path):
   return directory
 
 
-def test_build_index_writes_a_complete_new_version(towers_dir, tmp_path):
-  catalog = test_serving_server.write_catalog(tmp_path / "catalog.csv",
-                                              test_serving_server.TITLES)
+def test_build_index_writes_a_complete_new_version(towers_dir, tmp_path,
+                                                   caplog):
+  catalog = toy_serving.write_catalog(tmp_path / "catalog.csv")
+  # A second row for an item is set aside with a warning, not an error.
+  with open(catalog, "a", encoding="utf-8") as f:
+    f.write("100,zzz cordless drill\n")
   assert indexing.build_index(towers_dir, catalog, kind="scann", k=50) == 4
+  assert "set aside {'duplicate_item_id': 1}" in caplog.text
   retrieval = os.path.join(towers_dir, "retrieval")
   assert sorted(os.listdir(retrieval)) == ["4"]  # No staging dir left.
-  index_dir = os.path.join(retrieval, "4", ann.INDEX_SUBDIR)
+  index_dir = serving_layout.index_dir(os.path.join(retrieval, "4"))
   with open(os.path.join(index_dir, ann.META_FILE)) as f:
     meta = json.load(f)
   assert meta["kind"] == "scann" and meta["num_items"] == 8
@@ -32,7 +36,7 @@ def test_build_index_writes_a_complete_new_version(towers_dir, tmp_path):
   assert meta["query_tower_fingerprint"] == ann.saved_model_fingerprint(
       os.path.join(towers_dir, "query_tower", "3"))
   loaded = ann.load(index_dir)
-  assert loaded.index.item_ids.tolist() == sorted(test_serving_server.TITLES)
+  assert loaded.index.item_ids.tolist() == sorted(toy_serving.TITLES)
   assert loaded.titles[0] == b"cordless drill"
   norms = np.linalg.norm(loaded.index.embeddings, axis=1)
   np.testing.assert_allclose(norms, 1.0, atol=1e-5)
@@ -43,14 +47,13 @@ def test_build_index_writes_a_complete_new_version(towers_dir, tmp_path):
 def test_bad_catalogue_leaves_nothing_behind(towers_dir, tmp_path):
   bad = tmp_path / "bad.csv"
   bad.write_text("item_id,name\n1,drill\n")
-  with pytest.raises(ValueError, match="lacks columns"):
+  with pytest.raises(ValueError, match="lacks the columns"):
     indexing.build_index(towers_dir, str(bad))
   assert not os.path.exists(os.path.join(towers_dir, "retrieval"))
 
 
 def test_a_failed_build_removes_the_staging_dir(towers_dir, tmp_path):
-  catalog = test_serving_server.write_catalog(tmp_path / "catalog.csv",
-                                              test_serving_server.TITLES)
+  catalog = toy_serving.write_catalog(tmp_path / "catalog.csv")
   with pytest.raises(ValueError, match="Unknown index kind"):
     indexing.build_index(towers_dir, catalog, kind="annoy")
   # Fails after the exact model was exported into the staging dir.
@@ -60,7 +63,6 @@ def test_a_failed_build_removes_the_staging_dir(towers_dir, tmp_path):
 
 
 def test_missing_item_tower(tmp_path):
-  catalog = test_serving_server.write_catalog(tmp_path / "catalog.csv",
-                                              test_serving_server.TITLES)
+  catalog = toy_serving.write_catalog(tmp_path / "catalog.csv")
   with pytest.raises(FileNotFoundError, match="item_tower"):
     indexing.build_index(str(tmp_path), catalog)
