@@ -13,9 +13,9 @@ import numpy as np
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from contracts import serving_layout
 from serving import servables
 from serving import tensor_codec
-from tfx_pipeline import configs
 
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -30,7 +30,7 @@ class Hit:
 class RetrievalClient:
   """One channel to a server; `search` sends one Predict per call."""
 
-  def __init__(self, server: str, model_name: str = configs.RETRIEVAL,
+  def __init__(self, server: str, model_name: str = serving_layout.RETRIEVAL,
                timeout_s: float = 10.0):
     self.server = server
     self._model_name = model_name
@@ -59,8 +59,8 @@ class RetrievalClient:
     """
     request = predict_pb2.PredictRequest()
     request.model_spec.name = self._model_name
-    request.model_spec.signature_name = servables.SERVING_SIGNATURE
-    request.inputs[servables.QUERY_INPUT].CopyFrom(
+    request.model_spec.signature_name = serving_layout.SERVING_SIGNATURE
+    request.inputs[serving_layout.QUERY_INPUT].CopyFrom(
         tensor_codec.from_ndarray(np.asarray(list(queries), dtype=object)))
     try:
       response = self._stub.Predict(request, timeout=self._timeout_s)
@@ -70,8 +70,9 @@ class RetrievalClient:
         raise ConnectionError(message) from e
       raise ValueError(message) from e
     outputs = response.outputs
-    item_ids = tensor_codec.to_ndarray(outputs[servables.ITEM_IDS_OUTPUT])
-    scores = tensor_codec.to_ndarray(outputs[servables.SCORES_OUTPUT])
+    item_ids = tensor_codec.to_ndarray(
+        outputs[serving_layout.ITEM_IDS_OUTPUT])
+    scores = tensor_codec.to_ndarray(outputs[serving_layout.SCORES_OUTPUT])
     titles = (tensor_codec.to_ndarray(outputs[servables.TITLES_OUTPUT])
               if servables.TITLES_OUTPUT in outputs else None)
     served_k = item_ids.shape[1]

@@ -1,8 +1,9 @@
 """Which versions of which models are served: TF Serving's version policy.
 
-A model is a base path holding integer version directories. A poll thread
-lists them, loads each version the policy aspires to (the newest by default)
-while the current one keeps answering, then swaps it in with one reference
+A model is a base path holding version directories, as
+`contracts.serving_layout.versions` lists them. A poll thread lists them,
+loads each version the policy aspires to (the newest by default) while the
+current one keeps answering, then swaps it in with one reference
 assignment, so no request in flight fails: a request holds the servable it
 started with until it finishes. A version that is partial (no
 `saved_model.pb` yet) or fails to load is logged once and skipped, and the
@@ -20,9 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfx_pipeline import configs
-
-MODELS_CONFIG = "models.config"
+from contracts import serving_layout
 
 
 class NotFoundError(LookupError):
@@ -89,14 +88,14 @@ def read_sources(model_base_path: str) -> List[ModelSource]:
   `model_base_path` (the directory was moved or mounted elsewhere, as in a
   container) is looked up there.
   """
-  config_path = os.path.join(model_base_path, MODELS_CONFIG)
+  config_path = os.path.join(model_base_path, serving_layout.MODELS_CONFIG)
   if not os.path.exists(config_path):
-    names = [n for n in configs.SERVED_MODELS
+    names = [n for n in serving_layout.SERVED_MODELS
              if os.path.isdir(os.path.join(model_base_path, n))]
     if not names:
       raise FileNotFoundError(
-          f"{model_base_path} has no {MODELS_CONFIG} and none of "
-          f"{list(configs.SERVED_MODELS)}")
+          f"{model_base_path} has no {serving_layout.MODELS_CONFIG} and "
+          f"none of {list(serving_layout.SERVED_MODELS)}")
     return [ModelSource(n, os.path.join(model_base_path, n)) for n in names]
   with open(config_path, encoding="utf-8") as f:
     try:
@@ -123,16 +122,6 @@ def read_sources(model_base_path: str) -> List[ModelSource]:
   if len({s.name for s in sources}) != len(sources):
     raise ValueError(f"{config_path} lists a model name twice")
   return sources
-
-
-def loadable_versions(base_path: str) -> List[int]:
-  """Integer version directories with a saved_model.pb, oldest first."""
-  if not os.path.isdir(base_path):
-    return []
-  return sorted(
-      int(name) for name in os.listdir(base_path)
-      if name.isdigit() and
-      os.path.isfile(os.path.join(base_path, name, "saved_model.pb")))
 
 
 class _Model:
@@ -219,34 +208,44 @@ class ModelRegistry:
       self._on_change()
 
   def _candidates(self, model: _Model) -> List[int]:
-    """Loadable-looking versions on disk; logs each partial one once."""
+    """Loadable versions on disk not known to fail; logs partial ones once."""
     base = model.source.base_path
-    try:
-      names = os.listdir(base)
-    except FileNotFoundError:
-      return []
+    loadable = serving_layout.versions(base)
+    self._note_partial(model, loadable)
     candidates = []
-    for name in names:
-      path = os.path.join(base, name)
-      if not name.isdigit() or not os.path.isdir(path):
-        continue  # A pusher's staging dir or a stray file, as TF Serving.
-      version = int(name)
-      if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        stamp = _stamp(path)
-        if model.partial.get(version) != stamp:
-          model.partial[version] = stamp
-          logging.warning("%s version %d at %s has no saved_model.pb "
-                          "(partial); ignored", model.source.name, version,
-                          path)
-        continue
-      model.partial.pop(version, None)
+    for version in loadable:
       failed = model.failed.get(version)
       if failed is not None:
-        if failed == _stamp(path):
+        if failed == _stamp(os.path.join(base, str(version))):
           continue
         del model.failed[version]
       candidates.append(version)
     return candidates
+
+  @staticmethod
+  def _note_partial(model: _Model, loadable: Sequence[int]) -> None:
+    """Warns once per change of files about versions still being written."""
+    base = model.source.base_path
+    try:
+      names = os.listdir(base)
+    except FileNotFoundError:
+      names = []
+    # A version directory is named by an integer (serving_layout.versions);
+    # one without a saved_model.pb yet is being copied in place.
+    partial = {int(n) for n in names
+               if n.isdigit() and os.path.isdir(os.path.join(base, n))
+              } - set(loadable)
+    for version in list(model.partial):
+      if version not in partial:
+        del model.partial[version]
+    for version in sorted(partial):
+      path = os.path.join(base, str(version))
+      stamp = _stamp(path)
+      if model.partial.get(version) != stamp:
+        model.partial[version] = stamp
+        logging.warning("%s version %d at %s has no %s (partial); ignored",
+                        model.source.name, version, path,
+                        serving_layout.SAVED_MODEL_FILE)
 
   def _poll_model(self, model: _Model) -> None:
     name = model.source.name

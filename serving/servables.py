@@ -23,14 +23,10 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
-from serving import ann
+from contracts import serving_layout
+from retrieval import ann
 from serving import batching
 
-SERVING_SIGNATURE = "serving_default"
-QUERY_INPUT = "query"
-EMBEDDING_OUTPUT = "embedding"
-ITEM_IDS_OUTPUT = "item_ids"
-SCORES_OUTPUT = "scores"
 # Extra output of an index-backed `retrieval` whose index carries titles.
 TITLES_OUTPUT = "titles"
 # TF2 SavedModels list their initializer as a signature; it is not callable.
@@ -49,7 +45,7 @@ class BatchingOptions:
 def read_signature_defs(
     version_dir: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
   """The callable signatures of a SavedModel, read without loading it."""
-  path = os.path.join(version_dir, "saved_model.pb")
+  path = os.path.join(version_dir, serving_layout.SAVED_MODEL_FILE)
   with open(path, "rb") as f:
     saved_model = saved_model_pb2.SavedModel.FromString(f.read())
   if not saved_model.meta_graphs:
@@ -202,20 +198,20 @@ class PairedTowerFinder:
     self._fingerprints: Dict[str, tuple] = {}
 
   def find(self, fingerprint: str, preferred_version: int) -> Optional[str]:
-    if not self._base or not os.path.isdir(self._base):
+    if not self._base:
       return None
-    versions = sorted(
-        (int(n) for n in os.listdir(self._base) if n.isdigit()), reverse=True)
+    versions = serving_layout.versions(self._base)[::-1]
     # The pusher gives the towers and `retrieval` of one training one version.
     if preferred_version in versions:
       versions.remove(preferred_version)
       versions.insert(0, preferred_version)
     for version in versions:
       path = os.path.join(self._base, str(version))
-      pb = os.path.join(path, "saved_model.pb")
-      if not os.path.isfile(pb):
-        continue
-      stamp = os.stat(pb).st_mtime_ns
+      try:
+        stamp = os.stat(os.path.join(
+            path, serving_layout.SAVED_MODEL_FILE)).st_mtime_ns
+      except FileNotFoundError:
+        continue  # Removed since it was listed.
       cached = self._fingerprints.get(path)
       if cached is None or cached[0] != stamp:
         cached = (stamp, ann.saved_model_fingerprint(path))
@@ -241,7 +237,7 @@ def _with_titles(signature: meta_graph_pb2.SignatureDef,
 
 def _served_k(signature: meta_graph_pb2.SignatureDef,
               index: ann.LoadedIndex) -> int:
-  dims = signature.outputs[ITEM_IDS_OUTPUT].tensor_shape.dim
+  dims = signature.outputs[serving_layout.ITEM_IDS_OUTPUT].tensor_shape.dim
   k = dims[-1].size if len(dims) == 2 and dims[-1].size > 0 else index.k
   if not k or k > index.index.size:
     raise ValueError(f"cannot tell the served k (signature {dims}, index "
@@ -259,14 +255,15 @@ def load_retrieval(name: str, version: int, path: str,
   disk is served exactly, with a warning, since the exact SavedModel holds
   its own copy of that tower.
   """
-  index_dir = os.path.join(path, ann.INDEX_SUBDIR)
+  index_dir = serving_layout.index_dir(path)
   if not os.path.isdir(index_dir):
     return load_saved_model(name, version, path, options)
   signature_defs = read_signature_defs(path)
-  signature = signature_defs.get(SERVING_SIGNATURE)
-  if signature is None or set(signature.inputs) != {QUERY_INPUT}:
-    raise ValueError(f"{path}: {SERVING_SIGNATURE} must take only "
-                     f"{QUERY_INPUT!r}")
+  signature = signature_defs.get(serving_layout.SERVING_SIGNATURE)
+  if (signature is None or
+      set(signature.inputs) != {serving_layout.QUERY_INPUT}):
+    raise ValueError(f"{path}: {serving_layout.SERVING_SIGNATURE} must take "
+                     f"only {serving_layout.QUERY_INPUT!r}")
   index = ann.load(index_dir)
   tower_dir = (towers.find(index.query_tower_fingerprint, version)
                if index.query_tower_fingerprint else None)
@@ -277,37 +274,46 @@ def load_retrieval(name: str, version: int, path: str,
         version)
     return load_saved_model(name, version, path, options)
   k = _served_k(signature, index)
-  query_tower = _CACHE.load(tower_dir).signatures[SERVING_SIGNATURE]
+  query_tower = _CACHE.load(tower_dir).signatures[
+      serving_layout.SERVING_SIGNATURE]
   embed = _signature_runner(query_tower)
   search_index = index.index
   titles = index.titles
 
   def retrieve(inputs):
-    embeddings = embed({QUERY_INPUT: inputs[QUERY_INPUT]})[EMBEDDING_OUTPUT]
+    queries = inputs[serving_layout.QUERY_INPUT]
+    embeddings = embed({serving_layout.QUERY_INPUT: queries})[
+        serving_layout.EMBEDDING_OUTPUT]
     rows, scores = search_index.search_rows(embeddings, k)
-    outputs = {ITEM_IDS_OUTPUT: search_index.item_ids[rows],
-               SCORES_OUTPUT: scores}
+    outputs = {serving_layout.ITEM_IDS_OUTPUT: search_index.item_ids[rows],
+               serving_layout.SCORES_OUTPUT: scores}
     if titles is not None:
       outputs[TITLES_OUTPUT] = titles[rows]
     return outputs
 
   if titles is not None:
-    signature_defs = {**signature_defs,
-                      SERVING_SIGNATURE: _with_titles(signature, k)}
+    signature_defs = {
+        **signature_defs,
+        serving_layout.SERVING_SIGNATURE: _with_titles(signature, k)
+    }
   return Servable(
-      name, version, path, signature_defs, {SERVING_SIGNATURE: retrieve},
-      options, f"{index.meta['kind']} index over {search_index.size} items, "
+      name, version, path, signature_defs,
+      {serving_layout.SERVING_SIGNATURE: retrieve}, options,
+      f"{index.meta['kind']} index over {search_index.size} items, "
       f"query tower {tower_dir}")
 
 
-def make_loader(base_paths: Dict[str, str], retrieval_name: str,
-                query_tower_name: str, options: BatchingOptions
+def make_loader(base_paths: Dict[str, str], options: BatchingOptions
                ) -> Callable[[str, int, str], Servable]:
-  """The load function the registry calls for `(name, version, path)`."""
-  towers = PairedTowerFinder(base_paths.get(query_tower_name))
+  """The load function the registry calls for `(name, version, path)`.
+
+  `base_paths` maps served model names to their base paths; `retrieval`
+  pairs with the `query_tower` among them.
+  """
+  towers = PairedTowerFinder(base_paths.get(serving_layout.QUERY_TOWER))
 
   def load(name: str, version: int, path: str) -> Servable:
-    if name == retrieval_name:
+    if name == serving_layout.RETRIEVAL:
       servable = load_retrieval(name, version, path, options, towers)
     else:
       servable = load_saved_model(name, version, path, options)

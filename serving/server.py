@@ -31,10 +31,10 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from contracts import serving_layout
 from serving import model_registry
 from serving import servables
 from serving import tensor_codec
-from tfx_pipeline import configs
 
 SIGNATURE_DEF_FIELD = "signature_def"
 # Elements one row of one input may have (inputs here are [batch] vectors).
@@ -180,7 +180,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
   async def _predict(self, request) -> predict_pb2.PredictResponse:
     servable = _servable(self._registry, request.model_spec)
     signature_name = (request.model_spec.signature_name or
-                      servables.SERVING_SIGNATURE)
+                      serving_layout.SERVING_SIGNATURE)
     signature = servable.signature_defs.get(signature_name)
     if signature is None:
       raise _RequestError(
@@ -370,7 +370,7 @@ def start(model_base_path: str,
   sources = model_registry.read_sources(model_base_path)
   base_paths = {s.name: s.base_path for s in sources}
   loader = servables.make_loader(
-      base_paths, configs.RETRIEVAL, configs.QUERY_TOWER,
+      base_paths,
       servables.BatchingOptions(
           max_batch_rows=options.max_batch_rows,
           max_concurrent_batches=options.max_concurrent_batches,

@@ -12,13 +12,12 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from bench import toy_serving
 from serving import indexing
 from serving import server
 from serving import tensor_codec
-import test_serving_server  # tests/ is on sys.path under pytest.
+from tests.fixtures import toy_serving
 
-TITLES = test_serving_server.TITLES
+TITLES = toy_serving.TITLES
 
 
 class _Load:
@@ -86,10 +85,10 @@ def _status(channel, version):
 
 @pytest.fixture
 def serving_dir(tmp_path):
-  catalog = test_serving_server.write_catalog(tmp_path / "catalog.csv", TITLES)
+  """A directory of its own: the test adds versions to it."""
+  catalog = toy_serving.write_catalog(tmp_path / "catalog.csv")
   directory = str(tmp_path / "serving")
-  toy_serving.write_serving_dir(directory, catalog, kind="scann", k=3,
-                                dim=test_serving_server.DIM, buckets=1024)
+  toy_serving.write_serving_dir(directory, catalog, kind="scann", k=3)
   return directory
 
 
@@ -116,7 +115,7 @@ def test_hot_reload_under_load(serving_dir, tmp_path):
       assert load.versions() == {2}
 
       # A changed catalogue, re-indexed while the load runs.
-      catalog = test_serving_server.write_catalog(
+      catalog = toy_serving.write_catalog(
           tmp_path / "catalog2.csv", {**TITLES, 200: "cordless drill kit"})
       new_version = indexing.build_index(serving_dir, catalog, kind="faiss",
                                          k=3)

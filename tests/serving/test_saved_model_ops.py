@@ -11,8 +11,7 @@ import sys
 
 import pytest
 
-from bench import toy_serving
-import test_serving_server  # tests/ is on sys.path under pytest.
+from tests.fixtures import toy_serving
 
 CORE_OPS_CHECK = r"""
 import json, sys
@@ -45,8 +44,7 @@ print(json.dumps(report))
 
 
 def test_pushed_models_load_with_core_tensorflow_only(tmp_path):
-  catalog = test_serving_server.write_catalog(tmp_path / "catalog.csv",
-                                              test_serving_server.TITLES)
+  catalog = toy_serving.write_catalog(tmp_path / "catalog.csv")
   serving_dir = str(tmp_path / "serving")
   toy_serving.write_serving_dir(serving_dir, catalog, kind="scann", k=3,
                                 dim=8, buckets=64)

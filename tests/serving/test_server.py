@@ -1,5 +1,4 @@
 """The gRPC server: Predict per model, metadata, status, every bad request."""
-import csv
 import os
 import subprocess
 import sys
@@ -16,44 +15,15 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from bench import toy_serving
-from serving import client
 from serving import server
 from serving import tensor_codec
+from tests.fixtures import toy_serving
 
-TITLES = {
-    100: "cordless drill",
-    101: "red claw hammer",
-    102: "garden hose 50 ft",
-    103: "led light bulb",
-    104: "cordless drill battery",
-    105: "copper pipe fitting",
-    106: "white paint 1 gallon",
-    107: "cordless impact driver",
-}
-DIM = 16
-K = 3
+TITLES = toy_serving.TITLES
+DIM = toy_serving.DIM
+K = toy_serving.K
 LIMITS = dict(max_batch_rows=8, max_string_bytes=64,
               max_receive_message_bytes=64 * 1024)
-
-
-def write_catalog(path, titles):
-  with open(path, "w", newline="", encoding="utf-8") as f:
-    writer = csv.writer(f)
-    writer.writerow(["item_id", "title"])
-    for item_id, title in titles.items():
-      writer.writerow([item_id, title])
-  return str(path)
-
-
-@pytest.fixture(scope="module")
-def serving_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("serving")
-  catalog = write_catalog(root / "catalog.csv", TITLES)
-  directory = str(root / "serving")
-  toy_serving.write_serving_dir(directory, catalog, kind="scann", k=K,
-                                dim=DIM, buckets=1024)
-  return directory
 
 
 @pytest.fixture(scope="module")
@@ -148,18 +118,6 @@ def test_output_filter(predict_stub):
   request = _request("retrieval", {"query": _texts("red hammer")})
   request.output_filter.append("item_ids")
   assert set(predict_stub.Predict(request).outputs) == {"item_ids"}
-
-
-def test_client_query_and_format(running):
-  hits = client.query(f"127.0.0.1:{running.port}", "cordless drill", k=2)
-  assert [h.item_id for h in hits][:1] == [100]
-  assert hits[0].title == "cordless drill" and len(hits) == 2
-  text = client.format_hits(hits)
-  assert "cordless drill" in text.splitlines()[1]
-  with pytest.raises(ValueError, match="k must be in 1..3"):
-    client.query(f"127.0.0.1:{running.port}", "drill", k=4)
-  with pytest.raises(ConnectionError):
-    client.query("127.0.0.1:1", "drill", timeout_s=2)
 
 
 def test_concurrent_requests_get_their_own_answers(predict_stub):

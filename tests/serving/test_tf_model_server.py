@@ -13,9 +13,8 @@ import pytest
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 
-from bench import toy_serving
 from serving import client
-import test_serving_server  # tests/ is on sys.path under pytest.
+from tests.fixtures import toy_serving
 
 BINARY = shutil.which("tensorflow_model_server")
 pytestmark = pytest.mark.skipif(
@@ -49,8 +48,7 @@ def _wait_until_available(address, names, timeout_s=120):
 
 
 def test_tensorflow_model_server_serves_the_pushed_directory(tmp_path):
-  catalog = test_serving_server.write_catalog(tmp_path / "catalog.csv",
-                                              test_serving_server.TITLES)
+  catalog = toy_serving.write_catalog(tmp_path / "catalog.csv")
   serving_dir = str(tmp_path / "serving")
   toy_serving.write_serving_dir(serving_dir, catalog, kind="scann", k=3,
                                 dim=8, buckets=64)
