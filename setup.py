@@ -22,7 +22,8 @@ setuptools.setup(
                  "search: a TFX pipeline with a TFRS two-tower model."),
     python_requires=">=3.10,<3.11",
     packages=setuptools.find_packages(
-        include=["tfx_pipeline*", "model*", "components*", "serving*",
+        include=["contracts*", "mining*", "retrieval*", "tfx_pipeline*", "model*",
+                 "components*", "serving*",
                  "sample_data*", "evaluation*", "bench*"]),
     package_data={"": ["*.json", "*.pbtxt", "*.txt"]},
     install_requires=_requirements("requirements.txt"),

@@ -31,10 +31,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from bench import baselines
 from bench import report
-from evaluation import embedding
+from retrieval import embedding
 from evaluation import metrics
-from model import catalog as catalog_lib
-from model import features
+from contracts import catalog as catalog_lib
+from contracts import serving_layout
 from model import pretrained_tokens
 from tfx_pipeline import configs
 
@@ -94,7 +94,7 @@ class Context:
     for path in (self.catalog_path, judgments_path):
       if not os.path.exists(path):
         raise FileNotFoundError(f"The benchmark data lacks {path}")
-    self.catalog = catalog_lib.read_catalog_csv(self.catalog_path)
+    self.catalog = catalog_lib.read_catalog(self.catalog_path)
     self.judgments = metrics.read_judgments(judgments_path)
     self.queries = list(self.judgments)
     self.depth = depth
@@ -104,7 +104,7 @@ class Context:
     self._runs: Dict[str, SystemRun] = {}
     self.run_seconds: Dict[str, float] = {}
     logging.info("Benchmark data: %d catalogue items, %d judged queries",
-                 len(self.catalog["item_id"]), len(self.queries))
+                 len(self.catalog), len(self.queries))
 
   def result(self, name: str) -> SystemRun:
     """The named system's run on the dev queries, run on first request."""
@@ -139,7 +139,7 @@ def token_table(ctx: Context) -> str:
   path = os.path.join(ctx.cache_dir or ctx.work_dir, TOKEN_TABLE_FILE)
   if not os.path.exists(path):
     pretrained_tokens.write_catalog_table(
-        path, ctx.catalog[features.TITLE].tolist())
+        path, ctx.catalog.titles.tolist())
   return path
 
 
@@ -165,10 +165,11 @@ def _trained(overrides: Sequence[str]) -> Callable[[Context], SystemRun]:
     config = pipeline_config(ctx, overrides)
     local.run(config, enable_cache=True)
     run = run_report.latest_run(config.metadata_path)
-    towers = os.path.join(run["model_dir"], "Format-Serving")
     rankings = embedding.rank_catalog(
-        embedding.load_signature(os.path.join(towers, configs.QUERY_TOWER)),
-        embedding.load_signature(os.path.join(towers, configs.ITEM_TOWER)),
+        embedding.load_signature(serving_layout.trained_tower_dir(
+            run["model_dir"], serving_layout.QUERY_TOWER)),
+        embedding.load_signature(serving_layout.trained_tower_dir(
+            run["model_dir"], serving_layout.ITEM_TOWER)),
         ctx.catalog, ctx.queries, ctx.depth)
     return SystemRun({q: r.tolist() for q, r in rankings.items()},
                      train_seconds=run["train_seconds"])
@@ -238,7 +239,7 @@ def run_benchmark(names: Sequence[str], data_dir: str, results_dir: str,
   systems = {name: dataclasses.asdict(run) for name, run in runs.items()}
   description = (
       f"Dev judgments: {len(ctx.queries):,} queries ranked against the whole "
-      f"{len(ctx.catalog['item_id']):,}-item catalogue; Recall@K counts items "
+      f"{len(ctx.catalog):,}-item catalogue; Recall@K counts items "
       "graded 2.5 or more, NDCG's gain is grade - 1 (`evaluation.metrics`). "
       "Systems: " + "; ".join(f"{n}: {registry[n].description}"
                               for n in names) + ".")

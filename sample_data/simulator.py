@@ -37,7 +37,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from model import features
+from contracts import features
+from contracts import text as text_rule
 
 # --- Product templates ----------------------------------------------------
 # A value is "Title text|how people type it|another way"; without "|" the
@@ -553,10 +554,8 @@ JUDGED_RELEVANT, JUDGED_PARTIAL, JUDGED_RANDOM = 8, 4, 3
 
 
 def _typed(title: str) -> str:
-  """How a person types an attribute: lower case, no punctuation."""
-  text = re.sub(r"[.,()]", "", title.lower()).replace("-", " ")
-  text = re.sub(r"^(in|with) ", "", text.strip())
-  return " ".join(text.split())
+  """How a person types an attribute: normalised words, no leading filler."""
+  return re.sub(r"^(in|with) ", "", text_rule.canonical(title))
 
 
 def _parse_value(value: str) -> Tuple[str, Tuple[str, ...]]:

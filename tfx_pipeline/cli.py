@@ -18,14 +18,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Google client libraries nag about Python 3.10 on import; TFX 1.16 needs it.
 warnings.filterwarnings("ignore", category=FutureWarning, module="google")
 
-from tfx_pipeline import configs  # pylint: disable=g-import-not-at-top
+# pylint: disable=g-import-not-at-top
+from retrieval import ann
+from tfx_pipeline import configs
+# pylint: enable=g-import-not-at-top
 
 DEFAULT_OUTPUT = "outputs"
 
 
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_PROJECT_PACKAGES = ("components", "evaluation", "model", "sample_data",
-                     "serving", "tfx_pipeline")
+_PROJECT_PACKAGES = ("components", "contracts", "evaluation", "mining",
+                     "model", "retrieval", "sample_data", "serving",
+                     "tfx_pipeline")
 
 
 class _ProgressFilter(logging.Filter):
@@ -129,17 +133,16 @@ def cmd_index(args):
   from serving import indexing  # pylint: disable=g-import-not-at-top
   version = indexing.build_index(args.serving_dir, args.catalog,
                                  kind=args.kind, k=args.k)
-  print(f"Wrote {configs.RETRIEVAL} version {version} under {args.serving_dir}")
+  print(f"Wrote retrieval version {version} under {args.serving_dir}")
 
 
 def cmd_distill_tokens(args):
   # pylint: disable=g-import-not-at-top
-  from model import catalog as catalog_lib
-  from model import features
+  from contracts import catalog as catalog_lib
   from model import pretrained_tokens
   # pylint: enable=g-import-not-at-top
   _log_progress()
-  titles = catalog_lib.read_catalog_csv(args.catalog)[features.TITLE]
+  titles = catalog_lib.read_catalog(args.catalog).titles
   written = pretrained_tokens.write_catalog_table(args.out, titles.tolist())
   print(f"Wrote {written} to {args.out}; train with --set "
         f"model.pretrained_token_table={os.path.abspath(args.out)}")
@@ -168,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Pipeline outputs, metadata and the serving dir.")
   p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                  help="Override a config knob, e.g. model.epochs=3 "
-                 "(sections: mining, text, model, evaluation).")
+                 "(sections: mining, text, model, evaluation, index).")
   p.add_argument("--report", help="Also write the run report as JSON here.")
   p.add_argument("--cache", action="store_true",
                  help="Reuse outputs of components whose inputs and settings "
@@ -208,9 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("index", help="Re-index a catalogue without retraining.")
   p.add_argument("--serving-dir", required=True)
   p.add_argument("--catalog", required=True)
-  p.add_argument("--kind", default="scann", choices=("scann", "faiss", "exact"))
+  p.add_argument("--kind", default="scann", choices=ann.KINDS)
   p.add_argument("-k", type=int, help="Items per query (default: "
-                 "ModelConfig.retrieval_k, capped at the catalogue size).")
+                 "IndexConfig.k, capped at the catalogue size).")
   p.set_defaults(func=cmd_index)
 
   p = sub.add_parser(

@@ -1,14 +1,16 @@
 """The MMSE pipeline: wiring only; every knob comes from `configs`.
 
 search logs ─ ExampleGen (CSV) ─ Statistics/Schema/ExampleValidator ─┐
-catalogue  ─ ExampleGen (CSV) ─ Statistics/Schema/ExampleValidator ─┤
-                                                                  ▼
-      MultiStageSamples (Beam: clean, stages, random negatives, split)
-        ─ StatisticsGen/SchemaGen ─ Transform ─ Trainer (TFRS)
-        ─ RetrievalEvaluator (whole catalogue, vs latest blessed) ┐
-        ─ IndexBuilder (catalogue embeddings, retrieval model)    ┴ ServingPusher
+catalogue   ─ ExampleGen (CSV) ─ Statistics/Schema/ExampleValidator ─┤
+                                                                   ▼
+MultiStageSamples (Beam: clean, stages, random negatives, split)
+  ├─ slates ─ StatisticsGen/SchemaGen ─ Transform ─ Trainer (TFRS)
+  └─ cleaned catalogue ───────────────────────────────┐      │
+                                                      ▼      ▼
+IndexBuilder (embeds the catalogue once: retrieval model + ANN index)
+  ─ RetrievalEvaluator (scores the served index path vs the latest blessed)
+  ─ ServingPusher (query_tower, item_tower, retrieval: one version)
 """
-import dataclasses
 import glob
 import os
 from typing import Optional
@@ -20,9 +22,11 @@ from tfx.dsl.components.base import executor_spec
 
 from components.csv_example_gen import executor as csv_executor
 from components.index_builder.component import IndexBuilder
+from components.multistage_samples import spec as mining_spec
 from components.multistage_samples.component import MultiStageSamples
 from components.retrieval_evaluator.component import RetrievalEvaluator
 from components.serving_pusher.component import ServingPusher
+from contracts import config_io
 from tfx_pipeline import configs
 
 PREPROCESSING_FN = "model.preprocessing.preprocessing_fn"
@@ -74,6 +78,7 @@ def create_pipeline(config: configs.PipelineConfig,
       logs=logs_gen.outputs["examples"],
       catalog=catalog_gen.outputs["examples"],
       config=config.mining)
+  cleaned_catalog = mining.outputs[mining_spec.CLEANED_CATALOG_KEY]
   samples_statistics = tfx.components.StatisticsGen(
       examples=mining.outputs["examples"]).with_id("SamplesStatisticsGen")
   samples_schema = tfx.components.SchemaGen(
@@ -84,7 +89,7 @@ def create_pipeline(config: configs.PipelineConfig,
       examples=mining.outputs["examples"],
       schema=samples_schema.outputs["schema"],
       preprocessing_fn=PREPROCESSING_FN,
-      custom_config={"text": dataclasses.asdict(config.text)})
+      custom_config={"text": config_io.to_dict(config.text)})
 
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
@@ -94,8 +99,8 @@ def create_pipeline(config: configs.PipelineConfig,
       train_args=tfx.proto.TrainArgs(splits=["train"]),
       eval_args=tfx.proto.EvalArgs(splits=["eval"]),
       custom_config={
-          "model": dataclasses.asdict(config.model),
-          "text": dataclasses.asdict(config.text),
+          "model": config_io.to_dict(config.model),
+          "text": config_io.to_dict(config.text),
       })
 
   latest_blessed_model = tfx.dsl.Resolver(
@@ -105,18 +110,18 @@ def create_pipeline(config: configs.PipelineConfig,
           type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id("LatestBlessedModelResolver")
 
-  evaluator = RetrievalEvaluator(
-      model=trainer.outputs["model"],
-      baseline_model=latest_blessed_model.outputs["model"],
-      examples=mining.outputs["examples"],
-      catalog=catalog_gen.outputs["examples"],
-      **dataclasses.asdict(config.evaluation))
-
   index_builder = IndexBuilder(
       model=trainer.outputs["model"],
-      catalog=catalog_gen.outputs["examples"],
-      retrieval_k=config.model.retrieval_k,
-      index_kind=config.index_kind)
+      catalog=cleaned_catalog,
+      config=config.index)
+
+  evaluator = RetrievalEvaluator(
+      model=trainer.outputs["model"],
+      index=index_builder.outputs["index"],
+      examples=mining.outputs["examples"],
+      catalog=cleaned_catalog,
+      baseline_model=latest_blessed_model.outputs["model"],
+      config=config.evaluation)
 
   pusher = ServingPusher(
       model=trainer.outputs["model"],
@@ -130,7 +135,7 @@ def create_pipeline(config: configs.PipelineConfig,
       components=[
           logs_gen, catalog_gen, *logs_checks, *catalog_checks, mining,
           samples_statistics, samples_schema, transform, trainer,
-          latest_blessed_model, evaluator, index_builder, pusher
+          latest_blessed_model, index_builder, evaluator, pusher
       ],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,

@@ -11,6 +11,8 @@ from typing import Any, Dict
 from ml_metadata.metadata_store import metadata_store
 from tfx.orchestration import metadata
 
+from components.multistage_samples import spec as mining_spec
+
 _NODE_CONTEXT = "node"
 _RUN_CONTEXT = "pipeline_run"
 
@@ -65,36 +67,38 @@ def latest_run(metadata_path: str) -> Dict[str, Any]:
               execution.last_known_state),
           "seconds": _seconds(execution),
       }
-      events = store.get_events_by_execution_ids([execution.id])
-      output_ids = [e.artifact_id for e in events
-                    if e.type == metadata_store.proto.Event.OUTPUT]
-      for artifact in store.get_artifacts_by_id(output_ids):
-        outputs.setdefault(node_id, []).append(artifact)
+      events = [e for e in store.get_events_by_execution_ids([execution.id])
+                if e.type == metadata_store.proto.Event.OUTPUT]
+      artifacts = {a.id: a for a in store.get_artifacts_by_id(
+          [e.artifact_id for e in events])}
+      for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        outputs[(node_id, key)] = artifacts[event.artifact_id]
 
   report: Dict[str, Any] = {"run": run.name, "components": components}
-  for node_id, artifacts in outputs.items():
-    for artifact in artifacts:
-      props = artifact.custom_properties
-      if node_id == "MultiStageSamples" and artifact.uri.rstrip("/").split(
-          "/")[-2] == "report":
-        report["mining"] = _read_json(os.path.join(artifact.uri, "counts.json"))
-      elif node_id == "RetrievalEvaluator" and "blessing" in artifact.uri:
-        report["blessed"] = bool(props["blessed"].int_value) if (
-            "blessed" in props) else None
-      elif node_id == "RetrievalEvaluator":
-        report["evaluation"] = _read_json(
-            os.path.join(artifact.uri, "metrics.json"))
-      elif node_id == "Trainer" and "model_run" in artifact.uri:
-        report["tensorboard_logdir"] = artifact.uri
-      elif node_id == "Trainer":
-        report["model_dir"] = artifact.uri
-        report["train_seconds"] = _producer_seconds(store, artifact.id)
-      elif node_id == "ServingPusher":
-        report["pushed"] = bool(props["pushed"].int_value) if (
-            "pushed" in props) else False
-        if report["pushed"]:
-          report["serving_dir"] = props["pushed_destination"].string_value
-          report["pushed_version"] = props["pushed_version"].string_value
+  for (node_id, key), artifact in outputs.items():
+    props = artifact.custom_properties
+    if (node_id, key) == ("MultiStageSamples", "report"):
+      report["mining"] = _read_json(os.path.join(artifact.uri, mining_spec.COUNTS_FILE))
+    elif (node_id, key) == ("MultiStageSamples", "examples"):
+      report["examples_dir"] = artifact.uri
+    elif (node_id, key) == ("RetrievalEvaluator", "blessing"):
+      report["blessed"] = bool(props["blessed"].int_value) if (
+          "blessed" in props) else None
+    elif (node_id, key) == ("RetrievalEvaluator", "evaluation"):
+      report["evaluation"] = _read_json(
+          os.path.join(artifact.uri, "metrics.json"))
+    elif (node_id, key) == ("Trainer", "model_run"):
+      report["tensorboard_logdir"] = artifact.uri
+    elif (node_id, key) == ("Trainer", "model"):
+      report["model_dir"] = artifact.uri
+      report["train_seconds"] = _producer_seconds(store, artifact.id)
+    elif node_id == "ServingPusher":
+      report["pushed"] = bool(props["pushed"].int_value) if (
+          "pushed" in props) else False
+      if report["pushed"]:
+        report["serving_dir"] = props["pushed_destination"].string_value
+        report["pushed_version"] = props["pushed_version"].string_value
   return report
 
 

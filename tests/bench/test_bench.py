@@ -12,6 +12,8 @@ import pytest
 from bench import baselines
 from bench import quality
 from bench import report
+from contracts import catalog as catalog_lib
+from contracts import features
 from tfx_pipeline import configs
 
 TITLES = {
@@ -27,8 +29,8 @@ HAS_MINILM = all(
 
 
 def _catalog():
-  return {"item_id": np.array(list(TITLES), dtype=np.int64),
-          "title": np.array(list(TITLES.values()), dtype=object)}
+  return catalog_lib.Catalog(
+      {item_id: ((features.TITLE, title),) for item_id, title in TITLES.items()})
 
 
 def test_tokenize_keeps_single_characters_and_digits():
@@ -54,9 +56,8 @@ def test_bm25_depth_is_capped_at_catalogue_size():
 def test_bm25_rejects_bad_depth_and_empty_catalogue():
   with pytest.raises(ValueError, match="k must be positive"):
     baselines.bm25_rankings(_catalog(), ["hose"], k=0)
-  empty = {"item_id": np.zeros(0, np.int64), "title": np.zeros(0, object)}
   with pytest.raises(ValueError, match="empty"):
-    baselines.bm25_rankings(empty, ["hose"], k=10)
+    baselines.bm25_rankings(catalog_lib.Catalog({}), ["hose"], k=10)
 
 
 def test_rrf_fuses_by_reciprocal_rank():

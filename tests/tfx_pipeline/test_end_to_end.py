@@ -9,7 +9,9 @@ import pytest
 import tensorflow as tf
 
 from bench import quality
-from model import catalog as catalog_lib
+from contracts import catalog as catalog_lib
+from contracts import features
+from contracts import serving_layout
 from model import pretrained_tokens
 from sample_data import simulator
 from tfx_pipeline import cli
@@ -19,7 +21,7 @@ from tfx_pipeline.runners import local
 
 
 _E2E_OVERRIDES = ("model.epochs=6", "model.batch_size=32",
-                  "model.retrieval_k=50", "mining.eval_fraction=0.25",
+                  "index.k=50", "mining.eval_fraction=0.25",
                   "text.vocab_min_frequency=1")
 
 
@@ -29,13 +31,19 @@ def pipeline_run(tmp_path_factory):
   data_dir = str(root / "data")
   simulator.simulate(data_dir, num_items=300, num_queries=80,
                      num_requests=1000)
+  # Real catalogues carry dirt: a second row for an item and a row without
+  # an id. Both are set aside, and everything downstream still runs.
+  catalog_csv = os.path.join(data_dir, "catalog.csv")
+  duplicated = catalog_lib.read_catalog(catalog_csv).item_ids[0]
+  with open(catalog_csv, "a", encoding="utf-8") as f:
+    f.write(f"{duplicated},Zzz duplicate row,,,1.0\n,No id here,,,2.0\n")
   # Laid out as the quality benchmark lays out its work dir, so that its
   # trained systems can be checked against this run.
   work_dir = root / "work"
   table = work_dir / "cache" / quality.TOKEN_TABLE_FILE
   table.parent.mkdir(parents=True)
-  catalog = catalog_lib.read_catalog_csv(os.path.join(data_dir, "catalog.csv"))
-  words = pretrained_tokens.vocabulary(catalog["title"].tolist())
+  catalog = catalog_lib.read_catalog(catalog_csv)
+  words = pretrained_tokens.vocabulary(catalog.titles.tolist())
   pretrained_tokens.save(str(table), words, np.random.default_rng(0).normal(
       size=(len(words), 24)).astype(np.float32))
   config = configs.PipelineConfig(
@@ -59,12 +67,45 @@ def test_every_component_completes_and_the_model_is_pushed(pipeline_run):
   assert report["mining"]["rows_read"] > 0
   assert report["blessed"] is True
   assert report["pushed"] is True
-  for name in configs.SERVED_MODELS:
+  for name in serving_layout.SERVED_MODELS:
     assert os.path.exists(os.path.join(config.serving_dir, name, "1",
                                        "saved_model.pb"))
   assert os.path.exists(os.path.join(config.serving_dir, "models.config"))
   assert os.path.isdir(report["tensorboard_logdir"])
-  assert os.path.isdir(os.path.join(report["model_dir"], "Format-Serving"))
+  assert os.path.isdir(os.path.dirname(serving_layout.trained_tower_dir(
+      report["model_dir"], serving_layout.QUERY_TOWER)))
+
+
+@pytest.mark.e2e
+def test_catalogue_dirt_is_set_aside_and_the_index_has_each_item_once(
+    pipeline_run):
+  config, _ = pipeline_run
+  report = run_report.latest_run(config.metadata_path)
+  catalog_counts = report["mining"]["catalog"]
+  assert catalog_counts[catalog_lib.DUPLICATE_ITEM_ID] == 1
+  assert catalog_counts[catalog_lib.MISSING_ITEM_ID] == 1
+  served = np.load(os.path.join(
+      serving_layout.index_dir(os.path.join(config.serving_dir,
+                                            serving_layout.RETRIEVAL, "1")),
+      "item_ids.npy"))
+  expected = catalog_lib.read_catalog(config.catalog_path).item_ids
+  np.testing.assert_array_equal(np.sort(served), expected)
+
+
+@pytest.mark.e2e
+def test_no_eval_query_is_trained_on(pipeline_run):
+  config, _ = pipeline_run
+  report = run_report.latest_run(config.metadata_path)
+  queries = {}
+  for split in ("train", "eval"):
+    files = tf.io.gfile.glob(os.path.join(report["examples_dir"],
+                                          f"Split-{split}", "*"))
+    queries[split] = {
+        tf.train.Example.FromString(record.numpy()).features.feature[
+            features.QUERY].bytes_list.value[0]
+        for record in tf.data.TFRecordDataset(files, compression_type="GZIP")}
+  assert queries["train"] and queries["eval"]
+  assert not queries["train"] & queries["eval"]
 
 
 @pytest.mark.e2e
@@ -76,7 +117,7 @@ def test_benchmark_ranks_with_the_towers_its_pipeline_run_trained(
   class Context:  # What `quality.Context` gives a trained system.
     logs_pattern = config.logs_pattern
     catalog_path = config.catalog_path
-    catalog = catalog_lib.read_catalog_csv(config.catalog_path)
+    catalog = catalog_lib.read_catalog(config.catalog_path)
     queries = ["cordless drill", "led light bulb"]
     depth = 20
     cache_dir = os.path.join(work_dir, "cache")
@@ -89,7 +130,7 @@ def test_benchmark_ranks_with_the_towers_its_pipeline_run_trained(
   assert sorted(run.rankings) == sorted(Context.queries)
   assert all(len(r) == 20 for r in run.rankings.values())
   assert set(np.concatenate(list(run.rankings.values()))) <= set(
-      Context.catalog["item_id"].tolist())
+      Context.catalog.item_ids.tolist())
   # The time of the execution that trained the model, not the cache hit's.
   assert run.train_seconds == report["train_seconds"] > 0
 
@@ -101,20 +142,20 @@ def test_pushed_models_agree_with_each_other(pipeline_run):
       os.path.join(config.serving_dir, name, "1")).signatures[
           "serving_default"]
   retrieval, query_tower, item_tower = (
-      load(configs.RETRIEVAL), load(configs.QUERY_TOWER),
-      load(configs.ITEM_TOWER))
-  items = catalog_lib.read_catalog_csv(os.path.join(data_dir, "catalog.csv"))
+      load(serving_layout.RETRIEVAL), load(serving_layout.QUERY_TOWER),
+      load(serving_layout.ITEM_TOWER))
+  items = catalog_lib.read_catalog(os.path.join(data_dir, "catalog.csv"))
   queries = tf.constant(["cordless drill", "led light bulb"])
 
   result = retrieval(query=queries)
   ids, scores = result["item_ids"].numpy(), result["scores"].numpy()
   assert ids.shape == (2, 50) and ids.dtype == np.int64
-  assert set(ids.ravel()) <= set(items["item_id"])
+  assert set(ids.ravel()) <= set(items.item_ids)
   assert np.all(np.diff(scores, axis=1) <= 1e-6)  # Best first.
 
   # The retrieval model's scores are query_tower . item_tower.
   q = query_tower(query=queries)["embedding"].numpy()
-  inputs = {name: tf.constant(items[name])
+  inputs = {name: tf.constant(items.columns[name])
             for name in item_tower.structured_input_signature[1]}
   v = item_tower(**inputs)["embedding"].numpy()
   exact = q @ v.T
@@ -150,10 +191,11 @@ def test_cli_retrieve_and_evaluate_read_the_serving_dir(pipeline_run, tmp_path,
 @pytest.mark.e2e
 def test_pushed_models_need_only_core_tensorflow(pipeline_run):
   """The real towers load where ScaNN and tensorflow-text are not imported."""
-  import test_serving_saved_model_ops as ops_check  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from tests.serving import test_saved_model_ops as ops_check
   config, _ = pipeline_run
   paths = [os.path.join(config.serving_dir, name, "1")
-           for name in configs.SERVED_MODELS]
+           for name in serving_layout.SERVED_MODELS]
   result = subprocess.run(
       [sys.executable, "-c", ops_check.CORE_OPS_CHECK, *paths],
       capture_output=True, text=True, timeout=300, check=False,

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from contracts import config_io
 from tfx_pipeline import configs
 from tfx_pipeline import pipeline
 
@@ -25,7 +26,24 @@ def test_pipeline_wires_every_stage_in_order(tmp_path):
     assert expected in ids
   # Components are sorted topologically: each comes after its inputs.
   assert ids.index("MultiStageSamples") < ids.index("Transform") < ids.index(
-      "Trainer") < ids.index("RetrievalEvaluator") < ids.index("ServingPusher")
+      "Trainer") < ids.index("IndexBuilder") < ids.index(
+          "RetrievalEvaluator") < ids.index("ServingPusher")
+
+
+def test_knobs_reach_components_as_their_config_parameters(tmp_path):
+  config = configs.with_overrides(
+      _config(tmp_path), ["index.kind=faiss", "evaluation.cutoffs=[5, 50]",
+                          "evaluation.blessing_metric=recall@50",
+                          "mining.num_random_negatives=2", "text.vocab_size=9"])
+  built = {c.id: c for c in pipeline.create_pipeline(config).components}
+  for component_id, section in (("MultiStageSamples", config.mining),
+                                ("IndexBuilder", config.index),
+                                ("RetrievalEvaluator", config.evaluation)):
+    assert built[component_id].exec_properties == {
+        **built[component_id].exec_properties,
+        **config_io.to_parameters(section)}, component_id
+  assert json.loads(built["Transform"].exec_properties["custom_config"]) == {
+      "text": config_io.to_dict(config.text)}
 
 
 def test_wildcards_in_the_directory_are_rejected(tmp_path):
