@@ -5,9 +5,12 @@ of an item's title, with that item as a clicked anchor and random negatives
 after it, teaches the towers every title's words.
 
 A pseudo-query is split by its canonical text like a logged query (so one
-with the text of a logged query lands in that query's split). Those that
-fall in eval are held out: not trained on, and not added to the eval split
-either, which keeps to logged behaviour so that the blessing measures logs.
+with the text of a logged query lands in that query's split), and no text
+of the eval split is trained on. A draw that falls in eval is drawn again
+from the same title, so the item keeps its slate; an item whose every draw
+falls in eval (a title of one or two words, say) is held out: not trained
+on, and not added to the eval split either, which keeps to logged behaviour
+so that the blessing measures logs.
 """
 import collections
 from typing import Iterator, NamedTuple, Optional, Sequence, Tuple
@@ -22,6 +25,9 @@ from mining import slates
 from mining import splits
 from mining.config import MiningConfig
 from mining.negatives import NegativeSampler
+
+# Draws of words from one title before its item is held out.
+_DRAWS_PER_TITLE = 8
 
 
 class TitleQuery(NamedTuple):
@@ -57,9 +63,16 @@ def title_queries(catalog: catalog_lib.Catalog,
         splits.stable_hash(config.seed, "title", item_id))
     if rng.random() >= config.title_query_fraction:
       continue
-    query = title_query(text.words(title), rng, config)
+    words = text.words(title)
+    for _ in range(_DRAWS_PER_TITLE):
+      query = title_query(words, rng, config)
+      if query is None:
+        break
+      split = splits.split_of(query, config)
+      if split == splits.TRAIN:
+        break
     if query is not None:
-      yield TitleQuery(index, query, splits.split_of(query, config))
+      yield TitleQuery(index, query, split)
 
 
 def title_query_slate(pseudo_query: TitleQuery, catalog: catalog_lib.Catalog,

@@ -30,7 +30,8 @@ HAS_MINILM = all(
 
 def _catalog():
   return catalog_lib.Catalog(
-      {item_id: ((features.TITLE, title),) for item_id, title in TITLES.items()})
+      {item_id: ((features.TITLE, title),)
+       for item_id, title in TITLES.items()})
 
 
 def test_tokenize_keeps_single_characters_and_digits():
@@ -140,18 +141,19 @@ def test_report_writes_table_json_and_plot(tmp_path):
                 "ndcg@10": (ndcg10_q1 + ndcg_q2) / 2,
                 "ndcg@100": (ndcg100_q1 + ndcg_q2) / 2}
   for key, value in expected_a.items():
-    assert figures["a"][key] == pytest.approx(value)
+    assert figures["a"][key] == pytest.approx(value, abs=1e-9)
 
   saved = json.loads((tmp_path / "quality.json").read_text())
   assert saved["description"] == "tiny"
   for key, value in expected_a.items():
-    assert saved["systems"]["a"][key] == pytest.approx(value)
-  assert saved["systems"]["b"]["recall@10"] == pytest.approx(1.0)
+    assert saved["systems"]["a"][key] == pytest.approx(value, abs=1e-9)
+  assert saved["systems"]["b"]["recall@10"] == pytest.approx(1.0, abs=1e-9)
   assert saved["systems"]["b"]["train_seconds"] == 125.0
   curve = saved["systems"]["a"]["recall_curve"]
   assert curve["k"][0] == 1 and curve["k"][-1] == 1000
-  assert curve["recall"][0] == pytest.approx(0.25)  # q2's item 5 at rank 1.
-  assert curve["recall"][-1] == pytest.approx(1.0)
+  # q2's item 5 at rank 1.
+  assert curve["recall"][0] == pytest.approx(0.25, abs=1e-9)
+  assert curve["recall"][-1] == pytest.approx(1.0, abs=1e-9)
 
   table = (tmp_path / "quality.md").read_text()
   assert "| a | 0.250 | 0.750 | 1.000 | {:.3f} | {:.3f} | none |".format(
@@ -205,7 +207,7 @@ def test_benchmark_runs_registry_entries_and_their_inputs_once(tmp_path):
       str(tmp_path / "work"), cache_dir=None, registry=registry)
   assert calls == ["reversed"]
   assert figures["bm25"]["recall@10"] == 1.0
-  assert figures["bm25"]["ndcg@10"] == pytest.approx(1.0)
+  assert figures["bm25"]["ndcg@10"] == pytest.approx(1.0, abs=1e-9)
   # Reversed, each query's relevant item is last of the 5 items.
   assert figures["reversed"]["recall_curve"]["recall"][0] == 0.0
   assert figures["reversed"]["train_seconds"] == 3.0

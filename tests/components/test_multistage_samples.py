@@ -285,7 +285,7 @@ def test_slot_stages_padding_and_features(mined):
         row = catalog[item]
         assert title == row.get("title", "")
         assert brand == row.get("brand", "")
-        assert price == pytest.approx(row.get("price", 0.0))
+        assert price == pytest.approx(row.get("price", 0.0), abs=1e-4)
   # The ordered anchor's context: both clicked items first, then one of the
   # unclicked ones.
   red = _values(slates[("red drill", 1)][1], features.ITEM_ID)

@@ -55,14 +55,23 @@ def test_title_queries_cover_the_asked_share_of_the_catalogue():
   assert not list(title_queries.title_queries(catalog, off))
 
 
-def test_pseudo_queries_in_eval_are_held_out():
+def test_pseudo_queries_in_eval_are_redrawn_or_held_out():
+  # Four-word titles have many word draws: an eval draw is drawn again, so
+  # every item keeps a train slate. One-word titles have a single text: the
+  # items whose word falls in eval are held out.
   catalog = fixtures.catalog(size=200, title="cordless drill kit {}")
+  one_word = fixtures.catalog(size=200, title="{}")
   sampler = NegativeSampler(np.zeros(len(catalog), np.int64), 0.5)
   config = MiningConfig(num_context_items=2, num_random_negatives=3,
-                        eval_fraction=0.3, title_query_fraction=1.0)
+                        eval_fraction=0.3, title_query_fraction=1.0,
+                        title_query_min_words=1)
+  made = list(title_queries.title_queries(catalog, config))
+  assert len(made) == len(catalog)
+  assert all(q.split == splits.TRAIN for q in made)
   by_split = collections.Counter(
-      q.split for q in title_queries.title_queries(catalog, config))
+      q.split for q in title_queries.title_queries(one_word, config))
   assert by_split[splits.EVAL] > 0 and by_split[splits.TRAIN] > 0
+  catalog = one_word
   counts = collections.Counter()
   examples = [tf.train.Example.FromString(e) for e in
               title_queries.title_query_examples(catalog, sampler, config,

@@ -168,13 +168,15 @@ def test_dirt_counts_match_the_summary(tiny):
 
 def test_click_model_matches_its_formula():
   # P(click) = position ** -0.9 * 0.05 * 19 ** ((grade - 1) / 2).
-  assert simulator.click_probability(1, 3.0) == pytest.approx(0.95)
-  assert simulator.click_probability(1, 1.0) == pytest.approx(0.05)
-  assert simulator.click_probability(1, 2.0) == pytest.approx(0.217945, 1e-5)
-  assert simulator.click_probability(4, 3.0) == pytest.approx(0.272816, 1e-5)
-  assert simulator.cart_probability(3.0) == pytest.approx(0.6)
-  assert simulator.order_probability(1.0) == pytest.approx(0.15)
-  assert simulator.order_probability(2.0) == pytest.approx(0.3125)
+  assert simulator.click_probability(1, 3.0) == pytest.approx(0.95, abs=1e-9)
+  assert simulator.click_probability(1, 1.0) == pytest.approx(0.05, abs=1e-9)
+  assert simulator.click_probability(1, 2.0) == pytest.approx(0.217945,
+                                                               abs=1e-5)
+  assert simulator.click_probability(4, 3.0) == pytest.approx(0.272816,
+                                                               abs=1e-5)
+  assert simulator.cart_probability(3.0) == pytest.approx(0.6, abs=1e-9)
+  assert simulator.order_probability(1.0) == pytest.approx(0.15, abs=1e-9)
+  assert simulator.order_probability(2.0) == pytest.approx(0.3125, abs=1e-9)
 
 
 def _type_index(name):
@@ -203,7 +205,8 @@ def test_latent_grades_follow_attribute_overlap():
   # Three named, none matched by item 2: 3 - 1.8 = 1.2, floored at 1.6.
   query = simulator.Query("dewalt 20v brushless drill", drill, 0,
                           np.array([2, 0]))
-  assert simulator.latent_grades(query, catalog)[2] == pytest.approx(1.6)
+  assert simulator.latent_grades(query, catalog)[2] == pytest.approx(
+      1.6, abs=1e-9)
 
 
 def test_rerun_with_fewer_shards_removes_stale_ones(tmp_path):
