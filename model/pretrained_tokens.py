@@ -100,6 +100,8 @@ def save(path: str, words: Sequence[str], vectors: np.ndarray) -> None:
   buffer = io.BytesIO()
   np.savez(buffer, words=np.array(words, dtype=str),
            vectors=vectors.astype(np.float32))
+  if os.path.dirname(path):
+    tf.io.gfile.makedirs(os.path.dirname(path))
   with tf.io.gfile.GFile(path, "wb") as f:  # Also gs:// for Kubeflow runs.
     f.write(buffer.getvalue())
 
