@@ -22,6 +22,20 @@ _ITEM_INPUTS = (preprocessing.TITLE_TOKENS, preprocessing.TITLE_TRIGRAMS,
                 preprocessing.ITEM_INDEX, preprocessing.PRICE)
 
 
+class _LatestBatch(tf.keras.metrics.Metric):
+  """The value of the latest batch: an objective's per-step curve."""
+
+  def __init__(self, name: str, **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.latest = self.add_weight(name="latest", initializer="zeros")
+
+  def update_state(self, value: tf.Tensor) -> None:
+    self.latest.assign(value)
+
+  def result(self) -> tf.Tensor:
+    return tf.identity(self.latest)
+
+
 class MMSEModel(tfrs.models.Model):
   """Query and item towers scored by post-fusion, trained on slates."""
 
@@ -68,6 +82,9 @@ class MMSEModel(tfrs.models.Model):
     self.retrieval_loss = tf.keras.metrics.Mean(name="retrieval_loss")
     self.ranking_loss = tf.keras.metrics.Mean(name="ranking_loss")
     self.mean_loss = tf.keras.metrics.Mean(name="mean_loss")
+    # This batch's value of each objective, for per-step curves in TensorBoard.
+    self.batch_retrieval_loss = _LatestBatch(name="batch_retrieval_loss")
+    self.batch_ranking_loss = _LatestBatch(name="batch_ranking_loss")
 
   @classmethod
   def from_transform_output(cls, config: model_config.ModelConfig,
@@ -114,11 +131,13 @@ class MMSEModel(tfrs.models.Model):
           query_embeddings, item_embeddings, stage,
           inputs[preprocessing.ITEM_ID], inputs[preprocessing.QUERY_KEY])
       self.retrieval_loss.update_state(retrieval)
+      self.batch_retrieval_loss.update_state(retrieval)
       loss += self.config.retrieval_weight * retrieval
     if self.config.ranking_weight:
       scores = tf.einsum("bd,bld->bl", query_embeddings, item_embeddings)
       ranking = self.ranking_task(scores, stage)
       self.ranking_loss.update_state(ranking)
+      self.batch_ranking_loss.update_state(ranking)
       loss += self.config.ranking_weight * ranking
     self.mean_loss.update_state(loss)
     return loss

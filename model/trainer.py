@@ -5,9 +5,14 @@ asdict(TextConfig)}. Without `train_args.num_steps` each of
 `ModelConfig.epochs` epochs is one pass over the train split; with it, the
 steps are spread over the epochs on a repeated stream (and likewise for
 evaluation with `eval_args.num_steps`).
+
+Progress goes to the log (`training_callbacks.ProgressLog`); curves, in-slate
+Recall/NDCG per epoch and the item embeddings (Projector) to TensorBoard
+under `fn_args.model_run_dir` (`training_callbacks.TensorBoardLog`).
 """
 import logging
 import math
+import time
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -18,7 +23,10 @@ from contracts import config_io
 from model import config as model_config
 from model import export
 from model import mmse
+from model import in_slate_eval
 from model import pretrained_tokens
+from model import towers
+from model import training_callbacks
 
 
 def _dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
@@ -31,13 +39,20 @@ def _dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
       tf_transform_output.transformed_metadata.schema)
 
 
-class _EpochLog(tf.keras.callbacks.Callback):
-  """One log line per epoch: the pipeline's logs show training progress."""
-
-  def on_epoch_end(self, epoch, logs=None):
-    values = ", ".join(f"{name}={value:.4f}"
-                       for name, value in sorted((logs or {}).items()))
-    logging.info("Epoch %d/%d: %s", epoch + 1, self.params["epochs"], values)
+def _slate_items(fn_args: tfx.components.FnArgs, tf_transform_output,
+                 batch_size: int) -> in_slate_eval.SlateItems:
+  """The eval queries and the items of both splits, read once."""
+  started = time.monotonic()
+  slate_items = in_slate_eval.SlateItems.collect(
+      _dataset(fn_args, fn_args.eval_files, tf_transform_output, batch_size,
+               steps=None, shuffle=False),
+      _dataset(fn_args, fn_args.train_files, tf_transform_output, batch_size,
+               steps=None, shuffle=False))
+  logging.info("In-slate evaluation each epoch: %d eval queries over the %d "
+               "items of the train and eval slates (read in %.1f s)",
+               len(slate_items.judgments), len(slate_items.item_ids),
+               time.monotonic() - started)
+  return slate_items
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -68,6 +83,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                tf_transform_output,
                                config.pretrained_token_table)
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  slate_items = _slate_items(fn_args, tf_transform_output,
+                             config.eval_batch_size)
   logging.info("Training MMSE for %d epochs: %s", config.epochs, config)
   model.fit(
       train,
@@ -76,8 +93,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       validation_data=evaluation,
       validation_steps=fn_args.eval_steps,
       callbacks=[
-          tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
-          _EpochLog(),
+          # First: it adds the in-slate metrics to the epoch's logs.
+          training_callbacks.TensorBoardLog(
+              fn_args.model_run_dir, towers.head_kinds(config.num_heads),
+              in_slate=slate_items),
+          training_callbacks.ProgressLog(config.batch_size),
       ],
       verbose=0)
   results = model.evaluate(evaluation, steps=fn_args.eval_steps,
@@ -85,4 +105,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info("Eval: mean_loss=%.4f retrieval_loss=%.4f ranking_loss=%.4f",
                results["mean_loss"], results["retrieval_loss"],
                results["ranking_loss"])
+  projected = training_callbacks.write_item_projector(
+      fn_args.model_run_dir, model, slate_items, tf_transform_output)
+  logging.info("Wrote %d item embeddings for TensorBoard's Projector",
+               projected)
   export.export_towers(model, tf_transform_output, fn_args.serving_model_dir)

@@ -2,10 +2,12 @@
 distill-tokens.
 
 Each subcommand parses its flags and calls one library function; the work
-lives in the modules named below so it can be imported and tested.
+lives in the modules named below so it can be imported and tested. Nothing
+imports TensorFlow before a subcommand needs it, so `mmse --help` and
+`mmse --version` answer at once.
 """
 import argparse
-import dataclasses
+import importlib.metadata
 import json
 import logging
 import os
@@ -21,41 +23,30 @@ warnings.filterwarnings("ignore", category=FutureWarning, module="google")
 # pylint: disable=g-import-not-at-top
 from retrieval import ann
 from tfx_pipeline import configs
+from tfx_pipeline import console
 # pylint: enable=g-import-not-at-top
 
 DEFAULT_OUTPUT = "outputs"
+PACKAGE = "mmse"
 
 
-_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_PROJECT_PACKAGES = ("components", "contracts", "evaluation", "mining",
-                     "model", "retrieval", "sample_data", "serving",
-                     "tfx_pipeline")
+def _version() -> str:
+  try:
+    return importlib.metadata.version(PACKAGE)
+  except importlib.metadata.PackageNotFoundError:  # A checkout, not installed.
+    return "(not installed)"
 
 
-class _ProgressFilter(logging.Filter):
-  """Keeps our modules' INFO and the orchestrator's component start/finish.
+def _start(args, log_file=None) -> None:
+  """Sets up logging, then imports TensorFlow for the first time.
 
-  TFX logs whole component specs at INFO; a user running the pipeline wants
-  to see which component runs and what ours report, plus every warning.
+  TensorFlow's C++ start-up lines (CUDA factory registration on a machine
+  without a GPU) would reach the console before any Python logging; they go
+  to the log instead (the console shows them with --verbose).
   """
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    if record.levelno >= logging.WARNING:
-      return True
-    path = os.path.abspath(record.pathname)
-    if any(path.startswith(os.path.join(_PROJECT_ROOT, p) + os.sep)
-           for p in _PROJECT_PACKAGES):
-      return True
-    message = record.getMessage()
-    return message.startswith("Component ") and message.endswith(
-        ("is running.", "is finished."))
-
-
-def _log_progress():
-  handler = logging.StreamHandler()
-  handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-  handler.addFilter(_ProgressFilter())
-  logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+  console.setup_logging(log_file, verbose=args.verbose)
+  with console.native_stderr_logged("importing TensorFlow"):
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
 
 
 def cmd_simulate(args):
@@ -73,11 +64,13 @@ def cmd_run(args):
   if (logs is None) != (catalog is None):
     raise SystemExit("Give both --logs and --catalog, or neither for the "
                      "embedded sample.")
+  log_file = os.path.join(output_dir, console.LOG_FILE)
+  _start(args, log_file)
   if logs is None:
     from sample_data import simulator  # pylint: disable=g-import-not-at-top
     sample_dir = os.path.join(output_dir, "sample_data")
     if not os.path.exists(os.path.join(sample_dir, "catalog.csv")):
-      print(f"Simulating the embedded sample into {sample_dir}")
+      logging.info("Simulating the embedded sample into %s", sample_dir)
       simulator.simulate(sample_dir)
     logs = os.path.join(sample_dir, "logs", "*.csv.gz")
     catalog = os.path.join(sample_dir, "catalog.csv")
@@ -91,9 +84,13 @@ def cmd_run(args):
   except ValueError as e:
     raise SystemExit(f"mmse run: {e}") from e
 
-  _log_progress()
-  from tfx_pipeline import run_report  # pylint: disable=g-import-not-at-top
-  from tfx_pipeline.runners import local  # pylint: disable=g-import-not-at-top
+  logging.info("Loading TFX and starting the pipeline; outputs go to %s",
+               output_dir)
+  # pylint: disable=g-import-not-at-top
+  from tfx_pipeline import report_html
+  from tfx_pipeline import run_report
+  from tfx_pipeline.runners import local
+  # pylint: enable=g-import-not-at-top
   started = time.time()
   local.run(config, enable_cache=args.cache)
   report = run_report.latest_run(config.metadata_path)
@@ -102,9 +99,18 @@ def cmd_run(args):
   if args.report:
     with open(args.report, "w", encoding="utf-8") as f:
       json.dump(report, f, indent=2)
+  print(f"Full log: {log_file}")
+  print(f"Run report: {report_html.write(output_dir)}")
+
+
+def cmd_report(args):
+  _start(args)
+  from tfx_pipeline import report_html  # pylint: disable=g-import-not-at-top
+  print(f"Wrote {report_html.write(os.path.abspath(args.output))}")
 
 
 def cmd_retrieve(args):
+  _start(args)
   from serving import batch_retrieve  # pylint: disable=g-import-not-at-top
   count = batch_retrieve.retrieve_file(args.serving_dir, args.queries, args.k,
                                        args.out)
@@ -112,6 +118,7 @@ def cmd_retrieve(args):
 
 
 def cmd_evaluate(args):
+  _start(args)
   from evaluation import serving_eval  # pylint: disable=g-import-not-at-top
   metrics = serving_eval.evaluate_serving_dir(args.serving_dir, args.catalog,
                                               args.judgments)
@@ -119,17 +126,19 @@ def cmd_evaluate(args):
 
 
 def cmd_serve(args):
+  _start(args)  # Version loads and swaps: an operator wants to see them.
   from serving import server  # pylint: disable=g-import-not-at-top
-  _log_progress()  # Version loads and swaps: an operator wants to see them.
   server.serve(args.model_base_path, host=args.host, port=args.port)
 
 
 def cmd_query(args):
+  _start(args)
   from serving import client  # pylint: disable=g-import-not-at-top
   print(client.format_hits(client.query(args.server, args.text, args.k)))
 
 
 def cmd_index(args):
+  _start(args)
   from serving import indexing  # pylint: disable=g-import-not-at-top
   version = indexing.build_index(args.serving_dir, args.catalog,
                                  kind=args.kind, k=args.k)
@@ -137,30 +146,45 @@ def cmd_index(args):
 
 
 def cmd_distill_tokens(args):
+  _start(args)
   # pylint: disable=g-import-not-at-top
   from contracts import catalog as catalog_lib
   from model import pretrained_tokens
   # pylint: enable=g-import-not-at-top
-  _log_progress()
   titles = catalog_lib.read_catalog(args.catalog).titles
   written = pretrained_tokens.write_catalog_table(args.out, titles.tolist())
   print(f"Wrote {written} to {args.out}; train with --set "
         f"model.pretrained_token_table={os.path.abspath(args.out)}")
 
 
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(
+      "--verbose", action="store_true",
+      help="Show every library's log lines on the console, not only "
+      "progress (they are always in the log file, where there is one).")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="mmse", description="Multi-stage multi-grained semantic embeddings "
       "for e-commerce search: train, evaluate and serve.")
+  parser.add_argument("--version", action="version",
+                      version=f"%(prog)s {_version()}",
+                      help="Print the installed version and exit.")
   sub = parser.add_subparsers(dest="command", required=True)
 
   p = sub.add_parser("simulate", help="Generate the embedded sample data.")
-  p.add_argument("--out", required=True)
-  p.add_argument("--seed", type=int, default=7)
-  p.add_argument("--items", type=int, default=2000)
+  p.add_argument("--out", required=True,
+                 help="Directory to write catalog.csv, logs/ and "
+                 "judgments.csv into.")
+  p.add_argument("--seed", type=int, default=7,
+                 help="Random seed: the same seed writes the same data.")
+  p.add_argument("--items", type=int, default=2000,
+                 help="Catalogue items.")
   p.add_argument("--queries", type=int, default=300,
                  help="Training queries (held-out judged queries come extra).")
-  p.add_argument("--requests", type=int, default=3000)
+  p.add_argument("--requests", type=int, default=3000,
+                 help="Search requests (result pages) in the logs.")
   p.set_defaults(func=cmd_simulate)
 
   p = sub.add_parser("run", help="Run the TFX pipeline (LocalDagRunner).")
@@ -168,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "Default: the embedded sample.")
   p.add_argument("--catalog", help="Catalogue CSV (item_id,title,...).")
   p.add_argument("--output", default=DEFAULT_OUTPUT,
-                 help="Pipeline outputs, metadata and the serving dir.")
+                 help="Pipeline outputs, metadata, the serving dir and the "
+                 f"log file ({console.LOG_FILE}).")
   p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                  help="Override a config knob, e.g. model.epochs=3 "
                  "(sections: mining, text, model, evaluation, index).")
@@ -177,43 +202,62 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Reuse outputs of components whose inputs and settings "
                  "are unchanged since an earlier run in the same --output "
                  "(e.g. rerun only training after a model.* change).")
+  _add_verbose(p)
   p.set_defaults(func=cmd_run)
 
+  p = sub.add_parser("report", help="Rewrite report.html for a past run.")
+  p.add_argument("--output", default=DEFAULT_OUTPUT,
+                 help="The --output directory of the run (default: "
+                 "%(default)s).")
+  _add_verbose(p)
+  p.set_defaults(func=cmd_report)
+
   p = sub.add_parser("retrieve", help="Top-k items for a file of queries.")
-  p.add_argument("--serving-dir", required=True)
+  p.add_argument("--serving-dir", required=True,
+                 help="A serving dir that `mmse run` pushed to.")
   p.add_argument("--queries", required=True,
                  help="Text file (one query a line) or CSV with a query column.")
-  p.add_argument("-k", type=int, default=100)
+  p.add_argument("-k", type=int, default=100, help="Items per query.")
   p.add_argument("--out", required=True, help="Output JSON Lines file.")
+  _add_verbose(p)
   p.set_defaults(func=cmd_retrieve)
 
   p = sub.add_parser("evaluate", help="Recall/NDCG of the pushed model.")
-  p.add_argument("--serving-dir", required=True)
-  p.add_argument("--catalog", required=True)
+  p.add_argument("--serving-dir", required=True,
+                 help="A serving dir that `mmse run` pushed to.")
+  p.add_argument("--catalog", required=True,
+                 help="Catalogue CSV: every item is a candidate.")
   p.add_argument("--judgments", required=True,
                  help="CSV query,item_id,relevance (grades 1..3).")
+  _add_verbose(p)
   p.set_defaults(func=cmd_evaluate)
 
   p = sub.add_parser("serve", help="gRPC server speaking TF Serving's API.")
   p.add_argument("--model-base-path", required=True,
                  help="The serving dir (with models.config) to serve.")
-  p.add_argument("--port", type=int, default=8500)
+  p.add_argument("--port", type=int, default=8500, help="gRPC port.")
   p.add_argument("--host", default="127.0.0.1",
                  help="Loopback unless told otherwise.")
+  _add_verbose(p)
   p.set_defaults(func=cmd_serve)
 
   p = sub.add_parser("query", help="Top items for one query, over gRPC.")
   p.add_argument("--server", default="127.0.0.1:8500", help="HOST:PORT")
-  p.add_argument("text")
-  p.add_argument("-k", type=int, default=10)
+  p.add_argument("text", help="The query, as a user would type it.")
+  p.add_argument("-k", type=int, default=10, help="Items to show.")
+  _add_verbose(p)
   p.set_defaults(func=cmd_query)
 
   p = sub.add_parser("index", help="Re-index a catalogue without retraining.")
-  p.add_argument("--serving-dir", required=True)
-  p.add_argument("--catalog", required=True)
-  p.add_argument("--kind", default="scann", choices=ann.KINDS)
+  p.add_argument("--serving-dir", required=True,
+                 help="A serving dir that `mmse run` pushed to; a new "
+                 "retrieval version is written there.")
+  p.add_argument("--catalog", required=True, help="Catalogue CSV to index.")
+  p.add_argument("--kind", default="scann", choices=ann.KINDS,
+                 help="Nearest-neighbour index.")
   p.add_argument("-k", type=int, help="Items per query (default: "
                  "IndexConfig.k, capped at the catalogue size).")
+  _add_verbose(p)
   p.set_defaults(func=cmd_index)
 
   p = sub.add_parser(
@@ -221,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
       "catalogue's title words (needs the minilm extra).")
   p.add_argument("--catalog", required=True, help="Catalogue CSV.")
   p.add_argument("--out", required=True, help="Table file to write (.npz).")
+  _add_verbose(p)
   p.set_defaults(func=cmd_distill_tokens)
   return parser
 

@@ -3,6 +3,8 @@
 `mmse run` prints this at the end: the wall time of every component (the
 benchmark issue asks for it), what the mining step set aside, the evaluator's
 metrics and decision, and where the pushed model and TensorBoard logs are.
+`report_html` draws the same summary, with the artifacts it points at
+(statistics, anomalies, the quarantine, the training logs), as a web page.
 """
 import json
 import os
@@ -29,11 +31,11 @@ def _seconds(execution) -> float:
                 execution.create_time_since_epoch) / 1000.0, 1)
 
 
-def _producer_seconds(store, artifact_id: int) -> float:
-  """Wall time of the execution that wrote an artifact.
+def _producer(store, artifact_id: int):
+  """The execution that wrote an artifact (the first that completed).
 
   A cached component's execution takes no time and points at an earlier
-  run's output; the time worth reporting is that earlier execution's.
+  run's output; that earlier execution is the one that did the work.
   """
   events = store.get_events_by_artifact_ids([artifact_id])
   producers = store.get_executions_by_id(
@@ -41,8 +43,27 @@ def _producer_seconds(store, artifact_id: int) -> float:
        if e.type == metadata_store.proto.Event.OUTPUT])
   complete = [e for e in producers if e.last_known_state ==
               metadata_store.proto.Execution.COMPLETE]
-  return _seconds(min(complete or producers,
-                      key=lambda e: e.create_time_since_epoch))
+  return min(complete or producers, key=lambda e: e.create_time_since_epoch)
+
+
+def _producer_seconds(store, artifact_id: int) -> float:
+  """Wall time of the execution that wrote an artifact."""
+  return _seconds(_producer(store, artifact_id))
+
+
+def _input_files(example_gen_execution) -> str:
+  """The file pattern(s) an ExampleGen read, from its execution properties."""
+  props = example_gen_execution.custom_properties
+  if "input_base" not in props or "input_config" not in props:
+    return ""
+  base = props["input_base"].string_value
+  splits = json.loads(props["input_config"].string_value).get("splits", [])
+  return ", ".join(os.path.join(base, s["pattern"]) for s in splits)
+
+
+def _prefixed(node_id: str, suffix: str) -> str:
+  """The input a per-input component checks: "LogsStatisticsGen" -> "logs"."""
+  return node_id[:-len(suffix)].lower()
 
 
 def latest_run(metadata_path: str) -> Dict[str, Any]:
@@ -54,6 +75,7 @@ def latest_run(metadata_path: str) -> Dict[str, Any]:
     raise ValueError(f"No pipeline run recorded in {metadata_path}")
   run = max(runs, key=lambda c: c.create_time_since_epoch)
   run_executions = {e.id: e for e in store.get_executions_by_context(run.id)}
+  cached = metadata_store.proto.Execution.CACHED
 
   components = {}
   outputs = {}
@@ -66,9 +88,13 @@ def latest_run(metadata_path: str) -> Dict[str, Any]:
           "state": metadata_store.proto.Execution.State.Name(
               execution.last_known_state),
           "seconds": _seconds(execution),
+          "started": execution.create_time_since_epoch / 1000.0,
       }
       events = [e for e in store.get_events_by_execution_ids([execution.id])
                 if e.type == metadata_store.proto.Event.OUTPUT]
+      if execution.last_known_state == cached and events:
+        components[node_id]["computed_seconds"] = _producer_seconds(
+            store, events[0].artifact_id)
       artifacts = {a.id: a for a in store.get_artifacts_by_id(
           [e.artifact_id for e in events])}
       for event in events:
@@ -76,15 +102,33 @@ def latest_run(metadata_path: str) -> Dict[str, Any]:
         outputs[(node_id, key)] = artifacts[event.artifact_id]
 
   report: Dict[str, Any] = {"run": run.name, "components": components}
+  if run_executions:
+    first = min(e.create_time_since_epoch for e in run_executions.values())
+    last = max(e.last_update_time_since_epoch
+               for e in run_executions.values())
+    report["pipeline_seconds"] = round((last - first) / 1000.0, 1)
   for (node_id, key), artifact in outputs.items():
     props = artifact.custom_properties
-    if (node_id, key) == ("MultiStageSamples", "report"):
-      report["mining"] = _read_json(os.path.join(artifact.uri, mining_spec.COUNTS_FILE))
+    if node_id.endswith("ExampleGen") and key == "examples":
+      report.setdefault("inputs", {})[_prefixed(node_id, "ExampleGen")] = (
+          _input_files(_producer(store, artifact.id)))
+    elif node_id.endswith("StatisticsGen") and key == "statistics":
+      report.setdefault("statistics", {})[
+          _prefixed(node_id, "StatisticsGen")] = artifact.uri
+    elif node_id.endswith("ExampleValidator") and key == "anomalies":
+      report.setdefault("anomalies", {})[
+          _prefixed(node_id, "ExampleValidator")] = artifact.uri
+    elif (node_id, key) == ("MultiStageSamples", "report"):
+      report["mining"] = _read_json(
+          os.path.join(artifact.uri, mining_spec.COUNTS_FILE))
+      report["mining_report_dir"] = artifact.uri
     elif (node_id, key) == ("MultiStageSamples", "examples"):
       report["examples_dir"] = artifact.uri
     elif (node_id, key) == ("RetrievalEvaluator", "blessing"):
       report["blessed"] = bool(props["blessed"].int_value) if (
           "blessed" in props) else None
+      if "blessing_message" in props:
+        report["blessing_reason"] = props["blessing_message"].string_value
     elif (node_id, key) == ("RetrievalEvaluator", "evaluation"):
       report["evaluation"] = _read_json(
           os.path.join(artifact.uri, "metrics.json"))

@@ -5,10 +5,14 @@ files through Beam, which decompresses by file extension, but then reads the
 header with a plain open and iterates the body as a plain file; both fail on
 gzip. This executor reads records line by line through Beam's file systems and
 otherwise keeps the stock parsing (type inference, tf.Example conversion), so
-its output is what CsvExampleGen writes for a plain CSV.
+its output is what CsvExampleGen writes for a plain CSV. It logs how many
+rows it has read and converted every few seconds: a big input is minutes of
+work.
 """
 import csv
+import logging
 import os
+import time
 from typing import Any, Dict, List
 
 import apache_beam as beam
@@ -17,6 +21,8 @@ from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.dsl.io import fileio
 from tfx.types import standard_component_specs
 from tfx_bsl.coders import csv_decoder
+
+_PROGRESS_SECONDS = 10.0
 
 
 def read_csv_header(path: str) -> List[str]:
@@ -42,6 +48,8 @@ class _ReadCsvRecords(beam.DoFn):
     next(lines, None)  # The header.
     pending = []
     quotes = 0
+    rows = 0
+    last_line = time.monotonic()
     for line in lines:
       text = line.decode("utf-8")
       pending.append(text)
@@ -49,8 +57,30 @@ class _ReadCsvRecords(beam.DoFn):
       if quotes % 2 == 0:
         yield "".join(pending)
         pending, quotes = [], 0
+        rows += 1
+        if time.monotonic() - last_line >= _PROGRESS_SECONDS:
+          last_line = time.monotonic()
+          logging.info("ExampleGen: read %d rows of %s so far", rows,
+                       os.path.basename(path))
     if pending:
       raise ValueError(f"CSV record with unbalanced quotes in {path}")
+    logging.info("ExampleGen: read %d rows of %s", rows, path)
+
+
+class _LogConverted(beam.DoFn):
+  """Passes tf.Examples through, logging the count every few seconds."""
+
+  def setup(self):
+    self._rows = 0
+    self._last_line = time.monotonic()
+
+  def process(self, example):
+    self._rows += 1
+    if time.monotonic() - self._last_line >= _PROGRESS_SECONDS:
+      self._last_line = time.monotonic()
+      logging.info("ExampleGen: converted %d rows to tf.Example so far",
+                   self._rows)
+    yield example
 
 
 @beam.typehints.with_input_types(beam.Pipeline)
@@ -82,8 +112,10 @@ class _CsvToExample(beam.PTransform):
         | "InferColumnTypes" >> beam.CombineGlobally(
             csv_decoder.ColumnTypeInferrer(column_names,
                                            skip_blank_lines=True)))
-    return lines | "ToTFExample" >> beam.ParDo(
-        csv_executor._ParsedCsvToTfExample(), column_infos)  # pylint: disable=protected-access
+    return (lines
+            | "ToTFExample" >> beam.ParDo(
+                csv_executor._ParsedCsvToTfExample(), column_infos)  # pylint: disable=protected-access
+            | "LogProgress" >> beam.ParDo(_LogConverted()))
 
 
 class Executor(BaseExampleGenExecutor):

@@ -1,0 +1,52 @@
+"""One real pipeline run, shared by every end-to-end test of the session.
+
+Running the pipeline takes minutes, so the end-to-end tests and the report
+tests read the same run.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from bench import quality
+from contracts import catalog as catalog_lib
+from model import pretrained_tokens
+from sample_data import simulator
+from tfx_pipeline import configs
+from tfx_pipeline.runners import local
+
+E2E_OVERRIDES = ("model.epochs=6", "model.batch_size=32",
+                 "index.k=50", "mining.eval_fraction=0.25",
+                 "text.vocab_min_frequency=1")
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("e2e")
+  data_dir = str(root / "data")
+  simulator.simulate(data_dir, num_items=300, num_queries=80,
+                     num_requests=1000)
+  # Real catalogues carry dirt: a second row for an item and a row without
+  # an id. Both are set aside, and everything downstream still runs.
+  catalog_csv = os.path.join(data_dir, "catalog.csv")
+  duplicated = catalog_lib.read_catalog(catalog_csv).item_ids[0]
+  with open(catalog_csv, "a", encoding="utf-8") as f:
+    f.write(f"{duplicated},Zzz duplicate row,,,1.0\n,No id here,,,2.0\n")
+  # Laid out as the quality benchmark lays out its work dir, so that its
+  # trained systems can be checked against this run.
+  work_dir = root / "work"
+  table = work_dir / "cache" / quality.TOKEN_TABLE_FILE
+  table.parent.mkdir(parents=True)
+  catalog = catalog_lib.read_catalog(catalog_csv)
+  words = pretrained_tokens.vocabulary(catalog.titles.tolist())
+  pretrained_tokens.save(str(table), words, np.random.default_rng(0).normal(
+      size=(len(words), 24)).astype(np.float32))
+  config = configs.PipelineConfig(
+      logs_pattern=os.path.join(data_dir, "logs", "*.csv.gz"),
+      catalog_path=os.path.join(data_dir, "catalog.csv"),
+      output_dir=str(work_dir / quality.PIPELINE_DIR))
+  config = configs.with_overrides(
+      config, [f"model.pretrained_token_table={table}",
+               *E2E_OVERRIDES])
+  local.run(config, enable_cache=True)
+  return config, data_dir

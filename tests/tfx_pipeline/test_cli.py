@@ -1,0 +1,176 @@
+"""The `mmse` command line: flags, version, and what reaches the console."""
+# Walking the parser needs argparse's own attributes.
+# pylint: disable=protected-access
+import argparse
+import importlib.metadata
+import io
+import logging
+import os
+import warnings
+
+from absl import logging as absl_logging
+import pytest
+
+from tfx_pipeline import cli
+from tfx_pipeline import console
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+
+
+def _subcommands(parser):
+  [subparsers] = [a for a in parser._actions
+                  if isinstance(a, argparse._SubParsersAction)]
+  return subparsers
+
+
+def test_version_prints_the_installed_package_version(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["--version"])
+  assert exit_info.value.code == 0
+  assert capsys.readouterr().out.strip() == (
+      f"mmse {importlib.metadata.version('mmse')}")
+
+
+def test_every_subcommand_and_flag_has_help_text():
+  parser = cli.build_parser()
+  subparsers = _subcommands(parser)
+  missing = [a.dest for a in subparsers._choices_actions if not a.help]
+  parsers = [("mmse", parser)] + sorted(subparsers.choices.items())
+  for name, subparser in parsers:
+    for action in subparser._actions:
+      if isinstance(action, (argparse._HelpAction,
+                             argparse._SubParsersAction)):
+        continue
+      if not action.help or action.help == argparse.SUPPRESS:
+        flag = "/".join(action.option_strings) or action.dest
+        missing.append(f"{name} {flag}")
+  assert not missing
+  assert {"run", "retrieve", "evaluate", "serve"} <= set(subparsers.choices)
+
+
+def test_run_takes_verbose():
+  args = cli.build_parser().parse_args(["run", "--verbose"])
+  assert args.verbose
+
+
+@pytest.fixture
+def logging_restored():
+  """Puts logging back as it was (setup_logging replaces handlers)."""
+  root = logging.getLogger()
+  handlers, level = root.handlers[:], root.level
+  absl_verbosity = absl_logging.get_verbosity()
+  yield
+  for handler in root.handlers:
+    handler.close()
+  root.handlers[:] = handlers
+  root.setLevel(level)
+  absl_logging.set_verbosity(absl_verbosity)
+  logging.captureWarnings(False)
+
+
+def _project_record(message, level=logging.INFO):
+  """A record as this project's model/ code logs it."""
+  return logging.LogRecord(
+      "root", level, os.path.join(PROJECT_ROOT, "model", "trainer.py"), 1,
+      message, None, None)
+
+
+def _component_records():
+  running = logging.LogRecord("absl", logging.INFO, "/venv/tfx/launcher.py", 1,
+                              "Component %s is running.", ("Trainer",), None)
+  finished = logging.LogRecord("absl", logging.INFO, "/venv/tfx/launcher.py",
+                               2, "Component %s is finished.", ("Trainer",),
+                               None)
+  return running, finished
+
+
+def _log_everything():
+  root = logging.getLogger()
+  root.handle(_project_record("Epoch 1/2 done"))
+  logging.getLogger("apache_beam.transforms").warning("No iterator is returned")
+  logging.getLogger("tensorflow").info("Tables initialized inside a "
+                                      "tf.function")
+  logging.getLogger("tfx.types").error("A real failure")
+  for record in _component_records():
+    root.handle(record)
+
+
+def test_quiet_console_shows_progress_and_errors_and_the_file_keeps_all(
+    tmp_path, logging_restored):
+  del logging_restored
+  screen = io.StringIO()
+  log_file = tmp_path / "out" / console.LOG_FILE
+  console.setup_logging(str(log_file), verbose=False, stream=screen)
+  _log_everything()
+
+  shown = [line.split(" ", 1)[1] for line in screen.getvalue().splitlines()]
+  assert shown == ["Epoch 1/2 done", "A real failure", "Running Trainer"]
+  kept = log_file.read_text()
+  for message in ("Epoch 1/2 done", "No iterator is returned",
+                  "Tables initialized inside a tf.function", "A real failure",
+                  "Component Trainer is running.",
+                  "Component Trainer is finished."):
+    assert message in kept
+
+
+def test_absl_info_survives_tensorflow_silencing_absl_for_a_while(
+    tmp_path, logging_restored):
+  del logging_restored
+  screen = io.StringIO()
+  console.setup_logging(str(tmp_path / console.LOG_FILE), stream=screen)
+  # What TensorFlow's SavedModel writer does around listing an object's
+  # children.
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.FATAL)
+  absl_logging.set_verbosity(verbosity)
+  running, _ = _component_records()
+  absl_logging.info(running.msg, *running.args)
+  assert screen.getvalue().endswith(" Running Trainer\n")
+
+
+def test_verbose_console_shows_every_library(tmp_path, logging_restored):
+  del logging_restored
+  screen = io.StringIO()
+  console.setup_logging(str(tmp_path / console.LOG_FILE), verbose=True,
+                        stream=screen)
+  _log_everything()
+  text = screen.getvalue()
+  assert "No iterator is returned" in text
+  assert "Tables initialized inside a tf.function" in text
+
+
+def test_python_warnings_go_to_the_log_file_only(tmp_path, logging_restored):
+  del logging_restored
+  screen = io.StringIO()
+  log_file = tmp_path / console.LOG_FILE
+  console.setup_logging(str(log_file), stream=screen)
+  with warnings.catch_warnings():
+    warnings.simplefilter("always")  # The test config ignores some.
+    warnings.warn("deprecated thing", DeprecationWarning, stacklevel=1)
+  assert "deprecated thing" not in screen.getvalue()
+  assert "deprecated thing" in log_file.read_text()
+
+
+def test_native_stderr_goes_to_the_log_file_not_the_console(
+    tmp_path, capfd, logging_restored):
+  del logging_restored
+  screen = io.StringIO()
+  log_file = tmp_path / console.LOG_FILE
+  console.setup_logging(str(log_file), stream=screen)
+  with console.native_stderr_logged("importing a library"):
+    os.write(2, b"E cuda_fft.cc] Unable to register cuFFT factory\n")
+  assert "cuFFT" not in capfd.readouterr().err
+  assert "cuFFT" not in screen.getvalue()
+  assert "Unable to register cuFFT factory" in log_file.read_text()
+
+
+def test_native_stderr_is_shown_when_the_block_fails(tmp_path, capfd,
+                                                     logging_restored):
+  del logging_restored
+  console.setup_logging(str(tmp_path / console.LOG_FILE),
+                        stream=io.StringIO())
+  with pytest.raises(ImportError):
+    with console.native_stderr_logged("importing a library"):
+      os.write(2, b"libfoo.so: cannot open shared object file\n")
+      raise ImportError("libfoo")
+  assert "cannot open shared object file" in capfd.readouterr().err
