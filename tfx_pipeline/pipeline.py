@@ -20,6 +20,7 @@ from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 
+from components import progress
 from components.csv_example_gen import executor as csv_executor
 from components.index_builder.component import IndexBuilder
 from components.multistage_samples import spec as mining_spec
@@ -53,7 +54,7 @@ def _csv_example_gen(path_pattern: str, component_id: str):
 
 def _validated(examples, prefix: str) -> list:
   """Statistics, an inferred schema and anomaly checks for one input."""
-  statistics = tfx.components.StatisticsGen(
+  statistics = progress.StatisticsGen(
       examples=examples).with_id(f"{prefix}StatisticsGen")
   schema = tfx.components.SchemaGen(
       statistics=statistics.outputs["statistics"],
@@ -79,13 +80,13 @@ def create_pipeline(config: configs.PipelineConfig,
       catalog=catalog_gen.outputs["examples"],
       config=config.mining)
   cleaned_catalog = mining.outputs[mining_spec.CLEANED_CATALOG_KEY]
-  samples_statistics = tfx.components.StatisticsGen(
+  samples_statistics = progress.StatisticsGen(
       examples=mining.outputs["examples"]).with_id("SamplesStatisticsGen")
   samples_schema = tfx.components.SchemaGen(
       statistics=samples_statistics.outputs["statistics"],
       infer_feature_shape=True).with_id("SamplesSchemaGen")
 
-  transform = tfx.components.Transform(
+  transform = progress.Transform(
       examples=mining.outputs["examples"],
       schema=samples_schema.outputs["schema"],
       preprocessing_fn=PREPROCESSING_FN,
