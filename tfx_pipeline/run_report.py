@@ -146,6 +146,12 @@ def latest_run(metadata_path: str) -> Dict[str, Any]:
   return report
 
 
+# What the console summary shows; report.html and the JSON have the rest.
+_MINING_SECTIONS = ("set_aside", "catalog", "queries", "examples")
+_HEADLINE_METRICS = ("recall@10", "recall@100", "recall@1000", "ndcg@10",
+                     "exact_recall@100", "index_recall@100")
+
+
 def format_report(report: Dict[str, Any]) -> str:
   lines = ["", f"Pipeline run {report['run']}", "Component wall times:"]
   for name, info in report["components"].items():
@@ -154,16 +160,17 @@ def format_report(report: Dict[str, Any]) -> str:
   if mining:
     lines.append("Mining: " + json.dumps(
         {k: v for k, v in mining.items() if not isinstance(v, dict)}))
-    for key, value in mining.items():
-      if isinstance(value, dict):
-        lines.append(f"  {key}: {json.dumps(value)}")
+    for key in _MINING_SECTIONS:
+      if key in mining:
+        lines.append(f"  {key}: {json.dumps(mining[key])}")
   evaluation = report.get("evaluation") or {}
   candidate = evaluation.get("candidate") or evaluation.get("metrics") or {}
   if candidate:
-    lines.append("Evaluation (eval queries, whole catalogue):")
-    for key, value in candidate.items():
-      lines.append(f"  {key:<24} {value:.4f}" if isinstance(value, float)
-                   else f"  {key:<24} {value}")
+    lines.append("Evaluation (eval queries, whole catalogue; every metric "
+                 "is in report.html):")
+    for key in _HEADLINE_METRICS:
+      if key in candidate:
+        lines.append(f"  {key:<24} {candidate[key]:.4f}")
   lines.append(f"Blessed: {report.get('blessed')}")
   if report.get("pushed"):
     lines.append(f"Pushed version {report['pushed_version']} to "
