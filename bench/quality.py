@@ -31,11 +31,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from bench import baselines
 from bench import report
-from retrieval import embedding
-from evaluation import metrics
 from contracts import catalog as catalog_lib
 from contracts import serving_layout
+from evaluation import metrics
 from model import pretrained_tokens
+from retrieval import embedding
 from tfx_pipeline import configs
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]

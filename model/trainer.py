@@ -22,8 +22,8 @@ from tfx_bsl.public import tfxio
 from contracts import config_io
 from model import config as model_config
 from model import export
-from model import mmse
 from model import in_slate_eval
+from model import mmse
 from model import pretrained_tokens
 from model import towers
 from model import training_callbacks

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from model import config as model_config
 from model import fusion
 from model import mmse
 from model import preprocessing
 from model import tasks
 from model import towers
-from model import config as model_config
 
 CONFIG = model_config.ModelConfig(
     num_heads=3, head_dim=4, token_embedding_dim=8, hidden_dim=16,

@@ -14,11 +14,11 @@ from tfx.components.util import tfxio_utils
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
-from model import export
 from contracts import features
+from contracts import serving_layout
+from model import export
 from model import preprocessing
 from model import trainer
-from contracts import serving_layout
 
 SLATE = 3
 TEXT = {"max_query_tokens": 4, "max_title_tokens": 6, "max_query_trigrams": 12,

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from evaluation import metrics
 from contracts import catalog as catalog_lib
 from contracts import features
+from evaluation import metrics
 from sample_data import simulator
 
 TINY = dict(num_items=300, num_queries=40, num_judged_queries=10,
