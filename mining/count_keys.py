@@ -6,8 +6,9 @@ out, so a count has one spelling from where it is made to the report.
 ROWS_READ = "rows_read"  # Log rows read.
 ROWS_KEPT = "rows_kept"  # Log rows that fed mining (not set aside).
 TITLE_QUERIES = "title_queries"  # Title pseudo-queries trained on.
-# Title pseudo-queries whose text falls in the eval split: not trained on,
-# and not evaluated on either (the eval split holds logged behaviour only).
+# Items whose every title pseudo-query draw falls in the eval split: not
+# trained on, and not evaluated on either (the eval split holds logged
+# behaviour only).
 TITLE_QUERIES_HELD_OUT = "title_queries_held_out"
 CATALOG = "catalog"
 

@@ -9,6 +9,7 @@ errors on machines without a GPU) goes there too: `native_stderr_logged`
 catches it on file descriptor 2, below Python.
 """
 import contextlib
+import glob
 import logging
 import os
 import re
@@ -24,11 +25,12 @@ LOG_FILE = "mmse.log"
 NATIVE_LOGGER = "native_stderr"
 
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_PROJECT_PACKAGES = ("components", "contracts", "evaluation", "mining",
-                     "model", "retrieval", "sample_data", "serving",
-                     "tfx_pipeline")
-_PROJECT_DIRS = tuple(os.path.join(_PROJECT_ROOT, p) + os.sep
-                      for p in _PROJECT_PACKAGES)
+# Every package of the project: a new one shows its progress without a list
+# to keep up to date.
+_PROJECT_DIRS = tuple(
+    os.path.dirname(init) + os.sep
+    for init in glob.glob(os.path.join(_PROJECT_ROOT, "*", "__init__.py"))
+    if os.path.basename(os.path.dirname(init)) != "tests")
 # TFX's launcher logs this when a component starts.
 _COMPONENT_RUNNING = re.compile(r"^Component (\S+) is running\.$")
 _TIME_FORMAT = "%H:%M:%S"
