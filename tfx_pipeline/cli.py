@@ -128,7 +128,8 @@ def cmd_evaluate(args):
 def cmd_serve(args):
   _start(args)  # Version loads and swaps: an operator wants to see them.
   from serving import server  # pylint: disable=g-import-not-at-top
-  server.serve(args.model_base_path, host=args.host, port=args.port)
+  server.serve(args.model_base_path, host=args.host, port=args.port,
+               rest_port=args.rest_port or None)
 
 
 def cmd_query(args):
@@ -232,10 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
   _add_verbose(p)
   p.set_defaults(func=cmd_evaluate)
 
-  p = sub.add_parser("serve", help="gRPC server speaking TF Serving's API.")
+  p = sub.add_parser("serve", help="Server speaking TF Serving's gRPC and "
+                     "REST APIs.")
   p.add_argument("--model-base-path", required=True,
                  help="The serving dir (with models.config) to serve.")
   p.add_argument("--port", type=int, default=8500, help="gRPC port.")
+  p.add_argument("--rest-port", type=int, default=8501,
+                 help="REST API port; 0 turns REST off (as TF Serving's "
+                 "--rest_api_port does).")
   p.add_argument("--host", default="127.0.0.1",
                  help="Loopback unless told otherwise.")
   _add_verbose(p)
