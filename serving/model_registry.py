@@ -293,7 +293,9 @@ class ModelRegistry:
       model.loaded = {**model.loaded, version: servable}
     self._changed = True
     self._set_status(model, version, State.AVAILABLE)
-    logging.info("%s version %d loaded in %.1fs from %s (%s)", name, version,
+    logging.info("%s version %d loaded after %d warm-up requests in %.1fs "
+                 "from %s (%s)", name, version,
+                 getattr(servable, "warmup_requests", 0),
                  time.monotonic() - started, path,
                  getattr(servable, "description", ""))
     return True

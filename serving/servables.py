@@ -24,8 +24,10 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 from contracts import serving_layout
+from contracts import serving_warmup
 from retrieval import ann
 from serving import batching
+from serving import tensor_codec
 
 # Extra output of an index-backed `retrieval` whose index carries titles.
 TITLES_OUTPUT = "titles"
@@ -114,6 +116,8 @@ class Servable:
     self.path = path
     self.signature_defs = signature_defs
     self.description = description
+    # Requests of the warm-up file replayed by `warm_up` (0: none found).
+    self.warmup_requests = 0
     self._runners = runners
     self._batchers = {
         key: batching.Batcher(fn, options.max_batch_rows, _MODEL_THREADS,
@@ -132,12 +136,27 @@ class Servable:
     return await batcher.run(inputs, rows)
 
   def warm_up(self) -> None:
-    """One call per signature, so the first request does not pay tracing.
+    """Replays the version's warm-up requests before it takes traffic.
 
-    Raises whatever the model raises: a version that cannot answer a
-    trivial request is not loaded (TF Serving fails a load whose warm-up
-    requests fail, too).
+    They are TF Serving's (`contracts.serving_warmup`, written by the
+    pusher from real queries and catalogue rows); a version without them
+    gets one trivial call per signature, so the first request does not pay
+    tracing. Raises whatever the model raises: a version that cannot answer
+    its own warm-up is not loaded (TF Serving fails such a load too).
     """
+    requests = serving_warmup.read(self.path)
+    for request in requests:
+      key = (request.model_spec.signature_name or
+             serving_layout.SERVING_SIGNATURE)
+      if key not in self._runners:
+        raise ValueError(f"{serving_warmup.path(self.path)}: a warm-up "
+                         f"request for signature {key!r}, which "
+                         f"{self.name} lacks")
+      self._runners[key]({name: tensor_codec.to_ndarray(tensor)
+                          for name, tensor in request.inputs.items()})
+    self.warmup_requests = len(requests)
+    if requests:
+      return
     for key, signature in self.signature_defs.items():
       inputs = {}
       for name, info in signature.inputs.items():

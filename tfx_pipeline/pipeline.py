@@ -128,6 +128,8 @@ def create_pipeline(config: configs.PipelineConfig,
       model=trainer.outputs["model"],
       index=index_builder.outputs["index"],
       model_blessing=evaluator.outputs["blessing"],
+      examples=mining.outputs["examples"],
+      catalog=cleaned_catalog,
       serving_dir=config.serving_dir)
 
   return tfx.dsl.Pipeline(

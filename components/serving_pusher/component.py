@@ -5,7 +5,8 @@ three models side by side (`query_tower`, `item_tower`, `retrieval` with its
 ANN index), each at `<serving_dir>/<name>/<version>/`, plus a
 `models.config` naming them (`contracts.serving_layout`). This component
 keeps the Pusher's behaviour - push only what the evaluator blessed, record
-a PushedModel - with that layout.
+a PushedModel - with that layout, and gives every pushed version TF
+Serving's warm-up file (`contracts.serving_warmup`).
 """
 from tfx import types
 from tfx.dsl.components.base import base_component
@@ -27,19 +28,25 @@ class ServingPusher(base_component.BaseComponent):
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
   def __init__(self, model: types.BaseChannel, index: types.BaseChannel,
-               model_blessing: types.BaseChannel, serving_dir: str):
+               model_blessing: types.BaseChannel, examples: types.BaseChannel,
+               catalog: types.BaseChannel, serving_dir: str):
     """Constructs a ServingPusher.
 
     Args:
       model: Trainer's `Model` (the towers).
       index: IndexBuilder's `RetrievalIndex` built from `model`.
       model_blessing: RetrievalEvaluator's blessing of `model` and `index`.
+      examples: MultiStageSamples' examples, whose queries warm each
+        pushed version up.
+      catalog: the cleaned catalogue, whose rows warm the item tower up.
       serving_dir: the TF Serving model directory (local path or URI).
     """
     super().__init__(spec=spec.ServingPusherSpec(**{
         spec.MODEL_KEY: model,
         spec.INDEX_KEY: index,
         spec.MODEL_BLESSING_KEY: model_blessing,
+        spec.EXAMPLES_KEY: examples,
+        spec.CATALOG_KEY: catalog,
         spec.SERVING_DIR_KEY: serving_dir,
         spec.PUSHED_MODEL_KEY: types.Channel(
             type=standard_artifacts.PushedModel),

@@ -5,19 +5,33 @@ version, so every version goes through `serving_layout.publish` (copied
 aside, then renamed into place). The same integer version is used for all
 three models so a client can tell which towers belong together; it is one
 more than the highest version present (`serving_layout.next_version`).
+Each version is written with its warm-up requests (`contracts.
+serving_warmup`): real queries of the run and rows of its catalogue, in
+batches of the sizes the server merges requests into.
 """
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from absl import logging
+import numpy as np
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
+from components import artifacts
 from components.serving_pusher import spec
+from contracts import catalog as catalog_lib
+from contracts import features
 from contracts import serving_layout
+from contracts import serving_warmup
+
+# Rows of each warm-up request: lone queries and the batches that concurrent
+# requests merge into.
+WARMUP_BATCH_SIZES = (1, 1, 1, 2, 4, 8, 8, 16, 32, 64)
+# Distinct queries and catalogue rows the warm-up requests draw from.
+WARMUP_ROWS = 128
 
 
 def model_sources(model_uri: str, index_uri: str) -> Dict[str, str]:
@@ -32,8 +46,44 @@ def model_sources(model_uri: str, index_uri: str) -> Dict[str, str]:
   }
 
 
-def push(sources: Dict[str, str], serving_dir: str) -> int:
-  """Copies every source SavedModel in as one new version; returns it."""
+def warmup_columns(examples_uri: str, catalog_uri: str,
+                   rows: int = WARMUP_ROWS) -> Dict[str, Sequence]:
+  """Queries of the mined train split and catalogue rows, by input name."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = fileio.glob(os.path.join(examples_uri, "Split-train", "*"))
+  if not files:
+    raise FileNotFoundError(f"No train split under {examples_uri}")
+  queries = {}
+  for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+    example = tf.train.Example.FromString(record.numpy())
+    text = example.features.feature[features.QUERY].bytes_list.value[0]
+    queries.setdefault(text.decode("utf-8"), None)
+    if len(queries) >= rows:
+      break
+  catalog = catalog_lib.read_catalog(
+      os.path.join(catalog_uri, artifacts.CATALOG_FILE))
+  # Rows spread over the id range, not the first few ids only.
+  picked = np.linspace(0, len(catalog) - 1, min(rows, len(catalog))).astype(
+      int)
+  columns = {name: column[picked].tolist()
+             for name, column in catalog.columns.items()}
+  return {features.QUERY: list(queries), **columns}
+
+
+def _copy_with_warmup(source: str, staging: str, name: str,
+                      columns: Optional[Mapping[str, Sequence]]) -> None:
+  io_utils.copy_dir(source, staging)
+  if columns is not None:
+    serving_warmup.write(staging, serving_warmup.requests_for(
+        staging, name, columns, WARMUP_BATCH_SIZES))
+
+
+def push(sources: Dict[str, str], serving_dir: str,
+         warmup: Optional[Mapping[str, Sequence]] = None) -> int:
+  """Copies every source SavedModel in as one new version; returns it.
+
+  `warmup` (`warmup_columns`) gives each version its warm-up requests.
+  """
   for name, source in sources.items():
     if not fileio.exists(
         os.path.join(source, serving_layout.SAVED_MODEL_FILE)):
@@ -42,7 +92,8 @@ def push(sources: Dict[str, str], serving_dir: str) -> int:
   for name, source in sources.items():
     final = serving_layout.publish(
         serving_dir, name, version,
-        lambda staging, source=source: io_utils.copy_dir(source, staging))
+        lambda staging, source=source, name=name: _copy_with_warmup(
+            source, staging, name, warmup))
     logging.info("Pushed %s version %d to %s", name, version, final)
   serving_layout.write_models_config(serving_dir)
   return version
@@ -63,6 +114,9 @@ class Executor(pusher_executor.Executor):
     model = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
     index = artifact_utils.get_single_instance(input_dict[spec.INDEX_KEY])
     serving_dir = exec_properties[spec.SERVING_DIR_KEY]
-    version = push(model_sources(model.uri, index.uri), serving_dir)
+    warmup = warmup_columns(
+        artifact_utils.get_single_uri(input_dict[spec.EXAMPLES_KEY]),
+        artifact_utils.get_single_uri(input_dict[spec.CATALOG_KEY]))
+    version = push(model_sources(model.uri, index.uri), serving_dir, warmup)
     self._MarkPushed(pushed_model, pushed_destination=serving_dir,
                      pushed_version=str(version))

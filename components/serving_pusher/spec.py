@@ -11,6 +11,10 @@ from components import artifacts
 MODEL_KEY = "model"
 INDEX_KEY = "index"
 MODEL_BLESSING_KEY = "model_blessing"
+# The run's mined examples and cleaned catalogue: their queries and rows
+# become each pushed version's warm-up requests.
+EXAMPLES_KEY = "examples"
+CATALOG_KEY = "catalog"
 # Output: the stock Pusher's record of what was pushed.
 PUSHED_MODEL_KEY = "pushed_model"
 # Root of the TF Serving model directory (local path or URI).
@@ -27,6 +31,8 @@ class ServingPusherSpec(types.ComponentSpec):
       INDEX_KEY: ChannelParameter(type=artifacts.RetrievalIndex),
       MODEL_BLESSING_KEY: ChannelParameter(
           type=standard_artifacts.ModelBlessing),
+      EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+      CATALOG_KEY: ChannelParameter(type=artifacts.Catalog),
   }
   OUTPUTS = {
       PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),
