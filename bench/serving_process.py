@@ -1,12 +1,13 @@
 """`mmse serve` in a process of its own, as a user runs it."""
 import contextlib
+import dataclasses
 import os
 import pathlib
 import socket
 import subprocess
 import sys
 import time
-from typing import Iterator
+from typing import Iterator, Optional
 
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2
@@ -24,13 +25,16 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def start_server(serving_dir: str, port: int) -> subprocess.Popen:
-  """Runs `mmse serve --model-base-path serving_dir --port port`."""
+def start_server(serving_dir: str, port: int, rest_port: int = 0,
+                 log_file=None) -> subprocess.Popen:
+  """Runs `mmse serve --model-base-path serving_dir --port port` (REST on
+  `rest_port`; 0 turns it off), its output to `log_file` when given."""
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(_REPO)}
   return subprocess.Popen([
       sys.executable, "-m", "tfx_pipeline.cli", "serve", "--model-base-path",
-      serving_dir, "--host", _HOST, "--port", str(port)
-  ], env=env)
+      serving_dir, "--host", _HOST, "--port", str(port), "--rest-port",
+      str(rest_port)
+  ], env=env, stdout=log_file, stderr=subprocess.STDOUT if log_file else None)
 
 
 def wait_until_serving(address: str, process: subprocess.Popen,
@@ -57,15 +61,31 @@ def wait_until_serving(address: str, process: subprocess.Popen,
       f"{address} did not serve {serving_layout.RETRIEVAL} in time")
 
 
+@dataclasses.dataclass(frozen=True)
+class Endpoints:
+  """Where a started `mmse serve` answers."""
+  grpc_address: str  # host:port
+  rest_url: str  # http://host:port
+  pid: int
+  log_path: Optional[str] = None  # The server's output, when kept.
+
+
 @contextlib.contextmanager
-def running_server(serving_dir: str) -> Iterator[str]:
-  """Serves `serving_dir` on a free port; yields its address, then stops it."""
-  port = free_port()
+def running_server(serving_dir: str,
+                   log_path: Optional[str] = None) -> Iterator[Endpoints]:
+  """Serves `serving_dir` on free ports; yields them, then stops it."""
+  port, rest_port = free_port(), free_port()
+  while rest_port == port:
+    rest_port = free_port()
   address = f"{_HOST}:{port}"
-  process = start_server(serving_dir, port)
-  try:
-    wait_until_serving(address, process)
-    yield address
-  finally:
-    process.terminate()
-    process.wait(60)
+  with contextlib.ExitStack() as stack:
+    log_file = (stack.enter_context(open(log_path, "w", encoding="utf-8"))
+                if log_path else None)
+    process = start_server(serving_dir, port, rest_port, log_file)
+    try:
+      wait_until_serving(address, process)
+      yield Endpoints(address, f"http://{_HOST}:{rest_port}", process.pid,
+                      log_path)
+    finally:
+      process.terminate()
+      process.wait(60)

@@ -4,7 +4,8 @@ The towers embed any item from its raw features, so a catalogue change needs
 new item embeddings, not a new model: this embeds the catalogue with the
 latest pushed item tower and writes a NEW version of `retrieval` beside the
 towers: the exact SavedModel (`model.export`) plus the ANN index in its
-`assets.extra/index/`. `serving_layout.publish` writes the version aside
+`assets.extra/index/`, with the paired query tower's warm-up requests.
+`serving_layout.publish` writes the version aside
 and renames it into place, so a polling server never sees half of it, and
 the server swaps it in while it keeps answering.
 """
@@ -15,6 +16,7 @@ from typing import Any, Dict, Optional
 
 from contracts import catalog as catalog_lib
 from contracts import serving_layout
+from contracts import serving_warmup
 from retrieval import ann
 from retrieval import embedding
 from retrieval.config import IndexConfig
@@ -71,6 +73,12 @@ def build_index(serving_dir: str, catalog_csv: str,
     ann.write_index(serving_layout.index_dir(staging_dir), catalog.item_ids,
                     item_embeddings, k, kind=kind, params=params,
                     titles=catalog.titles, query_tower_dir=query_dir)
+    # `retrieval` takes what the query tower takes: its warm-up queries.
+    warmup = serving_warmup.read(query_dir)
+    for request in warmup:
+      request.model_spec.name = serving_layout.RETRIEVAL
+    if warmup:
+      serving_warmup.write(staging_dir, warmup)
 
   version = serving_layout.next_version(serving_dir)
   serving_layout.publish(serving_dir, serving_layout.RETRIEVAL, version, write)
