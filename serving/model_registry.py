@@ -164,13 +164,17 @@ class ModelRegistry:
       sources: the models and their base paths and policies.
       loader: `(name, version, path) -> servable`; raises if it cannot load.
       poll_interval_s: seconds between two looks at the base paths.
-      on_change: called after a poll that loaded or unloaded a version.
+      on_change: called once per poll that changed what is served: after
+        a version loaded and before it is made available (so a pause it
+        takes, such as a garbage collection, is over before the version
+        answers), or after unloading when nothing loaded.
     """
     self._models = {s.name: _Model(s) for s in sources}
     self._loader = loader
     self._poll_interval_s = poll_interval_s
     self._on_change = on_change
-    self._changed = False
+    self._changed = False  # This poll loaded a version.
+    self._unloaded = False  # This poll unloaded one.
     self._lock = threading.Lock()
     self._stop = threading.Event()
     self._thread: Optional[threading.Thread] = None
@@ -202,9 +206,10 @@ class ModelRegistry:
   def poll(self) -> None:
     """One pass over every model: load, swap, unload as the policy says."""
     self._changed = False
+    self._unloaded = False
     for model in self._models.values():
       self._poll_model(model)
-    if self._changed:
+    if self._unloaded and not self._changed:
       self._on_change()
 
   def _candidates(self, model: _Model) -> List[int]:
@@ -289,9 +294,11 @@ class ModelRegistry:
                     "still serving %s: %s", name, version, path,
                     sorted(model.loaded) or "nothing", e)
       return False
+    if not self._changed:
+      self._on_change()
+      self._changed = True
     with self._lock:
       model.loaded = {**model.loaded, version: servable}
-    self._changed = True
     self._set_status(model, version, State.AVAILABLE)
     logging.info("%s version %d loaded after %d warm-up requests in %.1fs "
                  "from %s (%s)", name, version,
@@ -306,7 +313,7 @@ class ModelRegistry:
     with self._lock:
       model.loaded = {v: s for v, s in model.loaded.items()
                       if v not in versions}
-    self._changed = True
+    self._unloaded = True
     # Requests still holding an old servable finish with it; it is freed
     # when the last one drops its reference.
     for version in versions:

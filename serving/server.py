@@ -280,7 +280,8 @@ def _collect_and_freeze() -> None:
   objects; a full collection traverses them all (about half a second here)
   while every request waits. Frozen objects are never traversed, so full
   collections during serving stay short; the one pause left is this call,
-  once per poll that swapped a version.
+  once per poll that swapped a version, before the new version answers (the
+  version it replaces is freed by the next call).
   """
   gc.unfreeze()
   gc.collect()

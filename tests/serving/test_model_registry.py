@@ -107,7 +107,7 @@ def test_on_change_runs_after_a_swap_only(tmp_path):
   assert changes == [1]
   _write_version(base, 2)
   reg.poll()  # Loads 2 and unloads 1 in one poll.
-  assert changes == [1, 1]
+  assert changes == [1, 1]  # Once per swap, before 2 answers.
 
 
 def test_unknown_model_and_nothing_loaded_are_not_found(registry):
