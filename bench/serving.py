@@ -1,15 +1,23 @@
-"""The serving benchmark: gRPC latency and throughput, ANN against exact.
+"""The serving benchmark: the model's own limit, the server against it over
+gRPC and REST, hot swaps, ANN against exact.
 
   python -m bench.serving [--serving-dir DIR] [--catalog CSV] [--queries CSV]
                           [--duration 30] [--clients 1,8,32]
                           [--synthetic-sizes 1000000,5000000]
 
 writes `bench/results/serving.md` and `serving.json`:
-- gRPC load (`bench.serving_load`): `mmse serve` in its own process
+- The limit (`bench.serving_limit`): the `retrieval` servable the server
+  loads (query tower + index search) called in process at batch 1, 8 and
+  32, the tower and the index alone, and each part of one request timed
+  alone (decode, tower, index, encode).
+- Load (`bench.serving_load`): `mmse serve` in its own process
   (`bench.serving_process`) answers query -> top-100 (ids, scores, titles)
-  through the ANN index for 1, 8 and 32 closed-loop clients, `--duration`
-  seconds each after a warm-up; p50/p99 latency, queries/s and failed
-  requests.
+  through the ANN index for 1, 8 and 32 closed-loop clients over gRPC and
+  over REST, `--duration` seconds each after a warm-up; p50/p99 latency,
+  queries/s, failed requests, the cores clients and server used, and each
+  figure as a share of the in-process limit at the same batch size.
+- Hot swap (`bench.serving_swap`): the first request to a freshly published
+  version against the median, with and without its warm-up requests.
 - ANN against exact (`bench.serving_ann`): recall@100 of the index's top-100
   against the exact top-100 and the speed-up, one query at a time (as a
   server searches) and in one batch, on the benchmark catalogue's item
@@ -38,9 +46,11 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from bench import serving_ann
+from bench import serving_limit
 from bench import serving_load
 from bench import serving_process
 from bench import serving_report
+from bench import serving_swap
 from contracts import catalog as catalog_lib
 from contracts import serving_layout
 from retrieval import ann
@@ -56,7 +66,8 @@ DEFAULT_SERVING_DIR = DEFAULT_RUN_OUTPUT / "serving"
 TABLE_FILE = "serving.md"
 JSON_FILE = "serving.json"
 K = 100
-SECTIONS = ("load", "ann", "build")
+SECTIONS = ("limit", "load", "swap", "ann", "build")
+APIS = ("grpc", "rest")
 TOWERS = (serving_layout.QUERY_TOWER, serving_layout.ITEM_TOWER)
 
 
@@ -141,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--duration", type=float, default=30.0)
   parser.add_argument("--warmup", type=float, default=3.0)
   parser.add_argument("--clients", default="1,8,32")
+  parser.add_argument("--batch-sizes", default="1,8,32",
+                      help="Batch sizes of the in-process limit.")
+  parser.add_argument("--apis", default=",".join(APIS))
   parser.add_argument("--synthetic-sizes", default="1000000,5000000")
   parser.add_argument("--isotropic-sizes", default="1000000")
   parser.add_argument("--build-sizes", default="100000,300000",
@@ -171,7 +185,7 @@ def main(argv=None) -> int:
   catalog = catalog_lib.read_catalog(args.catalog)
   results["catalog_items"] = len(catalog)
 
-  if sections & {"load", "ann"}:
+  if sections & {"limit", "load", "swap", "ann"}:
     queries = read_query_texts(
         args.queries if os.path.exists(args.queries) else None, catalog)
     pushed_dir = trained_serving_dir(args.serving_dir)
@@ -180,13 +194,33 @@ def main(argv=None) -> int:
       serving_dir = os.path.join(work_dir, "serving")
       results["setup"] = prepare_serving_dir(serving_dir, args.catalog,
                                              args.kind, pushed_dir)
-      if "load" in sections:
+      if "limit" in sections:
         stamp = serving_report.section_stamp()
-        with serving_process.running_server(serving_dir) as address:
-          rows = [serving_load.load_test(address, queries, clients,
-                                         args.duration, args.warmup, K)
-                  for clients in _ints(args.clients)]
-        results["load"] = {**stamp, "rows": rows}
+        results["limit"] = {
+            **stamp,
+            "rows": serving_limit.in_process_limit(
+                serving_dir, queries, _ints(args.batch_sizes)),
+            "parts_ms": serving_limit.request_parts(serving_dir, queries[0]),
+            f"index_recall@{K}": serving_limit.index_recall(serving_dir,
+                                                            queries),
+        }
+      if sections & {"load", "swap"}:
+        with serving_process.running_server(serving_dir) as endpoints:
+          if "load" in sections:
+            stamp = serving_report.section_stamp()
+            rows = [serving_load.load_test(
+                endpoints.grpc_address if api == "grpc" else
+                endpoints.rest_url, queries, clients, args.duration,
+                args.warmup, K, api=api, server_pid=endpoints.pid)
+                    for api in args.apis.split(",")
+                    for clients in _ints(args.clients)]
+            results["load"] = {**stamp, "rows": rows}
+          if "swap" in sections:
+            stamp = serving_report.section_stamp()
+            results["swap"] = {**stamp, "rows": [
+                serving_swap.hot_swap(endpoints.grpc_address, serving_dir,
+                                      queries, with_warmup)
+                for with_warmup in (False, True, False, True)]}
       if "ann" in sections:
         ann_stamp = serving_report.section_stamp()
         ann_rows = [serving_ann.catalogue_ann_vs_exact(

@@ -1,10 +1,13 @@
-"""Closed-loop gRPC load on `retrieval`: latency percentiles and queries/s."""
+"""Closed-loop load on `retrieval` over gRPC and REST: latency percentiles,
+queries/s, and the CPU the clients and the server used."""
 import asyncio
+import json
 import logging
 import os
 import time
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
+import aiohttp
 import grpc
 import numpy as np
 from tensorflow_serving.apis import predict_pb2
@@ -53,37 +56,28 @@ def summarize(latencies_s: Sequence[float], failures: Sequence[str],
   return result
 
 
-def load_test(address: str, queries: Sequence[str], clients: int,
-              duration_s: float, warmup_s: float, k: int) -> Dict[str, object]:
-  """Closed-loop clients, each on its own channel, one query per call.
+def process_cpu_seconds(pid: int) -> float:
+  """User + system CPU seconds a process has used (Linux /proc)."""
+  with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+    fields = f.read().rsplit(")", 1)[1].split()
+  return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-  The clients are coroutines on one asyncio loop (grpc.aio), the leanest
-  Python client, since they share the cores with the server. Latency is
-  measured around each Predict; calls started in the warm-up are not
-  counted, and neither is a call still running when the time is up. A
-  response without `k` item ids is a failure.
-  """
-  requests = predict_requests(queries)
-  latencies, failures = [], []
+
+async def _closed_loop(clients: int, duration_s: float, warmup_s: float,
+                       open_client: Callable, latencies: List[float],
+                       failures: List[str]) -> None:
+  """Runs `clients` loops; `open_client(index)` is an async context manager
+  yielding `call(i) -> problem or None`."""
 
   async def client(index, start, measure_from, end):
-    async with grpc.aio.insecure_channel(address) as channel:
-      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-      await channel.channel_ready()
+    async with open_client(index) as call:
       await asyncio.sleep(max(0.0, start - time.monotonic()))
       i = index * _CLIENT_STRIDE
       while True:
         sent = time.monotonic()
         if sent >= end:
           return
-        try:
-          response = await stub.Predict(requests[i % len(requests)],
-                                        timeout=30)
-          item_ids = tensor_codec.to_ndarray(
-              response.outputs[serving_layout.ITEM_IDS_OUTPUT])
-          problem = None if item_ids.shape == (1, k) else "bad response"
-        except grpc.RpcError as e:
-          problem = f"{e.code().name}: {e.details()}"
+        problem = await call(i)
         done = time.monotonic()
         i += 1
         if sent >= measure_from and done <= end:
@@ -92,15 +86,111 @@ def load_test(address: str, queries: Sequence[str], clients: int,
           else:
             failures.append(problem)
 
-  async def run_all():
-    start = time.monotonic() + 1.0
-    measure_from = start + warmup_s
-    await asyncio.gather(*[
-        client(i, start, measure_from, measure_from + duration_s)
-        for i in range(clients)
-    ])
+  start = time.monotonic() + 1.0
+  measure_from = start + warmup_s
+  await asyncio.gather(*[
+      client(i, start, measure_from, measure_from + duration_s)
+      for i in range(clients)
+  ])
 
-  asyncio.run(run_all())
+
+def _grpc_client(address: str, requests: Sequence[predict_pb2.PredictRequest],
+                 k: int):
+
+  class Client:
+
+    def __init__(self, index):
+      del index
+
+    async def __aenter__(self):
+      self._channel = grpc.aio.insecure_channel(address)
+      stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+      await self._channel.channel_ready()
+
+      async def call(i):
+        try:
+          response = await stub.Predict(requests[i % len(requests)],
+                                        timeout=30)
+          item_ids = tensor_codec.to_ndarray(
+              response.outputs[serving_layout.ITEM_IDS_OUTPUT])
+          return None if item_ids.shape == (1, k) else "bad response"
+        except grpc.RpcError as e:
+          return f"{e.code().name}: {e.details()}"
+
+      return call
+
+    async def __aexit__(self, *exc):
+      await self._channel.close()
+
+  return Client
+
+
+def _rest_client(url: str, queries: Sequence[str], k: int):
+  path = f"{url}/v1/models/{serving_layout.RETRIEVAL}:predict"
+  bodies = [json.dumps({"instances": [q]}) for q in queries]
+
+  class Client:
+
+    def __init__(self, index):
+      del index
+
+    async def __aenter__(self):
+      # One connection per client, kept alive, as a closed-loop caller has.
+      self._session = aiohttp.ClientSession(
+          connector=aiohttp.TCPConnector(limit=1))
+
+      async def call(i):
+        try:
+          async with self._session.post(
+              path, data=bodies[i % len(bodies)],
+              headers={"Content-Type": "application/json"},
+              timeout=aiohttp.ClientTimeout(total=30)) as response:
+            body = await response.json()
+            if response.status != 200:
+              return f"HTTP {response.status}: {body.get('error')}"
+            ids = body["predictions"][0][serving_layout.ITEM_IDS_OUTPUT]
+            return None if len(ids) == k else "bad response"
+        except aiohttp.ClientError as e:
+          return f"{type(e).__name__}: {e}"
+
+      return call
+
+    async def __aexit__(self, *exc):
+      await self._session.close()
+
+  return Client
+
+
+def load_test(address: str, queries: Sequence[str], clients: int,
+              duration_s: float, warmup_s: float, k: int,
+              api: str = "grpc",
+              server_pid: Optional[int] = None) -> Dict[str, object]:
+  """Closed-loop clients, each on its own connection, one query per call.
+
+  The clients are coroutines on one asyncio loop (grpc.aio or aiohttp), the
+  leanest Python clients, since they share the cores with the server.
+  Latency is measured around each call; calls started in the warm-up are
+  not counted, and neither is a call still running when the time is up. A
+  response without `k` item ids is a failure. `address` is host:port for
+  gRPC and the REST root URL for REST.
+  """
+  latencies, failures = [], []
+  open_client = (_grpc_client(address, predict_requests(queries), k)
+                 if api == "grpc" else _rest_client(address, queries, k))
+  cpu = {"client": time.process_time()}
+  if server_pid:
+    cpu["server"] = process_cpu_seconds(server_pid)
+  started = time.monotonic()
+  asyncio.run(_closed_loop(clients, duration_s, warmup_s, open_client,
+                           latencies, failures))
+  wall = time.monotonic() - started
   result = summarize(latencies, failures, clients, duration_s)
-  logging.info("Load with %d clients: %s", clients, result)
+  result["api"] = api
+  # Cores busy on average over the run (warm-up included).
+  result["client_cores"] = round((time.process_time() - cpu["client"]) /
+                                 wall, 2)
+  if server_pid:
+    result["server_cores"] = round(
+        (process_cpu_seconds(server_pid) - cpu["server"]) / wall, 2)
+  logging.info("%s load with %d clients: %s", api, clients, result)
   return result

@@ -144,9 +144,11 @@ class ScannIndex(Index):
   def default_params(num_items: int, k: int) -> Dict[str, Any]:
     # ~2 sqrt(N) partitions of ~sqrt(N)/2 items; searching 30% of them (and
     # at least ~15k items, since a small catalogue's top-k spans more of its
-    # few, small partitions) and re-ranking a few times k keeps recall@100
-    # >= 0.95 on clustered embeddings (bench/results/serving.md), at a small
-    # share of exact search's cost.
+    # few, small partitions) and re-ranking 4 k (at least 250) keeps
+    # recall@100 >= 0.95 on clustered embeddings and the benchmark's learned
+    # ones (bench/results/serving.md), at a small share of exact search's
+    # cost; re-ranking more barely moves recall, searching fewer
+    # partitions does.
     # Below a few thousand items neither partitions nor quantisation pay (nor
     # can quantisation train), so ScaNN scores every item exactly.
     small = num_items < 2000
@@ -155,7 +157,7 @@ class ScannIndex(Index):
         "scoring": "brute_force" if small else "asymmetric_hashing",
         "num_leaves": num_leaves,
         "leaves_to_search": _partitions_to_search(num_leaves, num_items),
-        "reorder_num_neighbors": min(num_items, max(1000, 4 * k)),
+        "reorder_num_neighbors": min(num_items, max(250, 4 * k)),
         "dims_per_block": 2,
         "quantization_threshold": 0.2,
         "training_sample_size": min(num_items, 250_000),

@@ -110,12 +110,15 @@ class Servable:
                signature_defs: Dict[str, meta_graph_pb2.SignatureDef],
                runners: Dict[str, Callable[[batching.Tensors],
                                            batching.Tensors]],
-               options: BatchingOptions, description: str):
+               options: BatchingOptions, description: str,
+               index: Optional[ann.Index] = None):
     self.name = name
     self.version = version
     self.path = path
     self.signature_defs = signature_defs
     self.description = description
+    # The ANN index an index-backed `retrieval` searches; None otherwise.
+    self.index = index
     # Requests of the warm-up file replayed by `warm_up` (0: none found).
     self.warmup_requests = 0
     self._runners = runners
@@ -134,6 +137,12 @@ class Servable:
       return await asyncio.get_running_loop().run_in_executor(
           _MODEL_THREADS, self._runners[signature_name], inputs)
     return await batcher.run(inputs, rows)
+
+  def call(self, signature_name: str,
+           inputs: batching.Tensors) -> batching.Tensors:
+    """Runs one batch on the calling thread, without the batcher: what a
+    merged batch costs, the limit the server is measured against."""
+    return self._runners[signature_name](inputs)
 
   def warm_up(self) -> None:
     """Replays the version's warm-up requests before it takes traffic.
@@ -319,7 +328,7 @@ def load_retrieval(name: str, version: int, path: str,
       name, version, path, signature_defs,
       {serving_layout.SERVING_SIGNATURE: retrieve}, options,
       f"{index.meta['kind']} index over {search_index.size} items, "
-      f"query tower {tower_dir}")
+      f"query tower {tower_dir}", index=search_index)
 
 
 def make_loader(base_paths: Dict[str, str], options: BatchingOptions

@@ -1,0 +1,64 @@
+"""The serving benchmark's parts run end to end on toy towers (briefly)."""
+import shutil
+
+import pytest
+
+from bench import serving_limit
+from bench import serving_load
+from bench import serving_report
+from bench import serving_swap
+from contracts import serving_layout
+from serving import server
+from tests.fixtures import toy_serving
+
+QUERIES = list(toy_serving.TITLES.values())
+
+
+@pytest.fixture(scope="module")
+def serving_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp("bench_serving")
+  catalog = toy_serving.write_catalog(root / "catalog.csv")
+  directory = str(root / "serving")
+  toy_serving.write_serving_dir(directory, catalog, kind="scann")
+  return directory
+
+
+def test_limit_load_swap_and_report(serving_dir, tmp_path):
+  limit = serving_limit.in_process_limit(serving_dir, QUERIES, [1, 4],
+                                         seconds=0.2)
+  assert [row["batch"] for row in limit] == [1, 4]
+  assert all(row["tower_and_index"]["qps"] > 0 for row in limit)
+  parts = serving_limit.request_parts(serving_dir, QUERIES[0], repeats=5)
+  assert set(parts) == {"grpc_decode", "tower", "index", "grpc_encode",
+                        "rest_decode", "rest_encode"}
+  recall = serving_limit.index_recall(serving_dir, QUERIES)
+  assert 0.0 <= recall <= 1.0
+
+  swap_dir = str(tmp_path / "swap")
+  shutil.copytree(serving_dir, swap_dir, symlinks=True)
+  serving_layout.write_models_config(swap_dir)  # Its own base paths.
+  running = server.start(swap_dir, server.ServerOptions(
+      port=0, rest_port=0, poll_interval_s=0.1))
+  try:
+    rows = [serving_load.load_test(
+        running.address if api == "grpc" else running.rest_url, QUERIES, 2,
+        0.5, 0.2, toy_serving.K, api=api) for api in ("grpc", "rest")]
+    swap = serving_swap.hot_swap(running.address, swap_dir, QUERIES,
+                                 with_warmup=False, settle_s=0.3)
+  finally:
+    running.stop()
+  for row in rows:
+    assert row["requests"] > 0 and row["failed"] == 0
+  assert swap["version"] == 3 and swap["first_new_ms"] > 0
+
+  results = {
+      "environment": serving_report.environment(), "k": toy_serving.K,
+      "catalog_items": len(toy_serving.TITLES),
+      "limit": {**serving_report.section_stamp(), "rows": limit,
+                "parts_ms": parts, f"index_recall@{toy_serving.K}": recall},
+      "load": {**serving_report.section_stamp(), "rows": rows},
+      "swap": {**serving_report.section_stamp(), "rows": [swap]},
+  }
+  table = serving_report.render(results)
+  assert "| rest | 2 |" in table and "| grpc | 2 |" in table
+  assert "Requests across a hot swap" in table
