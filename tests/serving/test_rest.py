@@ -187,3 +187,26 @@ def test_rest_port_taken_is_a_clear_error(serving_dir, url):
   port = int(url.rsplit(":", 1)[1])
   with pytest.raises(OSError, match="REST"):
     server.start(serving_dir, server.ServerOptions(port=0, rest_port=port))
+
+
+def test_calls_beyond_the_limit_get_429(serving_dir):
+  # A lone call waits up to 1 s for batch-mates, so the first admitted is
+  # still in flight when the others, sent at the same moment, arrive.
+  import threading  # pylint: disable=g-import-not-at-top
+  running = server.start(serving_dir, server.ServerOptions(
+      port=0, rest_port=0, max_concurrent_rpcs=1, batch_timeout_s=1.0))
+  responses = []
+  try:
+    threads = [threading.Thread(target=lambda: responses.append(_predict(
+        running.rest_url, "retrieval", {"instances": ["red claw hammer"]})))
+               for _ in range(4)]
+    for thread in threads:
+      thread.start()
+    for thread in threads:
+      thread.join(30)
+  finally:
+    running.stop()
+  statuses = sorted(r.status_code for r in responses)
+  assert statuses[0] == 200 and statuses[-1] == 429, statuses
+  refused = [r for r in responses if r.status_code == 429]
+  assert all("at once" in r.json()["error"] for r in refused)
