@@ -1,6 +1,7 @@
 """Closed-loop load on `retrieval` over gRPC and REST: latency percentiles,
 queries/s, and the CPU the clients and the server used."""
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -66,11 +67,11 @@ def process_cpu_seconds(pid: int) -> float:
 async def _closed_loop(clients: int, duration_s: float, warmup_s: float,
                        open_client: Callable, latencies: List[float],
                        failures: List[str]) -> None:
-  """Runs `clients` loops; `open_client(index)` is an async context manager
+  """Runs `clients` loops; `open_client()` is an async context manager
   yielding `call(i) -> problem or None`."""
 
   async def client(index, start, measure_from, end):
-    async with open_client(index) as call:
+    async with open_client() as call:
       await asyncio.sleep(max(0.0, start - time.monotonic()))
       i = index * _CLIENT_STRIDE
       while True:
@@ -96,16 +97,13 @@ async def _closed_loop(clients: int, duration_s: float, warmup_s: float,
 
 def _grpc_client(address: str, requests: Sequence[predict_pb2.PredictRequest],
                  k: int):
+  """`open_client` for gRPC: one channel per client."""
 
-  class Client:
-
-    def __init__(self, index):
-      del index
-
-    async def __aenter__(self):
-      self._channel = grpc.aio.insecure_channel(address)
-      stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-      await self._channel.channel_ready()
+  @contextlib.asynccontextmanager
+  async def open_client():
+    async with grpc.aio.insecure_channel(address) as channel:
+      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+      await channel.channel_ready()
 
       async def call(i):
         try:
@@ -117,31 +115,24 @@ def _grpc_client(address: str, requests: Sequence[predict_pb2.PredictRequest],
         except grpc.RpcError as e:
           return f"{e.code().name}: {e.details()}"
 
-      return call
+      yield call
 
-    async def __aexit__(self, *exc):
-      await self._channel.close()
-
-  return Client
+  return open_client
 
 
 def _rest_client(url: str, queries: Sequence[str], k: int):
+  """`open_client` for REST: one kept-alive connection per client."""
   path = f"{url}/v1/models/{serving_layout.RETRIEVAL}:predict"
   bodies = [json.dumps({"instances": [q]}) for q in queries]
 
-  class Client:
-
-    def __init__(self, index):
-      del index
-
-    async def __aenter__(self):
-      # One connection per client, kept alive, as a closed-loop caller has.
-      self._session = aiohttp.ClientSession(
-          connector=aiohttp.TCPConnector(limit=1))
+  @contextlib.asynccontextmanager
+  async def open_client():
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=1)) as session:
 
       async def call(i):
         try:
-          async with self._session.post(
+          async with session.post(
               path, data=bodies[i % len(bodies)],
               headers={"Content-Type": "application/json"},
               timeout=aiohttp.ClientTimeout(total=30)) as response:
@@ -153,12 +144,9 @@ def _rest_client(url: str, queries: Sequence[str], k: int):
         except aiohttp.ClientError as e:
           return f"{type(e).__name__}: {e}"
 
-      return call
+      yield call
 
-    async def __aexit__(self, *exc):
-      await self._session.close()
-
-  return Client
+  return open_client
 
 
 def load_test(address: str, queries: Sequence[str], clients: int,

@@ -37,28 +37,33 @@ def start_server(serving_dir: str, port: int, rest_port: int = 0,
   ], env=env, stdout=log_file, stderr=subprocess.STDOUT if log_file else None)
 
 
-def wait_until_serving(address: str, process: subprocess.Popen,
-                       timeout_s: float = 600) -> None:
-  """Returns once `retrieval` has an AVAILABLE version; raises if the server
-  exits or does not get there in time."""
+def wait_until_available(address: str,
+                         process: Optional[subprocess.Popen] = None,
+                         version: Optional[int] = None,
+                         timeout_s: float = 600,
+                         interval_s: float = 0.5) -> None:
+  """Returns once `retrieval` (that `version`, or any) is AVAILABLE; raises
+  if the server process exits or it does not get there in time."""
   deadline = time.monotonic() + timeout_s
   request = get_model_status_pb2.GetModelStatusRequest()
   request.model_spec.name = serving_layout.RETRIEVAL
+  if version is not None:
+    request.model_spec.version.value = version
   available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
   with grpc.insecure_channel(address) as channel:
     stub = model_service_pb2_grpc.ModelServiceStub(channel)
     while time.monotonic() < deadline:
-      if process.poll() is not None:
+      if process is not None and process.poll() is not None:
         raise RuntimeError(f"the server exited with {process.returncode}")
       try:
         statuses = stub.GetModelStatus(request, timeout=5).model_version_status
         if any(s.state == available for s in statuses):
           return
       except grpc.RpcError:
-        pass  # Not listening yet.
-      time.sleep(0.5)
-  raise TimeoutError(
-      f"{address} did not serve {serving_layout.RETRIEVAL} in time")
+        pass  # Not listening, or the version not listed, yet.
+      time.sleep(interval_s)
+  raise TimeoutError(f"{address} did not serve {serving_layout.RETRIEVAL}"
+                     f"{f' version {version}' if version else ''} in time")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +88,7 @@ def running_server(serving_dir: str,
                 if log_path else None)
     process = start_server(serving_dir, port, rest_port, log_file)
     try:
-      wait_until_serving(address, process)
+      wait_until_available(address, process)
       yield Endpoints(address, f"http://{_HOST}:{rest_port}", process.pid,
                       log_path)
     finally:

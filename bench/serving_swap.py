@@ -14,11 +14,10 @@ from typing import Dict, Sequence
 
 import grpc
 import numpy as np
-from tensorflow_serving.apis import get_model_status_pb2
-from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from bench import serving_load
+from bench import serving_process
 from contracts import serving_layout
 from contracts import serving_warmup
 
@@ -36,24 +35,6 @@ def _publish_copy(serving_dir: str, with_warmup: bool) -> int:
   serving_layout.publish(serving_dir, serving_layout.RETRIEVAL, version,
                          write)
   return version
-
-
-def _wait_available(channel, version: int, timeout_s: float = 120) -> None:
-  stub = model_service_pb2_grpc.ModelServiceStub(channel)
-  request = get_model_status_pb2.GetModelStatusRequest()
-  request.model_spec.name = serving_layout.RETRIEVAL
-  request.model_spec.version.value = version
-  available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-  deadline = time.monotonic() + timeout_s
-  while time.monotonic() < deadline:
-    try:
-      statuses = stub.GetModelStatus(request, timeout=5).model_version_status
-      if any(s.state == available for s in statuses):
-        return
-    except grpc.RpcError:
-      pass  # Not listed yet.
-    time.sleep(0.005)
-  raise TimeoutError(f"retrieval version {version} did not become available")
 
 
 def hot_swap(address: str, serving_dir: str, queries: Sequence[str],
@@ -80,7 +61,8 @@ def hot_swap(address: str, serving_dir: str, queries: Sequence[str],
       time.sleep(settle_s)
       before = len(calls)
       version = _publish_copy(serving_dir, with_warmup)
-      _wait_available(channel, version)
+      serving_process.wait_until_available(address, version=version,
+                                           timeout_s=120, interval_s=0.005)
       time.sleep(settle_s)
     finally:
       stop.set()

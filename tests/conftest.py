@@ -16,3 +16,15 @@ def homedepot_dir():
   if not (SHARED_DATA / "catalog.csv").exists():
     pytest.skip("../shared/data/homedepot is not available")
   return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def serving_dir(tmp_path_factory):
+  """Towers version 1 and `retrieval` version 2 (ScaNN, top-3) of the toy
+  TITLES, for tests that only read it."""
+  from tests.fixtures import toy_serving  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("serving")
+  catalog = toy_serving.write_catalog(root / "catalog.csv")
+  directory = str(root / "serving")
+  toy_serving.write_serving_dir(directory, catalog, kind="scann")
+  return directory

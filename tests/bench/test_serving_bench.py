@@ -1,8 +1,6 @@
 """The serving benchmark's parts run end to end on toy towers (briefly)."""
 import shutil
 
-import pytest
-
 from bench import serving_limit
 from bench import serving_load
 from bench import serving_report
@@ -12,15 +10,6 @@ from serving import server
 from tests.fixtures import toy_serving
 
 QUERIES = list(toy_serving.TITLES.values())
-
-
-@pytest.fixture(scope="module")
-def serving_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("bench_serving")
-  catalog = toy_serving.write_catalog(root / "catalog.csv")
-  directory = str(root / "serving")
-  toy_serving.write_serving_dir(directory, catalog, kind="scann")
-  return directory
 
 
 def test_limit_load_swap_and_report(serving_dir, tmp_path):

@@ -25,13 +25,18 @@ def _fake_saved_model(path, marker):
     f.write(marker)
 
 
-@pytest.fixture
-def artifacts(tmp_path):
+def _model_and_index(tmp_path):
+  """Model and index artifacts, and where each served model sits in them."""
   model = standard_artifacts.Model()
   model.uri = str(tmp_path / "model")
   index = artifact_types.RetrievalIndex()
   index.uri = str(tmp_path / "index")
-  sources = executor.model_sources(model.uri, index.uri)
+  return model, index, executor.model_sources(model.uri, index.uri)
+
+
+@pytest.fixture
+def artifacts(tmp_path):
+  model, index, sources = _model_and_index(tmp_path)
   for name, path in sources.items():
     _fake_saved_model(path, name)
   return model, index, sources
@@ -146,11 +151,7 @@ def toy_artifacts(tmp_path):
   toy_dir = str(tmp_path / "toy")
   version = toy_serving.write_serving_dir(
       toy_dir, toy_serving.write_catalog(tmp_path / "toy_catalog.csv"))
-  model = standard_artifacts.Model()
-  model.uri = str(tmp_path / "model")
-  index = artifact_types.RetrievalIndex()
-  index.uri = str(tmp_path / "index")
-  sources = executor.model_sources(model.uri, index.uri)
+  model, index, sources = _model_and_index(tmp_path)
   for name, path in sources.items():
     tf.io.gfile.makedirs(os.path.dirname(path))
     os.symlink(os.path.join(toy_dir, name,
