@@ -2,14 +2,16 @@
 
 Clients written for TF Serving (`tensorflow_serving.apis` PredictionService
 `Predict` and `GetModelMetadata`, ModelService `GetModelStatus`, and the
-JSON REST API of `serving.rest`) work against it unchanged, so `mmse serve` is a drop-in for local use and tests where no
-`tensorflow_model_server` binary exists, and the same directory is served by
-real TF Serving in production (docs/serving.md). What it adds: `retrieval`
+JSON REST API of `serving.rest`) work against it unchanged, so `mmse serve`
+is a drop-in for local use and tests where no `tensorflow_model_server`
+binary exists, and the same directory is served by real TF Serving in
+production (docs/serving.md). What it adds: `retrieval`
 answers through the ANN index stored with it.
 
 Every bad request gets a status and a message naming the problem, never a
-crash (`serving.prediction` checks requests for both APIs). It binds to loopback unless told otherwise and
-bounds message sizes, batch sizes and concurrent calls.
+crash (`serving.prediction` checks requests for both APIs). It binds to
+loopback unless told otherwise and bounds message sizes, batch sizes and
+concurrent calls.
 """
 import asyncio
 import dataclasses
