@@ -25,16 +25,14 @@ from contracts import serving_warmup
 def _publish_copy(serving_dir: str, with_warmup: bool) -> int:
   source = serving_layout.latest_version_dir(serving_dir,
                                              serving_layout.RETRIEVAL)
-  version = serving_layout.next_version(serving_dir)
 
   def write(staging):
     shutil.copytree(source, staging)
     if not with_warmup and os.path.exists(serving_warmup.path(staging)):
       os.remove(serving_warmup.path(staging))
 
-  serving_layout.publish(serving_dir, serving_layout.RETRIEVAL, version,
-                         write)
-  return version
+  return serving_layout.publish_release(serving_dir,
+                                        {serving_layout.RETRIEVAL: write})
 
 
 def hot_swap(address: str, serving_dir: str, queries: Sequence[str],

@@ -37,15 +37,10 @@ def evaluate_serving_dir(serving_dir: str, catalog_csv: str,
   cutoffs = tuple(sorted(cutoffs))
   if not cutoffs:
     raise ValueError("At least one cutoff is needed")
-  query_dir = serving_layout.latest_version_dir(serving_dir,
-                                                serving_layout.QUERY_TOWER)
-  item_dir = serving_layout.latest_version_dir(serving_dir,
-                                               serving_layout.ITEM_TOWER)
+  towers = serving_layout.latest_release_dirs(serving_dir)
+  query_dir = towers[serving_layout.QUERY_TOWER]
+  item_dir = towers[serving_layout.ITEM_TOWER]
   version = os.path.basename(query_dir)
-  if os.path.basename(item_dir) != version:
-    raise ValueError(
-        f"{query_dir} and {item_dir} differ in version: the towers must come "
-        "from one push (is a push still in progress?)")
   catalog = catalog_lib.read_catalog(catalog_csv)
   judgments = metrics.read_judgments(judgments_csv)
   if not judgments:

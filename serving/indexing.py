@@ -2,12 +2,12 @@
 
 The towers embed any item from its raw features, so a catalogue change needs
 new item embeddings, not a new model: this embeds the catalogue with the
-latest pushed item tower and writes a NEW version of `retrieval` beside the
-towers: the exact SavedModel (`model.export`) plus the ANN index in its
-`assets.extra/index/`, with the paired query tower's warm-up requests.
-`serving_layout.publish` writes the version aside
-and renames it into place, so a polling server never sees half of it, and
-the server swaps it in while it keeps answering.
+latest pushed pair of towers and writes a NEW version of `retrieval` beside
+them: the exact SavedModel (`model.export`) plus the ANN index in its
+`assets.extra/index/`, with the query tower's warm-up requests.
+`serving_layout.publish_release` writes the version aside and renames it
+into place, so a polling server never sees half of it, and the server swaps
+it in while it keeps answering.
 """
 import logging
 import os
@@ -20,19 +20,6 @@ from contracts import serving_warmup
 from retrieval import ann
 from retrieval import embedding
 from retrieval.config import IndexConfig
-
-
-def _paired_query_tower(serving_dir: str, item_version: int) -> str:
-  """The query tower trained with the item tower (same pushed version)."""
-  model_dir = os.path.join(serving_dir, serving_layout.QUERY_TOWER)
-  if item_version in serving_layout.versions(model_dir):
-    return os.path.join(model_dir, str(item_version))
-  path = serving_layout.latest_version_dir(serving_dir,
-                                           serving_layout.QUERY_TOWER)
-  logging.warning("No query_tower version %d beside item_tower version %d; "
-                  "pairing the index with %s", item_version, item_version,
-                  path)
-  return path
 
 
 def build_index(serving_dir: str, catalog_csv: str,
@@ -57,10 +44,9 @@ def build_index(serving_dir: str, catalog_csv: str,
     raise ValueError(f"Unknown index kind {kind!r}; one of {ann.KINDS}")
   started = time.monotonic()
   catalog = catalog_lib.read_catalog(catalog_csv)
-  item_dir = serving_layout.latest_version_dir(serving_dir,
-                                               serving_layout.ITEM_TOWER)
-  query_dir = _paired_query_tower(serving_dir,
-                                  int(os.path.basename(item_dir)))
+  towers = serving_layout.latest_release_dirs(serving_dir)
+  item_dir = towers[serving_layout.ITEM_TOWER]
+  query_dir = towers[serving_layout.QUERY_TOWER]
   logging.info("Embedding %d items of %s with %s", len(catalog), catalog_csv,
                item_dir)
   item_embeddings = embedding.embed_catalog(
@@ -80,8 +66,8 @@ def build_index(serving_dir: str, catalog_csv: str,
     if warmup:
       serving_warmup.write(staging_dir, warmup)
 
-  version = serving_layout.next_version(serving_dir)
-  serving_layout.publish(serving_dir, serving_layout.RETRIEVAL, version, write)
+  version = serving_layout.publish_release(
+      serving_dir, {serving_layout.RETRIEVAL: write})
   logging.info("Wrote %s version %d (%s index, top-%d over %d items) in "
                "%.1fs", serving_layout.RETRIEVAL, version, kind, k,
                len(catalog), time.monotonic() - started)

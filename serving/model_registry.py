@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -175,6 +175,7 @@ class ModelRegistry:
     self._on_change = on_change
     self._changed = False  # This poll loaded a version.
     self._unloaded = False  # This poll unloaded one.
+    self._pending: Dict[str, Set[int]] = {}  # Unfinished pushes, by dir.
     self._lock = threading.Lock()
     self._stop = threading.Event()
     self._thread: Optional[threading.Thread] = None
@@ -207,6 +208,11 @@ class ModelRegistry:
     """One pass over every model: load, swap, unload as the policy says."""
     self._changed = False
     self._unloaded = False
+    # Read once per pass, so the models of one push are taken together.
+    self._pending = {
+        parent: serving_layout.pending_versions(parent)
+        for parent in {os.path.dirname(m.source.base_path.rstrip("/"))
+                       for m in self._models.values()}}
     for model in self._models.values():
       self._poll_model(model)
     if self._unloaded and not self._changed:
@@ -215,7 +221,8 @@ class ModelRegistry:
   def _candidates(self, model: _Model) -> List[int]:
     """Loadable versions on disk not known to fail; logs partial ones once."""
     base = model.source.base_path
-    loadable = serving_layout.versions(base)
+    loadable = serving_layout.versions(
+        base, self._pending.get(os.path.dirname(base.rstrip("/"))))
     self._note_partial(model, loadable)
     candidates = []
     for version in loadable:
@@ -236,7 +243,8 @@ class ModelRegistry:
     except FileNotFoundError:
       names = []
     # A version directory is named by an integer (serving_layout.versions);
-    # one without a saved_model.pb yet is being copied in place.
+    # one without a saved_model.pb yet is being copied in place, one with it
+    # but not loadable belongs to an unfinished push.
     partial = {int(n) for n in names
                if n.isdigit() and os.path.isdir(os.path.join(base, n))
               } - set(loadable)
@@ -248,9 +256,9 @@ class ModelRegistry:
       stamp = _stamp(path)
       if model.partial.get(version) != stamp:
         model.partial[version] = stamp
-        logging.warning("%s version %d at %s has no %s (partial); ignored",
-                        model.source.name, version, path,
-                        serving_layout.SAVED_MODEL_FILE)
+        logging.warning("%s version %d at %s is partial (no %s yet, or its "
+                        "push is unfinished); ignored", model.source.name,
+                        version, path, serving_layout.SAVED_MODEL_FILE)
 
   def _poll_model(self, model: _Model) -> None:
     name = model.source.name

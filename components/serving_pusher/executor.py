@@ -1,10 +1,12 @@
 """Publishes each served model as `<serving_dir>/<name>/<version>/`.
 
 A TF Serving instance polling the directory must never load a half-copied
-version, so every version goes through `serving_layout.publish` (copied
-aside, then renamed into place). The same integer version is used for all
-three models so a client can tell which towers belong together; it is one
-more than the highest version present (`serving_layout.next_version`).
+version, and a reader must never pair towers of two runs, so the three go
+through `serving_layout.publish_release`: each version is copied aside and
+renamed into place, under one marker that hides the push until all three
+have landed (a killed push stays hidden and is removed by the next). They
+share one integer version, one more than the highest present, so a client
+can tell which towers belong together.
 Each version is written with its warm-up requests (`contracts.
 serving_warmup`): real queries of the run and rows of its catalogue, in
 batches of the sizes the server merges requests into.
@@ -26,6 +28,7 @@ from contracts import catalog as catalog_lib
 from contracts import features
 from contracts import serving_layout
 from contracts import serving_warmup
+from retrieval import ann
 
 # Rows of each warm-up request: lone queries and the batches that concurrent
 # requests merge into.
@@ -78,9 +81,31 @@ def _copy_with_warmup(source: str, staging: str, name: str,
         staging, name, columns, WARMUP_BATCH_SIZES))
 
 
+def served_version_of(sources: Dict[str, str],
+                      serving_dir: str) -> Optional[int]:
+  """The newest served version if it holds exactly these models, else None.
+
+  A rerun whose blessing changed only because it now compares the model
+  with itself must not push the same towers again.
+  """
+  try:
+    latest = {name: serving_layout.latest_version_dir(serving_dir, name)
+              for name in sources}
+  except FileNotFoundError:
+    return None
+  versions = {os.path.basename(path) for path in latest.values()}
+  if len(versions) != 1 or any(
+      ann.saved_model_fingerprint(latest[name]) !=
+      ann.saved_model_fingerprint(source) for name, source in sources.items()):
+    return None
+  return int(versions.pop())
+
+
 def push(sources: Dict[str, str], serving_dir: str,
          warmup: Optional[Mapping[str, Sequence]] = None) -> int:
   """Copies every source SavedModel in as one new version; returns it.
+
+  If the newest served version already holds them, returns that instead.
 
   `warmup` (`warmup_columns`) gives each version its warm-up requests.
   """
@@ -88,14 +113,17 @@ def push(sources: Dict[str, str], serving_dir: str,
     if not fileio.exists(
         os.path.join(source, serving_layout.SAVED_MODEL_FILE)):
       raise FileNotFoundError(f"No SavedModel for {name} at {source}")
-  version = serving_layout.next_version(serving_dir)
-  for name, source in sources.items():
-    final = serving_layout.publish(
-        serving_dir, name, version,
-        lambda staging, source=source, name=name: _copy_with_warmup(
-            source, staging, name, warmup))
-    logging.info("Pushed %s version %d to %s", name, version, final)
-  serving_layout.write_models_config(serving_dir)
+  version = served_version_of(sources, serving_dir)
+  if version is not None:
+    logging.info("%s already serves these models as version %d; nothing "
+                 "new pushed", serving_dir, version)
+    return version
+  version = serving_layout.publish_release(serving_dir, {
+      name: lambda staging, source=source, name=name: _copy_with_warmup(
+          source, staging, name, warmup)
+      for name, source in sources.items()})
+  logging.info("Pushed %s as version %d to %s", ", ".join(sources), version,
+               serving_dir)
   return version
 
 

@@ -70,6 +70,19 @@ def test_push_writes_each_model_as_the_same_increasing_version(
       assert f.read() == name
 
 
+def test_pushing_what_is_served_again_writes_nothing(tmp_path, artifacts):
+  _, _, sources = artifacts
+  serving_dir = str(tmp_path / "serving")
+  assert executor.push(sources, serving_dir) == 1
+  assert executor.push(sources, serving_dir) == 1
+  assert serving_layout.served_versions(serving_dir) == {
+      name: [1] for name in serving_layout.SERVED_MODELS}
+  # Another training's towers are new.
+  _fake_saved_model(str(tmp_path / "retrained"), "retrained")
+  assert executor.push({**sources, "query_tower": str(tmp_path / "retrained")},
+                       serving_dir) == 2
+
+
 def test_models_config_is_a_valid_tf_serving_config(tmp_path, artifacts):
   _, _, sources = artifacts
   serving_dir = str(tmp_path / "serving")

@@ -100,10 +100,14 @@ class TestServingEval:
       serving_eval.evaluate_serving_dir(str(tmp_path), catalog_csv,
                                         judgments_csv)
 
-  def test_towers_of_different_pushes_are_an_error(self, tmp_path):
+  def test_towers_of_different_pushes_are_never_paired(self, tmp_path):
     toy_towers.save_query_tower(str(tmp_path / "query_tower" / "2"))
     toy_towers.save_item_tower(str(tmp_path / "item_tower" / "1"))
     catalog_csv, judgments_csv = self._write_inputs(tmp_path)
-    with pytest.raises(ValueError, match="one push"):
+    with pytest.raises(FileNotFoundError, match="No version common"):
       serving_eval.evaluate_serving_dir(str(tmp_path), catalog_csv,
                                         judgments_csv)
+    # With version 1 of both, that pair is evaluated, not the newer tower.
+    toy_towers.save_query_tower(str(tmp_path / "query_tower" / "1"))
+    assert serving_eval.evaluate_serving_dir(
+        str(tmp_path), catalog_csv, judgments_csv)["model_version"] == 1
