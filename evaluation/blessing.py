@@ -15,9 +15,12 @@ A model is scored as it is served: its queries are searched in its ANN
 index (`recall@K`, `ndcg@K`, and recall per stage, `recall_ordered@K`,
 `recall_clicked@K`: clicked but never ordered), and, over the same
 embeddings, by exact search (`exact_recall@K`, `exact_ndcg@K`), with
-`index_recall@K` the share of exact search's top K the index finds. The
-blessing compares one of these metrics with a floor and with the latest
-blessed model's.
+`index_recall@K` the share of exact search's top K the index finds.
+
+The blessing asks whether the model learned something and is no worse than
+what serves: one of these metrics must beat the training logs' most popular
+items and the same towers at their initial weights by configured margins,
+and not fall below the latest blessed model's by more than a tolerance.
 """
 import collections
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -84,9 +87,10 @@ def check_config(config: EvalConfig) -> None:
     raise ValueError(
         f"blessing_metric {config.blessing_metric!r} is not one of "
         f"{metric_names(config.cutoffs)}")
-  if config.max_regression < 0:
-    raise ValueError(f"max_regression must be >= 0, got "
-                     f"{config.max_regression}")
+  for knob in ("min_gain_over_popularity", "min_gain_over_initial",
+               "max_regression"):
+    if getattr(config, knob) < 0:
+      raise ValueError(f"{knob} must be >= 0, got {getattr(config, knob)}")
 
 
 def score_by_stage(rankings: Mapping[str, Sequence[int]],
@@ -147,43 +151,99 @@ def score_index(index: ann.Index, queries: Sequence[str],
   return result
 
 
+# What the candidate is compared with, in the order the reason names them.
+POPULARITY = "popularity"  # The training logs' most clicked items, for all.
+INITIAL = "initial"  # The candidate's towers before training (same seed).
+BASELINE = "baseline"  # The latest blessed model.
+REFERENCES = (POPULARITY, INITIAL, BASELINE)
+_REFERENCE_NAMES = {
+    POPULARITY: "the most popular items",
+    INITIAL: "its initial weights",
+    BASELINE: "the last blessed model",
+}
+
+
+def popularity_ranking(slates: Iterable[Slate], k: int) -> List[int]:
+  """The `k` items clicked or ordered in the most slates, most first.
+
+  Ties go to the smaller item id, so the ranking is reproducible.
+  """
+  counts = collections.Counter()
+  for _, item_ids, stages in slates:
+    counts.update({item_id for item_id, stage in zip(item_ids, stages)
+                   if stage in STAGE_GRADES})
+  ranked = sorted(counts.items(), key=lambda entry: (-entry[1], entry[0]))
+  return [item_id for item_id, _ in ranked[:k]]
+
+
+def score_popularity(ranking: Sequence[int], judgments: metrics.Judgments,
+                     cutoffs: Iterable[int]) -> Dict[str, float]:
+  """`score_by_stage` of one ranking given to every judged query.
+
+  It has no embeddings, so its `exact_` metrics equal the plain ones and it
+  has no `index_recall@K`.
+  """
+  cutoffs = sorted(cutoffs)
+  ranking = list(ranking)
+  result = score_by_stage({query: ranking for query in judgments}, judgments,
+                          cutoffs)
+  for cutoff in cutoffs:
+    for name in ("recall", "ndcg"):
+      result[f"{EXACT_PREFIX}{name}@{cutoff}"] = result[f"{name}@{cutoff}"]
+  return result
+
+
 def blessing_decision(config: EvalConfig, candidate: Mapping[str, float],
-                      baseline: Optional[Mapping[str, float]]
+                      references: Mapping[str, Optional[Mapping[str, float]]]
                      ) -> Tuple[bool, str]:
-  """Blessed when the metric reaches its floor and does not regress.
+  """Blessed when the metric beats popularity and the initial weights by
+  their margins and does not regress from the last blessed model.
+
+  Args:
+    config: the metric, margins and tolerance.
+    candidate: the candidate's metrics.
+    references: metrics of each of `REFERENCES`; a missing or None entry
+      (no blessed model yet), or one without the metric (popularity has no
+      `index_recall@K`), is not compared.
 
   Returns:
-    (blessed, a sentence saying why).
+    (blessed, a sentence saying why: every comparison, failed ones first).
   """
   name = config.blessing_metric
   value = candidate[name]
-  if value < config.min_blessing_value:
-    return False, (f"{name} {value:.4f} is below the floor "
-                   f"{config.min_blessing_value:.4f}")
-  if baseline is None:
-    return True, (f"{name} {value:.4f} reaches the floor "
-                  f"{config.min_blessing_value:.4f}; no baseline model")
-  allowed = baseline[name] - config.max_regression
-  if value < allowed:
-    return False, (f"{name} {value:.4f} regresses from the baseline's "
-                   f"{baseline[name]:.4f} by more than "
-                   f"{config.max_regression:.4f}")
-  return True, (f"{name} {value:.4f} reaches the floor "
-                f"{config.min_blessing_value:.4f} and the baseline's "
-                f"{baseline[name]:.4f} less {config.max_regression:.4f}")
+  required = {POPULARITY: config.min_gain_over_popularity,
+              INITIAL: config.min_gain_over_initial,
+              BASELINE: -config.max_regression}
+  failed, passed = [], []
+  for reference in REFERENCES:
+    scores = references.get(reference)
+    if scores is None or name not in scores:
+      continue
+    gain = value - scores[name]
+    phrase = (f"{gain:+.4f} against {_REFERENCE_NAMES[reference]} "
+              f"({scores[name]:.4f}; needs {required[reference]:+.4f})")
+    (passed if gain >= required[reference] else failed).append(phrase)
+  if failed:
+    return False, (f"{name} {value:.4f}: " + ", ".join(failed) +
+                   ("; passes " + ", ".join(passed) if passed else ""))
+  if references.get(BASELINE) is None:
+    passed.append("no blessed model yet")
+  return True, f"{name} {value:.4f}: " + ", ".join(passed)
 
 
-def metrics_table(candidate: Mapping[str, float],
-                  baseline: Optional[Mapping[str, float]]) -> str:
-  """The metrics side by side, one per line, for the log."""
-  lines = [f"{'metric':<24}{'candidate':>11}" +
-           (f"{'baseline':>11}{'delta':>10}" if baseline else "")]
-  for name, value in candidate.items():
-    # Query counts are ints and print as such; metrics print as 0.1234.
-    number = "d" if isinstance(value, int) else ".4f"
-    line = f"{name:<24}{value:>11{number}}"
-    if baseline:
-      line += (f"{baseline[name]:>11{number}}"
-               f"{value - baseline[name]:>+10{number}}")
-    lines.append(line)
+def metrics_table(columns: Mapping[str, Optional[Mapping[str, float]]]
+                 ) -> str:
+  """Metrics side by side (one column per scored system), for the log."""
+  columns = {title: values for title, values in columns.items() if values}
+  first = next(iter(columns.values()))
+  lines = [f"{'metric':<24}" + "".join(f"{title:>12}" for title in columns)]
+  for name in first:
+    cells = []
+    for values in columns.values():
+      value = values.get(name)
+      # Query counts are ints and print as such; metrics print as 0.1234.
+      cells.append(f"{'':>12}" if value is None else
+                   f"{value:>12d}" if isinstance(value, int) else
+                   f"{value:>12.4f}")
+    lines.append(f"{name:<24}" + "".join(cells))
   return "\n".join(lines)

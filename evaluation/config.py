@@ -10,7 +10,16 @@ class EvalConfig:
   # One of `evaluation.blessing.metric_names(cutoffs)`: `recall@K` is the
   # served ANN index's, `exact_recall@K` exact search's over its embeddings.
   blessing_metric: str = "recall@100"
-  # Blessed when the metric reaches this absolute floor ...
-  min_blessing_value: float = 0.05
-  # ... and is not below the latest blessed model's by more than this.
-  max_regression: float = 0.0
+  # Human judgments (CSV query,item_id,relevance, as `mmse evaluate` reads).
+  # Scored beside the logged eval split and, when given, blessed on: logged
+  # clicks favour word overlap, which the untrained towers already match.
+  judgments_path: str = ""
+  # Blessed only when the metric beats the most popular items of the
+  # training logs by this much ...
+  min_gain_over_popularity: float = 0.05
+  # ... and the same towers at their initial weights by this much (a model
+  # that learned nothing gains 0) ...
+  min_gain_over_initial: float = 0.01
+  # ... and is not below the latest blessed model's by more than this:
+  # about the spread between trainings that differ only in their seed.
+  max_regression: float = 0.01

@@ -65,5 +65,8 @@ class ModelConfig:
   # smaller, trains longer: `tfx_pipeline.configs.SAMPLE_OVERRIDES`.)
   batch_size: int = 256
   epochs: int = 1
+  # Seeds the initial weights, dropout and the shuffle: a rerun with the same
+  # seed starts from the same towers and sees the batches in the same order.
+  seed: int = 1
   learning_rate: float = 2e-3
   eval_batch_size: int = 512

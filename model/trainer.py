@@ -12,7 +12,9 @@ under `fn_args.model_run_dir` (`training_callbacks.TensorBoardLog`).
 """
 import logging
 import math
+import os
 import time
+from typing import Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -20,6 +22,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from contracts import config_io
+from contracts import serving_layout
 from model import config as model_config
 from model import export
 from model import in_slate_eval
@@ -30,12 +33,13 @@ from model import training_callbacks
 
 
 def _dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
-             batch_size: int, steps, shuffle: bool) -> tf.data.Dataset:
+             batch_size: int, steps, shuffle: bool,
+             seed: Optional[int] = None) -> tf.data.Dataset:
   return fn_args.data_accessor.tf_dataset_factory(
       files,
       tfxio.TensorFlowDatasetOptions(
           batch_size=batch_size, num_epochs=None if steps else 1,
-          shuffle=shuffle),
+          shuffle=shuffle, shuffle_seed=seed),
       tf_transform_output.transformed_metadata.schema)
 
 
@@ -56,7 +60,11 @@ def _slate_items(fn_args: tfx.components.FnArgs, tf_transform_output,
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-  """Trains the model and writes `query_tower/` and `item_tower/`.
+  """Writes the towers at their initial weights, trains, writes them again.
+
+  The trained `query_tower/` and `item_tower/` go to
+  `fn_args.serving_model_dir`; the initial ones beside it
+  (`serving_layout.initial_towers_dir`), for the evaluator.
 
   Args:
     fn_args: the Trainer's arguments; see the module docstring.
@@ -68,9 +76,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                     custom_config.get("text"))
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path or
                                               fn_args.transform_output)
+  tf.keras.utils.set_random_seed(config.seed)
 
   train = _dataset(fn_args, fn_args.train_files, tf_transform_output,
-                   config.batch_size, fn_args.train_steps, shuffle=True)
+                   config.batch_size, fn_args.train_steps, shuffle=True,
+                   seed=config.seed)
   evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output,
                         config.eval_batch_size, fn_args.eval_steps,
                         shuffle=False)
@@ -82,6 +92,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   pretrained_tokens.initialize(model.query_tower.text_encoder,
                                tf_transform_output,
                                config.pretrained_token_table)
+  # What the towers score before learning anything: the blessing's floor.
+  export.export_towers(model, tf_transform_output,
+                       serving_layout.initial_towers_dir(
+                           os.path.dirname(fn_args.serving_model_dir)))
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   slate_items = _slate_items(fn_args, tf_transform_output,
                              config.eval_batch_size)

@@ -236,7 +236,10 @@ def _blessing(run, evaluation) -> str:
   config = evaluation.get("config") or {}
   blessed = run.get("blessed")
   rule = (f"Rule: {_e(config.get('blessing_metric', ''))} at least "
-          f"{config.get('min_blessing_value', '')} and no more than "
+          f"{config.get('min_gain_over_popularity', '')} above the most "
+          "popular items of the training logs, at least "
+          f"{config.get('min_gain_over_initial', '')} above the same towers "
+          "at their initial weights, and no more than "
           f"{config.get('max_regression', '')} below the last blessed model.")
   baseline = evaluation.get("baseline_model") or "none"
   if run.get("pushed"):

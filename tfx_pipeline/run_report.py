@@ -148,6 +148,8 @@ def latest_run(metadata_path: str) -> Dict[str, Any]:
 
 # What the console summary shows; report.html and the JSON have the rest.
 _MINING_SECTIONS = ("set_aside", "catalog", "queries", "examples")
+# The candidate and what the blessing compares it with.
+_SYSTEMS = ("candidate", "initial", "popularity", "baseline")
 _HEADLINE_METRICS = ("recall@10", "recall@100", "recall@1000", "ndcg@10",
                      "exact_recall@100", "index_recall@100")
 
@@ -164,14 +166,22 @@ def format_report(report: Dict[str, Any]) -> str:
       if key in mining:
         lines.append(f"  {key}: {json.dumps(mining[key])}")
   evaluation = report.get("evaluation") or {}
-  candidate = evaluation.get("candidate") or evaluation.get("metrics") or {}
+  candidate = evaluation.get("candidate") or {}
   if candidate:
-    lines.append("Evaluation (eval queries, whole catalogue; every metric "
-                 "is in report.html):")
+    judged_on = evaluation.get("judged_on", "eval_split").replace("_", " ")
+    systems = {name: evaluation.get(name) or {} for name in _SYSTEMS}
+    systems = {name: values for name, values in systems.items() if values}
+    lines.append(f"Evaluation on the {judged_on}, whole catalogue (every "
+                 "metric is in report.html):")
+    lines.append(f"  {'':<24}" + "".join(f"{name:>12}" for name in systems))
     for key in _HEADLINE_METRICS:
       if key in candidate:
-        lines.append(f"  {key:<24} {candidate[key]:.4f}")
-  lines.append(f"Blessed: {report.get('blessed')}")
+        lines.append(f"  {key:<24}" + "".join(
+            f"{values[key]:>12.4f}" if key in values else f"{'':>12}"
+            for values in systems.values()))
+  reason = report.get("blessing_reason") or evaluation.get("reason")
+  lines.append(f"Blessed: {report.get('blessed')}" +
+               (f" ({reason})" if reason else ""))
   if report.get("pushed"):
     lines.append(f"Pushed version {report['pushed_version']} to "
                  f"{report['serving_dir']}")

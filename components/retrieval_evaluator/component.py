@@ -5,9 +5,10 @@ judged by where the right items land among all items of the catalogue, which
 TFMA cannot express. This component searches the held-out queries in the
 candidate's ANN index (IndexBuilder's: what would be served), and by exact
 search over the same embeddings, scores Recall@K and NDCG@K with
-`evaluation.blessing`, and writes a `ModelBlessing` the way the stock
-Evaluator does, so the Pusher and `LatestBlessedModelStrategy` take it
-unchanged.
+`evaluation.blessing` beside the training logs' most popular items, the same
+towers at their initial weights and the latest blessed model, and writes a
+`ModelBlessing` the way the stock Evaluator does, so the Pusher and
+`LatestBlessedModelStrategy` take it unchanged.
 """
 from typing import Optional
 
@@ -60,10 +61,12 @@ class RetrievalEvaluator(base_component.BaseComponent):
 
     Args:
       model: Trainer's `Model`; towers under
-        `<uri>/Format-Serving/{query_tower,item_tower}`.
+        `<uri>/Format-Serving/{query_tower,item_tower}`, and as they were
+        before training under `<uri>/Format-Initial/`.
       index: IndexBuilder's `RetrievalIndex` built from `model`.
       examples: MultiStageSamples' mined slates; the `eval` split's queries
-        and staged items are the judgments.
+        and staged items are the judgments (with `config.judgments_path`,
+        a file's too), the `train` split's clicks rank items by popularity.
       catalog: the cleaned `Catalog` (`catalog.csv`) the index was built on.
       config: cutoffs and the blessing rule; `EvalConfig()` defaults when
         None.

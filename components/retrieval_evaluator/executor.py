@@ -1,17 +1,22 @@
 """RetrievalEvaluator's executor: reads the artifacts, scores, blesses.
 
-The candidate is scored on what would be served: the eval queries, embedded
-by its query tower, are searched in the ANN index IndexBuilder built from
-its item tower (and, for reference, exactly over the same embeddings). The
-baseline has no index of its own, so the catalogue is embedded with its
-item tower into an in-memory index of the candidate's kind and parameters:
-both models go through the same search. Scoring and the blessing rule are
-`evaluation.blessing`'s.
+The candidate is scored on what would be served: the judged queries,
+embedded by its query tower, are searched in the ANN index IndexBuilder
+built from its item tower (and, for reference, exactly over the same
+embeddings). Its references go through the same search: the same towers at
+their initial weights and the latest blessed model each have the catalogue
+embedded by their item tower into an in-memory index of the candidate's
+kind and parameters; the popularity reference answers every query with the
+items clicked or ordered in the most training slates.
+
+Queries are judged by the logged eval split and, when `judgments_path` is
+set, by that file of human judgments too, which the blessing then uses.
+Scoring and the blessing rule are `evaluation.blessing`'s.
 """
 import json
 import logging
 import os
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -59,19 +64,33 @@ def read_slates(split_uri: str) -> Iterator[blessing.Slate]:
   logging.info("%s: %d slates", split_uri, slates)
 
 
-def _tower(model_uri: str, name: str) -> embedding.Signature:
-  tower_dir = serving_layout.trained_tower_dir(model_uri, name)
+def _load_tower(tower_dir: str, model_uri: str) -> embedding.Signature:
   if not tf.io.gfile.exists(tower_dir):
-    raise FileNotFoundError(f"Model {model_uri} has no {name} at {tower_dir}")
+    raise FileNotFoundError(f"Model {model_uri} has no tower at {tower_dir}")
   return embedding.load_signature(tower_dir)
+
+
+def trained_towers(model_uri: str) -> Tuple[str, str]:
+  """(query tower dir, item tower dir) of a Trainer `Model`."""
+  return (serving_layout.trained_tower_dir(model_uri,
+                                           serving_layout.QUERY_TOWER),
+          serving_layout.trained_tower_dir(model_uri,
+                                           serving_layout.ITEM_TOWER))
+
+
+def initial_towers(model_uri: str) -> Tuple[str, str]:
+  """(query tower dir, item tower dir) of a `Model` before training."""
+  return (serving_layout.initial_tower_dir(model_uri,
+                                           serving_layout.QUERY_TOWER),
+          serving_layout.initial_tower_dir(model_uri,
+                                           serving_layout.ITEM_TOWER))
 
 
 def load_candidate_index(index_uri: str, model_uri: str) -> ann.LoadedIndex:
   """The index IndexBuilder wrote, checked to pair with the model."""
   loaded = ann.load(serving_layout.index_dir(
       serving_layout.indexed_retrieval_dir(index_uri)))
-  query_tower_dir = serving_layout.trained_tower_dir(
-      model_uri, serving_layout.QUERY_TOWER)
+  query_tower_dir, _ = trained_towers(model_uri)
   if loaded.query_tower_fingerprint != ann.saved_model_fingerprint(
       query_tower_dir):
     raise ValueError(f"The index {index_uri} was not built for the query "
@@ -79,23 +98,55 @@ def load_candidate_index(index_uri: str, model_uri: str) -> ann.LoadedIndex:
   return loaded
 
 
-def baseline_index(model_uri: str, catalog: catalog_lib.Catalog,
-                   like: ann.LoadedIndex) -> ann.Index:
-  """The catalogue embedded by the model's item tower, indexed as `like`."""
+def index_like(item_tower_dir: str, model_uri: str,
+               catalog: catalog_lib.Catalog, like: ann.LoadedIndex
+              ) -> ann.Index:
+  """The catalogue embedded by an item tower, indexed as `like`."""
   item_embeddings = embedding.embed_catalog(
-      _tower(model_uri, serving_layout.ITEM_TOWER), catalog.columns)
+      _load_tower(item_tower_dir, model_uri), catalog.columns)
   return ann.build(catalog.item_ids, item_embeddings, kind=like.index.kind,
                    k=like.k, params=like.index.params)
 
 
-def score_model(model_uri: str, index: ann.Index,
-                judgments: metrics.Judgments, cutoffs) -> Dict[str, float]:
-  """The model's query tower embeds the judged queries, `index` answers."""
+def score_towers(query_tower_dir: str, model_uri: str, index: ann.Index,
+                 judgments: metrics.Judgments, cutoffs) -> Dict[str, float]:
+  """The query tower embeds the judged queries, `index` answers."""
   queries = list(judgments)
   query_embeddings = embedding.embed_queries(
-      _tower(model_uri, serving_layout.QUERY_TOWER), queries)
+      _load_tower(query_tower_dir, model_uri), queries)
   return blessing.score_index(index, queries, query_embeddings, judgments,
                               cutoffs)
+
+
+def read_judgment_sets(config: EvalConfig, eval_split_uri: str
+                      ) -> Dict[str, metrics.Judgments]:
+  """The logged eval split's judgments and, if configured, the file's."""
+  sets = {spec.LOGGED_JUDGMENTS: blessing.judgments_from_slates(
+      read_slates(eval_split_uri))}
+  if not sets[spec.LOGGED_JUDGMENTS]:
+    raise ValueError(f"The {spec.EVAL_SPLIT!r} slates under {eval_split_uri} "
+                     "have no query with a clicked or ordered item")
+  if config.judgments_path:
+    judged = metrics.read_judgments(config.judgments_path)
+    if not judged:
+      raise ValueError(f"{config.judgments_path}: no judgments")
+    sets[spec.FILE_JUDGMENTS] = judged
+  return sets
+
+
+# A system scored through its towers: (query tower dir, index, model uri).
+TowerSystem = Tuple[str, ann.Index, str]
+
+
+def score_systems(systems: Dict[str, TowerSystem], popular: List[int],
+                  judgments: metrics.Judgments, cutoffs
+                 ) -> Dict[str, Dict[str, float]]:
+  """Metrics of every tower system and of the popularity ranking."""
+  scores = {name: score_towers(query_dir, model_uri, index, judgments, cutoffs)
+            for name, (query_dir, index, model_uri) in systems.items()}
+  scores[blessing.POPULARITY] = blessing.score_popularity(popular, judgments,
+                                                          cutoffs)
+  return scores
 
 
 def _set_metric_properties(artifact: types.Artifact, values: Dict[str, float]):
@@ -112,11 +163,12 @@ class Executor(base_executor.BaseExecutor):
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
-    """Scores the model's index on the eval slates' queries; blesses or not.
+    """Scores the model and its references on judged queries; blesses or not.
 
     Args:
-      input_dict: `model`, `index` (RetrievalIndex), `examples` (mined
-        slates), `catalog` (Catalog) and optionally `baseline_model`.
+      input_dict: `model` (with its initial towers), `index`
+        (RetrievalIndex), `examples` (mined slates: `train` for popularity,
+        `eval` judged), `catalog` (Catalog) and optionally `baseline_model`.
       output_dict: `evaluation` (RetrievalEvaluation) and `blessing`
         (ModelBlessing).
       exec_properties: the `EvalConfig` fields.
@@ -131,14 +183,14 @@ class Executor(base_executor.BaseExecutor):
         input_dict[spec.EXAMPLES_KEY])
 
     splits = artifact_utils.decode_split_names(examples.split_names)
-    if spec.EVAL_SPLIT not in splits:
-      raise ValueError(f"Examples {examples.uri} have splits {splits}; the "
-                       f"evaluator needs {spec.EVAL_SPLIT!r}")
-    judgments = blessing.judgments_from_slates(read_slates(
-        artifact_utils.get_split_uri([examples], spec.EVAL_SPLIT)))
-    if not judgments:
-      raise ValueError(f"The {spec.EVAL_SPLIT!r} slates of {examples.uri} "
-                       "have no query with a clicked or ordered item")
+    for split in (spec.EVAL_SPLIT, spec.TRAIN_SPLIT):
+      if split not in splits:
+        raise ValueError(f"Examples {examples.uri} have splits {splits}; the "
+                         f"evaluator needs {split!r}")
+    judgment_sets = read_judgment_sets(
+        config, artifact_utils.get_split_uri([examples], spec.EVAL_SPLIT))
+    bless_on = (spec.FILE_JUDGMENTS if config.judgments_path else
+                spec.LOGGED_JUDGMENTS)
     catalog_artifact = artifact_utils.get_single_instance(
         input_dict[spec.CATALOG_KEY])
     catalog = catalog_lib.read_catalog(
@@ -151,18 +203,35 @@ class Executor(base_executor.BaseExecutor):
                        f"than the catalogue {catalog_artifact.uri}")
     cutoffs = sorted(config.cutoffs)
 
-    logging.info("Evaluating candidate %s (%s index) on %d queries, %d items",
-                 model.uri, index.index.kind, len(judgments), len(catalog))
-    candidate = score_model(model.uri, index.index, judgments, cutoffs)
-    baseline = None
+    logging.info("Evaluating candidate %s (%s index, %d items) on %s",
+                 model.uri, index.index.kind, len(catalog), ", ".join(
+                     f"{len(j)} queries of the {name}"
+                     for name, j in judgment_sets.items()))
+    popular = blessing.popularity_ranking(
+        read_slates(artifact_utils.get_split_uri([examples],
+                                                 spec.TRAIN_SPLIT)),
+        k=min(cutoffs[-1], len(catalog)))
+    systems: Dict[str, TowerSystem] = {spec.CANDIDATE: (trained_towers(model.uri)[0], index.index,
+                                model.uri)}
+    query_dir, item_dir = initial_towers(model.uri)
+    systems[blessing.INITIAL] = (
+        query_dir, index_like(item_dir, model.uri, catalog, index), model.uri)
     if baseline_model is not None:
       logging.info("Evaluating baseline %s", baseline_model.uri)
-      baseline = score_model(baseline_model.uri,
-                             baseline_index(baseline_model.uri, catalog, index),
-                             judgments, cutoffs)
-    blessed, reason = blessing.blessing_decision(config, candidate, baseline)
-    logging.info("Retrieval metrics:\n%s",
-                 blessing.metrics_table(candidate, baseline))
+      query_dir, item_dir = trained_towers(baseline_model.uri)
+      systems[blessing.BASELINE] = (
+          query_dir, index_like(item_dir, baseline_model.uri, catalog, index),
+          baseline_model.uri)
+    by_judgments = {
+        name: score_systems(systems, popular, judgments, cutoffs)
+        for name, judgments in judgment_sets.items()}
+    for name, scores in by_judgments.items():
+      logging.info("Retrieval metrics on the %s:\n%s", name,
+                   blessing.metrics_table(scores))
+    scores = by_judgments[bless_on]
+    candidate = scores[spec.CANDIDATE]
+    blessed, reason = blessing.blessing_decision(config, candidate, scores)
+    reason = f"on the {bless_on.replace('_', ' ')}, {reason}"
     logging.info("%s: %s", "BLESSED" if blessed else "NOT BLESSED", reason)
 
     evaluation = artifact_utils.get_single_instance(
@@ -173,11 +242,14 @@ class Executor(base_executor.BaseExecutor):
         "index": index_artifact.uri,
         "index_kind": index.index.kind,
         "index_params": index.index.params,
-        "eval_queries": len(judgments),
+        "eval_queries": len(judgment_sets[spec.LOGGED_JUDGMENTS]),
         "catalog_items": len(catalog),
         "config": config_io.to_dict(config),
-        "candidate": candidate,
-        "baseline": baseline,
+        "judged_on": bless_on,
+        # The judgment set blessed on, as before a judgments file existed.
+        **{system: scores.get(system)
+           for system in (spec.CANDIDATE, *blessing.REFERENCES)},
+        "by_judgments": by_judgments,
         "blessed": blessed,
         "reason": reason,
     }

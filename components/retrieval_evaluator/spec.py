@@ -26,7 +26,13 @@ EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
 
 EVAL_SPLIT = "eval"
+TRAIN_SPLIT = "train"  # Where the popularity reference counts its clicks.
 METRICS_FILE = "metrics.json"  # Inside the RetrievalEvaluation artifact.
+# The judgment sets `metrics.json` scores under `by_judgments`: the logged
+# eval split, and the judgments file of `EvalConfig.judgments_path`.
+LOGGED_JUDGMENTS = "eval_split"
+FILE_JUDGMENTS = "judgments_file"
+CANDIDATE = "candidate"  # Beside `evaluation.blessing.REFERENCES`.
 
 PARAMETER_TYPES = config_io.parameter_types(EvalConfig)
 

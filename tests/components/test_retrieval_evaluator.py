@@ -69,8 +69,13 @@ BAD_METRICS = dict(
         name: 0.0 for name in GOOD_METRICS
         if "@" in name and not name.startswith("index_recall")
     })
+# Popularity ranks item 6 (ordered in the one train slate) first, for every
+# query: it finds none of the eval split's relevant items.
+POPULARITY_METRICS = dict(BAD_METRICS)
+del POPULARITY_METRICS["index_recall@1"], POPULARITY_METRICS["index_recall@3"]
 CONFIG = EvalConfig(cutoffs=(1, 3), blessing_metric="recall@3",
-                    min_blessing_value=0.5, max_regression=0.0)
+                    min_gain_over_popularity=0.5, min_gain_over_initial=0.1,
+                    max_regression=0.0)
 
 
 def _bytes(value):
@@ -134,9 +139,15 @@ def artifacts_dir(tmp_path_factory):
     } for query, ids, stages in slates])
   catalog = _write_catalog(str(root / "catalog"), CATALOG)
   _write_catalog(str(root / "other_catalog"), CATALOG[1:])
-  toy_towers.save_towers(str(root / "good" / "Format-Serving"))
-  toy_towers.save_towers(str(root / "bad" / "Format-Serving"), query_sign=-1)
-  for name in ("good", "bad"):
+  # (trained, initial) towers: "good" learned, "bad" got worse, "untrained"
+  # is as it started.
+  for name, trained_sign, initial_sign in (("good", 1, -1), ("bad", -1, -1),
+                                           ("untrained", 1, 1)):
+    toy_towers.save_towers(str(root / name / "Format-Serving"),
+                           query_sign=trained_sign)
+    toy_towers.save_towers(serving_layout.initial_towers_dir(str(root / name)),
+                           query_sign=initial_sign)
+  for name in ("good", "bad", "untrained"):
     _write_index(str(root / name), str(root / f"{name}_index"), catalog)
   return root
 
@@ -204,7 +215,13 @@ class TestExecutor:
     model = _model(artifacts_dir, "good", 11)
     report, evaluation, blessing = _run(artifacts_dir, tmp_path, model)
     assert report["candidate"] == pytest.approx(GOOD_METRICS, abs=1e-6)
+    # The initial towers are searched the same way as the trained ones.
+    assert report["initial"] == pytest.approx(BAD_METRICS, abs=1e-6)
+    assert report["popularity"] == pytest.approx(POPULARITY_METRICS, abs=1e-6)
+    assert report["judged_on"] == "eval_split"
+    assert list(report["by_judgments"]) == ["eval_split"]
     assert report["baseline"] is None and report["blessed"]
+    assert "no blessed model yet" in report["reason"]
     assert report["eval_queries"] == 2 and report["catalog_items"] == 8
     assert report["index_kind"] == "exact"
     assert evaluation.get_float_custom_property("recall@3") == pytest.approx(
@@ -219,14 +236,56 @@ class TestExecutor:
     assert not blessing.has_custom_property("baseline_model_id")
     assert model_utils.is_model_blessed(blessing)  # What the Pusher checks.
 
-  def test_not_blessed_below_floor(self, artifacts_dir, tmp_path):
+  def test_not_blessed_when_no_better_than_popularity(self, artifacts_dir,
+                                                      tmp_path):
     report, _, blessing = _run(artifacts_dir, tmp_path,
                                _model(artifacts_dir, "bad", 12))
     assert report["candidate"] == pytest.approx(BAD_METRICS, abs=1e-6)
-    assert not report["blessed"] and "below the floor" in report["reason"]
+    assert not report["blessed"]
+    assert "+0.0000 against the most popular items" in report["reason"]
     assert _blessing_files(blessing) == ["NOT_BLESSED"]
     assert blessing.get_int_custom_property("blessed") == 0
     assert not model_utils.is_model_blessed(blessing)
+
+  def test_a_model_that_learned_nothing_is_not_blessed(self, artifacts_dir,
+                                                        tmp_path):
+    report, _, blessing = _run(artifacts_dir, tmp_path,
+                               _model(artifacts_dir, "untrained", 14))
+    assert report["candidate"] == pytest.approx(report["initial"], abs=1e-6)
+    failed, passed = report["reason"].split("; passes ")
+    assert "+0.0000 against its initial weights (1.0000; needs +0.1000)" in (
+        failed)
+    assert "most popular items" in passed
+    assert not report["blessed"] and _blessing_files(blessing) == [
+        "NOT_BLESSED"]
+
+  def test_a_judgments_file_is_scored_and_blessed_on(self, artifacts_dir,
+                                                     tmp_path):
+    # Judged by a person, "garden hose" wants the paint brush (item 6):
+    # the popular item, which the good model does not rank in its top 3.
+    judgments = tmp_path / "judgments.csv"
+    judgments.write_text("query,item_id,relevance\ngarden hose,6,3\n")
+    report, evaluation, _ = _run(artifacts_dir, tmp_path,
+                                 _model(artifacts_dir, "good", 11),
+                                 judgments_path=str(judgments))
+    assert report["judged_on"] == "judgments_file"
+    logged = report["by_judgments"]["eval_split"]
+    assert logged["candidate"] == pytest.approx(GOOD_METRICS, abs=1e-6)
+    assert report["candidate"] == report["by_judgments"]["judgments_file"][
+        "candidate"]
+    assert report["candidate"]["recall@3"] == pytest.approx(0.0, abs=1e-6)
+    assert report["popularity"]["recall@3"] == pytest.approx(1.0, abs=1e-6)
+    assert evaluation.get_float_custom_property("recall@3") == pytest.approx(
+        0.0, abs=1e-6)
+    assert not report["blessed"]
+    assert report["reason"].startswith("on the judgments file, recall@3")
+
+  def test_an_empty_judgments_file_is_an_error(self, artifacts_dir, tmp_path):
+    judgments = tmp_path / "judgments.csv"
+    judgments.write_text("query,item_id,relevance\n")
+    with pytest.raises(ValueError, match="judgments.csv: no judgments"):
+      _run(artifacts_dir, tmp_path, _model(artifacts_dir, "good", 11),
+           judgments_path=str(judgments))
 
   def test_blessing_follows_the_index_not_exact_search(
       self, artifacts_dir, tmp_path, monkeypatch):
@@ -253,11 +312,14 @@ class TestExecutor:
     baseline = _model(artifacts_dir, "good", 11)
     report, _, blessing = _run(
         artifacts_dir, tmp_path, _model(artifacts_dir, "bad", 12), baseline,
-        min_blessing_value=0.0, max_regression=0.5)
+        min_gain_over_popularity=0.0, min_gain_over_initial=0.0,
+        max_regression=0.5)
     # The baseline, without an index of its own, is searched in an index of
     # the candidate's kind built over its item tower's embeddings.
     assert report["baseline"] == pytest.approx(GOOD_METRICS, abs=1e-6)
-    assert not report["blessed"] and "regresses" in report["reason"]
+    assert not report["blessed"]
+    assert "-1.0000 against the last blessed model (1.0000; needs -0.5000)" in (
+        report["reason"])
     assert _blessing_files(blessing) == ["NOT_BLESSED"]
     assert blessing.get_int_custom_property("baseline_model_id") == 11
     assert blessing.get_string_custom_property(
@@ -267,9 +329,8 @@ class TestExecutor:
       self, artifacts_dir, tmp_path):
     baseline = _model(artifacts_dir, "bad", 12)
     candidate = _model(artifacts_dir, "good", 13)
-    report, _, blessing = _run(artifacts_dir, tmp_path, candidate, baseline,
-                               min_blessing_value=0.0)
-    assert report["blessed"] and "baseline" in report["reason"]
+    report, _, blessing = _run(artifacts_dir, tmp_path, candidate, baseline)
+    assert report["blessed"] and "last blessed model" in report["reason"]
     rejected = standard_artifacts.ModelBlessing()
     rejected.set_int_custom_property("current_model_id", 12)
     rejected.set_int_custom_property("blessed", 0)
@@ -324,8 +385,10 @@ class TestComponent:
     assert evaluator.exec_properties == {
         "cutoffs": "[5, 50]",
         "blessing_metric": "ndcg@5",
-        "min_blessing_value": 0.05,
-        "max_regression": 0.0,
+        "judgments_path": "",
+        "min_gain_over_popularity": 0.05,
+        "min_gain_over_initial": 0.01,
+        "max_regression": 0.01,
     }
     assert (evaluator.outputs["blessing"].type ==
             standard_artifacts.ModelBlessing)

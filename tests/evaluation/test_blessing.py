@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from contracts import features
 from evaluation import blessing
 from evaluation.config import EvalConfig
 from retrieval import ann
@@ -118,16 +119,78 @@ def test_check_config_accepts_every_reported_metric(metric):
   blessing.check_config(EvalConfig(blessing_metric=metric))
 
 
-@pytest.mark.parametrize("candidate,baseline,blessed", [
-    (0.48, None, True),
-    (0.04, None, False),  # Below the floor of 0.05.
-    (0.48, 0.50, True),  # Within the allowed regression of 0.03.
-    (0.46, 0.50, False),
-    (0.04, 0.01, False),  # Beats the baseline, still below the floor.
+CONFIG = EvalConfig(min_gain_over_popularity=0.05, min_gain_over_initial=0.02,
+                    max_regression=0.03)
+
+
+@pytest.mark.parametrize("candidate,popularity,initial,baseline,blessed", [
+    (0.48, 0.10, 0.40, None, True),
+    (0.14, 0.10, 0.05, None, False),  # Within 0.05 of popularity.
+    (0.41, 0.10, 0.40, None, False),  # Within 0.02 of its initial weights.
+    (0.48, 0.10, 0.40, 0.50, True),  # Within the allowed regression, 0.03.
+    (0.46, 0.10, 0.40, 0.50, False),
+    (0.41, 0.10, 0.40, 0.30, False),  # Beats the last model, learned little.
 ])
-def test_floor_and_regression(candidate, baseline, blessed):
-  config = EvalConfig(min_blessing_value=0.05, max_regression=0.03)
-  decision, _ = blessing.blessing_decision(
-      config, {"recall@100": candidate},
-      None if baseline is None else {"recall@100": baseline})
+def test_margins_and_regression(candidate, popularity, initial, baseline,
+                                blessed):
+  references = {
+      blessing.POPULARITY: {"recall@100": popularity},
+      blessing.INITIAL: {"recall@100": initial},
+      blessing.BASELINE: (None if baseline is None else
+                          {"recall@100": baseline}),
+  }
+  decision, reason = blessing.blessing_decision(
+      CONFIG, {"recall@100": candidate}, references)
   assert decision == blessed
+  assert reason.startswith(f"recall@100 {candidate:.4f}: ")
+
+
+def test_reason_names_the_failed_comparison_first():
+  _, reason = blessing.blessing_decision(
+      CONFIG, {"recall@100": 0.41},
+      {blessing.POPULARITY: {"recall@100": 0.1},
+       blessing.INITIAL: {"recall@100": 0.4}})
+  assert reason == (
+      "recall@100 0.4100: +0.0100 against its initial weights (0.4000; "
+      "needs +0.0200); passes +0.3100 against the most popular items "
+      "(0.1000; needs +0.0500)")
+
+
+def test_a_reference_without_the_metric_is_not_compared():
+  config = EvalConfig(blessing_metric="index_recall@100",
+                      min_gain_over_initial=0.0)
+  decision, reason = blessing.blessing_decision(
+      config, {"index_recall@100": 0.9},
+      {blessing.POPULARITY: {"recall@100": 0.1},
+       blessing.INITIAL: {"index_recall@100": 0.9}})
+  assert decision and "popular" not in reason
+
+
+def test_popularity_counts_slates_with_a_click_or_order():
+  slates = [("a", [5, 6, 7], [features.Stage.CLICKED,
+                              features.Stage.UNCLICKED,
+                              features.Stage.RANDOM]),
+            ("b", [6, 5, 8], [features.Stage.ORDERED, features.Stage.ORDERED,
+                              features.Stage.CLICKED]),
+            ("b", [9, 8], [features.Stage.UNCLICKED, features.Stage.CLICKED])]
+  # 5: two slates; 8: two; 6: one. Ties go to the smaller id.
+  assert blessing.popularity_ranking(slates, k=10) == [5, 8, 6]
+  assert blessing.popularity_ranking(slates, k=2) == [5, 8]
+  scores = blessing.score_popularity([5, 8, 6], {"q": {8: 3.0, 4: 3.0}},
+                                     cutoffs=(1, 2))
+  assert scores["recall@1"] == pytest.approx(0.0, abs=1e-9)
+  assert scores["recall@2"] == pytest.approx(0.5, abs=1e-9)
+  assert scores["exact_recall@2"] == pytest.approx(0.5, abs=1e-9)
+  assert "index_recall@2" not in scores
+
+
+def test_metrics_table_has_a_column_per_system():
+  table = blessing.metrics_table({
+      "candidate": {"recall@10": 0.5, "queries": 3},
+      "baseline": None,
+      "popularity": {"recall@10": 0.125, "queries": 3}})
+  assert table.splitlines() == [
+      f"{'metric':<24}{'candidate':>12}{'popularity':>12}",
+      f"{'recall@10':<24}{0.5:>12.4f}{0.125:>12.4f}",
+      f"{'queries':<24}{3:>12d}{3:>12d}",
+  ]

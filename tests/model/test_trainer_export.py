@@ -172,6 +172,23 @@ def test_run_fn_exports_both_towers_with_the_contract_signatures(trained):
   assert np.isfinite(items.numpy()).all()
 
 
+def test_run_fn_writes_the_towers_before_training_beside_them(trained):
+  trained, _ = trained
+  initial = serving_layout.initial_towers_dir(str(trained.parent))
+  queries = tf.constant(["cordless drill", "garden hose"])
+  embeddings = {}
+  for name, parent in (("trained", str(trained)), ("initial", initial)):
+    query_tower = _signature(os.path.join(parent, serving_layout.QUERY_TOWER))
+    item_tower = _signature(os.path.join(parent, serving_layout.ITEM_TOWER))
+    embeddings[name] = (query_tower(query=queries)["embedding"].numpy(),
+                        item_tower(**_catalog())["embedding"].numpy())
+  for trained_part, initial_part in zip(embeddings["trained"],
+                                        embeddings["initial"]):
+    assert trained_part.shape == initial_part.shape
+    # Training moved the towers away from where they started.
+    assert np.abs(trained_part - initial_part).max() > 1e-3
+
+
 def test_retrieval_model_returns_exact_top_k(trained, tmp_path):
   trained, _ = trained
   items = _signature(trained / serving_layout.ITEM_TOWER)(

@@ -41,7 +41,8 @@ def _run_without_artifacts(**fields):
           "candidate": _candidate(0.60), "baseline": _candidate(0.65),
           "baseline_model": "/old/model", "config": {
               "blessing_metric": "recall@100", "cutoffs": [10, 100],
-              "min_blessing_value": 0.05, "max_regression": 0.0},
+              "min_gain_over_popularity": 0.05,
+              "min_gain_over_initial": 0.01, "max_regression": 0.0},
           "eval_queries": 5, "catalog_items": 40, "index_kind": "scann",
           "reason": "recall@100 0.6000 is below the last blessed 0.6500"},
   }
@@ -56,6 +57,8 @@ def test_a_regression_is_not_blessed_and_shows_against_the_baseline():
   assert ('data-metric="recall@100">0.600<div class="base">base 0.650 '
           '<span class="down">-0.050</span>') in page
   assert "Nothing pushed." in page
+  assert ("at least 0.01 above the same towers at their initial weights, and "
+          "no more than 0.0 below the last blessed model.") in page
   # What the run did not produce is said, not left blank.
   assert "Trainer produced nothing in this run." in page
   assert "cached (9.0 s when run)" in page
