@@ -64,6 +64,9 @@ def cmd_run(args):
   if (logs is None) != (catalog is None):
     raise SystemExit("Give both --logs and --catalog, or neither for the "
                      "embedded sample.")
+  judgments = args.judgments
+  if judgments is not None and not os.path.isfile(judgments):
+    raise SystemExit(f"mmse run: --judgments {judgments}: no such file")
   log_file = os.path.join(output_dir, console.LOG_FILE)
   _start(args, log_file)
   if logs is None:
@@ -74,7 +77,11 @@ def cmd_run(args):
       simulator.simulate(sample_dir)
     logs = os.path.join(sample_dir, "logs", "*.csv.gz")
     catalog = os.path.join(sample_dir, "catalog.csv")
+    judgments = judgments or os.path.join(sample_dir, "judgments.csv")
     overrides = [*configs.SAMPLE_OVERRIDES, *overrides]
+  if judgments:
+    overrides.append(
+        f"evaluation.judgments_path={os.path.abspath(judgments)}")
   config = configs.PipelineConfig(
       logs_pattern=os.path.abspath(logs),
       catalog_path=os.path.abspath(catalog),
@@ -92,7 +99,7 @@ def cmd_run(args):
   from tfx_pipeline.runners import local
   # pylint: enable=g-import-not-at-top
   started = time.time()
-  local.run(config, enable_cache=args.cache)
+  local.run(config, enable_cache=not args.no_cache)
   report = run_report.latest_run(config.metadata_path)
   report["wall_seconds"] = round(time.time() - started, 1)
   print(run_report.format_report(report))
@@ -198,11 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                  help="Override a config knob, e.g. model.epochs=3 "
                  "(sections: mining, text, model, evaluation, index).")
+  p.add_argument("--judgments",
+                 help="CSV query,item_id,relevance of human judgments: the "
+                 "evaluator scores them beside the logged eval split and "
+                 "blesses on them (the embedded sample's by default).")
   p.add_argument("--report", help="Also write the run report as JSON here.")
-  p.add_argument("--cache", action="store_true",
-                 help="Reuse outputs of components whose inputs and settings "
-                 "are unchanged since an earlier run in the same --output "
-                 "(e.g. rerun only training after a model.* change).")
+  p.add_argument("--no-cache", action="store_true",
+                 help="Rerun every component. By default a run into an "
+                 "--output used before reuses the outputs of components "
+                 "whose inputs and settings are unchanged, so a killed run "
+                 "resumes and a model.* change reruns only training on.")
   _add_verbose(p)
   p.set_defaults(func=cmd_run)
 

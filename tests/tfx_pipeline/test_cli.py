@@ -53,6 +53,21 @@ def test_run_takes_verbose():
   assert args.verbose
 
 
+def test_run_reuses_finished_components_unless_told_not_to():
+  parser = cli.build_parser()
+  assert not parser.parse_args(["run"]).no_cache
+  assert parser.parse_args(["run", "--no-cache"]).no_cache
+
+
+def test_run_with_missing_judgments_stops_before_any_work(tmp_path):
+  output = tmp_path / "output"
+  with pytest.raises(SystemExit, match="--judgments .*nope.csv: no such "
+                     "file"):
+    cli.main(["run", "--output", str(output), "--judgments",
+              str(tmp_path / "nope.csv")])
+  assert not output.exists()
+
+
 @pytest.fixture
 def logging_restored():
   """Puts logging back as it was (setup_logging replaces handlers)."""
