@@ -232,7 +232,8 @@ def read_catalog(path: str) -> Catalog:
           reader.fieldnames or ())
       if missing:
         raise ValueError(f"{path}: the catalogue lacks the columns "
-                         f"{sorted(missing)} (it has {reader.fieldnames})")
+                         f"{sorted(missing)} (it has "
+                         f"{reader.fieldnames or 'no header row'})")
       for row in reader:
         builder.add_row(row)
   except UnicodeDecodeError as e:

@@ -15,17 +15,28 @@ from retrieval import embedding
 
 
 def read_queries(path: str) -> List[str]:
-  """A CSV with a `query` column, or plain text with one query a line."""
-  with open(path, newline="", encoding="utf-8") as f:
-    first = f.readline()
-    f.seek(0)
-    if path.endswith(".csv") or first.rstrip("\r\n").split(",")[0] == \
-        features.QUERY:
-      reader = csv.DictReader(f)
-      if features.QUERY not in (reader.fieldnames or ()):
-        raise ValueError(f"{path}: CSV without a '{features.QUERY}' column")
-      return [row[features.QUERY] or "" for row in reader]
-    return [line.rstrip("\r\n") for line in f]
+  """A CSV with a `query` column, or plain text with one query a line.
+
+  A file without a single query is an error: a batch job must not write an
+  empty result and look successful.
+  """
+  try:
+    with open(path, newline="", encoding="utf-8") as f:
+      first = f.readline()
+      f.seek(0)
+      if path.endswith(".csv") or first.rstrip("\r\n").split(",")[0] == \
+          features.QUERY:
+        reader = csv.DictReader(f)
+        if features.QUERY not in (reader.fieldnames or ()):
+          raise ValueError(f"{path}: CSV without a '{features.QUERY}' column")
+        queries = [row[features.QUERY] or "" for row in reader]
+      else:
+        queries = [line.rstrip("\r\n") for line in f]
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: not UTF-8 text ({e})") from e
+  if not queries:
+    raise ValueError(f"{path}: no queries")
+  return queries
 
 
 def retrieve_file(serving_dir: str, queries_path: str, k: int,

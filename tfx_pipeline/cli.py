@@ -165,6 +165,18 @@ def cmd_distill_tokens(args):
         f"model.pretrained_token_table={os.path.abspath(args.out)}")
 
 
+def _positive_int(text: str) -> int:
+  """An argparse type: a whole number of at least 1."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a whole number") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+  return value
+
+
 def _add_verbose(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
       "--verbose", action="store_true",
@@ -230,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="A serving dir that `mmse run` pushed to.")
   p.add_argument("--queries", required=True,
                  help="Text file (one query a line) or CSV with a query column.")
-  p.add_argument("-k", type=int, default=100, help="Items per query.")
+  p.add_argument("-k", type=_positive_int, default=100,
+                 help="Items per query.")
   p.add_argument("--out", required=True, help="Output JSON Lines file.")
   _add_verbose(p)
   p.set_defaults(func=cmd_retrieve)
@@ -261,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("query", help="Top items for one query, over gRPC.")
   p.add_argument("--server", default="127.0.0.1:8500", help="HOST:PORT")
   p.add_argument("text", help="The query, as a user would type it.")
-  p.add_argument("-k", type=int, default=10, help="Items to show.")
+  p.add_argument("-k", type=_positive_int, default=10, help="Items to show.")
   _add_verbose(p)
   p.set_defaults(func=cmd_query)
 
@@ -272,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--catalog", required=True, help="Catalogue CSV to index.")
   p.add_argument("--kind", default="scann", choices=ann.KINDS,
                  help="Nearest-neighbour index.")
-  p.add_argument("-k", type=int, help="Items per query (default: "
+  p.add_argument("-k", type=_positive_int, help="Items per query (default: "
                  "IndexConfig.k, capped at the catalogue size).")
   _add_verbose(p)
   p.set_defaults(func=cmd_index)

@@ -53,6 +53,21 @@ def test_run_takes_verbose():
   assert args.verbose
 
 
+@pytest.mark.parametrize("command", [
+    ["retrieve", "--serving-dir", "s", "--queries", "q", "--out", "o"],
+    ["query", "drill"],
+    ["index", "--serving-dir", "s", "--catalog", "c"],
+])
+@pytest.mark.parametrize("k,message", [("0", "must be at least 1, got 0"),
+                                       ("-3", "must be at least 1, got -3"),
+                                       ("ten", "'ten' is not a whole number")])
+def test_k_below_one_is_refused_before_any_work(command, k, message, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main([*command, "-k", k])
+  assert exit_info.value.code == 2
+  assert f"argument -k: {message}" in capsys.readouterr().err
+
+
 def test_run_reuses_finished_components_unless_told_not_to():
   parser = cli.build_parser()
   assert not parser.parse_args(["run"]).no_cache
