@@ -10,7 +10,7 @@ The world is built so that the multi-stage signals mean something:
   * Products come from templates (brand, product type, attributes such as
     voltage, size, colour, pack count), so titles look like real ones.
   * Queries are written the way people type them: a product type's everyday
-    name (sometimes a synonym absent from every title, e.g. "fridge"), a few
+    name (often one no title contains, e.g. "fridge", "rattle can"), a few
     of a product's attributes, sometimes its brand, lower case, now and then
     misspelled. Their popularity is Zipf-like.
   * Every (query, item) pair has a relevance grade derived from attribute
@@ -531,6 +531,64 @@ PRODUCT_TYPES = (
           (29, 149)),
 )
 
+# Names people use for a product type that no title contains (synonyms, use
+# words, trade slang): only a model that learned from the logs can match
+# them, which makes learning visible on the sample. Words shared with titles
+# would let the towers' untrained word tables match them already.
+EVERYDAY_NAMES = {
+    "Cordless Drill/Driver Kit": ("screw gun", "borer"),
+    "Cordless Impact Driver": ("lug nut gun", "torque gun"),
+    "Circular Saw": ("buzzsaw", "plywood cutter"),
+    "Reciprocating Saw": ("demolition cutter", "pipe cutter"),
+    "Drill Bit Set": ("auger assortment", "boring bits"),
+    "Rolling Tool Cabinet": ("mechanic chest", "toolbox on wheels"),
+    "Wet/Dry Shop Vacuum": ("hoover", "sawdust sucker"),
+    "LED Light Bulb": ("lamps", "energy saver lamps"),
+    "Ceiling Fan": ("overhead propeller", "room cooler blades"),
+    "Flush Mount Ceiling Light": ("hallway dome fixture", "boob lamp"),
+    "Outdoor Wall Lantern Sconce": ("patio lamp", "entryway lamp"),
+    "LED Shop Light": ("workbench tube", "fluorescent replacement"),
+    "Bathroom Faucet": ("basin tap", "washbasin mixer"),
+    "Shower Head": ("rainfall nozzle", "bathing nozzle"),
+    "Toilet": ("commode", "john"),
+    "Bathroom Vanity with Cultured Marble Top": ("washstand",
+                                                 "powder room cabinetry"),
+    "Towel Bar": ("washcloth hanger", "linen rail"),
+    "Kitchen Faucet": ("dish tap", "galley mixer"),
+    "Kitchen Sink": ("scullery basin", "dishwashing basin"),
+    "Cabinet Drawer Pull": ("cupboard handles", "hardware knobs"),
+    "French Door Refrigerator": ("fridge", "icebox"),
+    "Front Load Washer": ("laundry machine", "clothes cleaner"),
+    "Over the Range Microwave": ("nuker", "popcorn oven"),
+    "Dishwasher": ("plate cleaner", "dish machine"),
+    "Interior Paint and Primer": ("emulsion", "bedroom colour"),
+    "Exterior Wood Stain": ("fence sealer", "decking treatment"),
+    "Spray Paint": ("rattle can", "aerosol colour"),
+    "Paint Roller Cover": ("fuzzy sleeve", "fuzzy refill"),
+    "Wood Screws": ("fixings", "deck fixings"),
+    "Door Knob": ("doorway latch", "twist opener"),
+    "Single Cylinder Deadbolt": ("lockset bolt", "burglar latch"),
+    "Shelf Bracket": ("ledge support", "ledge holder"),
+    "Garden Hose": ("spigot line", "yard watering tube"),
+    "Gas Walk Behind Lawn Mower": ("grass cutter", "yard cutter"),
+    "Cordless String Trimmer": ("whipper snipper", "edger"),
+    "Propane Gas Grill": ("barbecue", "cookout station"),
+    "Potting Mix": ("planter dirt", "compost"),
+    "Waterproof Luxury Vinyl Plank Flooring": ("click planks", "laminate boards"),
+    "Porcelain Floor and Wall Tile": ("backsplash squares", "backsplash"),
+    "Drywall Panel": ("wallboard", "plasterboard"),
+    "Pressure-Treated Lumber": ("two by four", "framing studs"),
+    "Fiberglass Insulation Roll": ("attic batts", "pink stuff"),
+    "Plastic Storage Tote": ("moving crate", "lidded crate"),
+    "Steel Garage Storage Shelving Unit": ("metal racking", "boltless racking"),
+    "Pleated Air Filter": ("return vent screen", "dust catcher"),
+    "Window Air Conditioner": ("sash cooler", "room chiller"),
+    "Smart Thermostat": ("temperature brain", "temperature controller"),
+    "Electric Space Heater": ("radiator", "room warmer"),
+}
+# Share of queries that name their product this way.
+EVERYDAY_NAME_SHARE = 0.5
+
 # --- Behaviour and log constants ------------------------------------------
 FIRST_ITEM_ID = 100001
 LOG_START_TIME = 1767225600  # 2026-01-01 00:00:00 UTC, as the benchmark.
@@ -741,9 +799,13 @@ def _query_from_item(rng: np.random.Generator, catalog: Catalog,
     brand_index = int(catalog.brand_index[item])
     brand = _pick(rng, catalog.brands[brand_index][1])
     (before.insert(0, brand) if rng.random() < 0.85 else after.append(brand))
-  noun_weights = 0.5**np.arange(len(product.nouns))
-  noun = product.nouns[rng.choice(len(product.nouns),
-                                  p=noun_weights / noun_weights.sum())]
+  if rng.random() < EVERYDAY_NAME_SHARE:
+    everyday = EVERYDAY_NAMES[product.name]
+    noun = everyday[rng.integers(len(everyday))]
+  else:
+    noun_weights = 0.5**np.arange(len(product.nouns))
+    noun = product.nouns[rng.choice(len(product.nouns),
+                                    p=noun_weights / noun_weights.sum())]
   text = " ".join(before + [noun] + after).lower()
   if rng.random() < 0.08:
     text = _misspell(rng, text)

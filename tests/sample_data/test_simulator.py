@@ -9,6 +9,7 @@ import pytest
 
 from contracts import catalog as catalog_lib
 from contracts import features
+from contracts import text as text_rule
 from evaluation import metrics
 from sample_data import simulator
 
@@ -227,3 +228,25 @@ def test_bad_sizes_are_clear_errors(tmp_path, sizes, message):
   with pytest.raises(ValueError, match=message):
     simulator.simulate(str(tmp_path), **sizes)
   assert not os.listdir(tmp_path)
+
+
+def test_everyday_names_share_no_word_with_any_title():
+  catalog = simulator.build_catalog(np.random.default_rng(0), 2000)
+  title_words = {w for title in catalog.titles
+                 for w in text_rule.canonical(title).split()}
+  assert set(simulator.EVERYDAY_NAMES) == {
+      p.name for p in simulator.PRODUCT_TYPES}
+  shared = {name: set(text_rule.canonical(name).split()) & title_words
+            for names in simulator.EVERYDAY_NAMES.values() for name in names}
+  assert not {name: words for name, words in shared.items() if words}
+
+
+def test_many_held_out_queries_need_words_no_title_holds(tiny):
+  out_dir, _ = tiny
+  catalog = catalog_lib.read_catalog(os.path.join(out_dir, "catalog.csv"))
+  title_words = {w for title in catalog.titles.tolist()
+                 for w in text_rule.canonical(title).split()}
+  queries = metrics.read_judgments(os.path.join(out_dir, "judgments.csv"))
+  unseen = [q for q in queries if set(q.split()) - title_words]
+  # About EVERYDAY_NAME_SHARE of them, plus misspellings.
+  assert 0.3 <= len(unseen) / len(queries) <= 0.9

@@ -1,7 +1,7 @@
 """One real pipeline run, shared by every end-to-end test of the session.
 
 Running the pipeline takes minutes, so the end-to-end tests and the report
-tests read the same run.
+tests read the same run: the embedded sample, as `mmse run` makes it.
 """
 import os
 
@@ -15,17 +15,21 @@ from sample_data import simulator
 from tfx_pipeline import configs
 from tfx_pipeline.runners import local
 
-E2E_OVERRIDES = ("model.epochs=6", "model.batch_size=32",
-                 "index.k=50", "mining.eval_fraction=0.25",
-                 "text.vocab_min_frequency=1")
+# The embedded sample as `mmse run` trains it; a top-50 index is enough.
+E2E_OVERRIDES = (*configs.SAMPLE_OVERRIDES, "index.k=50")
+
+
+def e2e_overrides(data_dir: str):
+  """The run's overrides: blessed on the sample's judgments, as `mmse run`."""
+  return (*E2E_OVERRIDES, "evaluation.judgments_path="
+          f"{os.path.join(data_dir, 'judgments.csv')}")
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("e2e")
   data_dir = str(root / "data")
-  simulator.simulate(data_dir, num_items=300, num_queries=80,
-                     num_requests=1000)
+  simulator.simulate(data_dir)
   # Real catalogues carry dirt: a second row for an item and a row without
   # an id. Both are set aside, and everything downstream still runs.
   catalog_csv = os.path.join(data_dir, "catalog.csv")
@@ -47,6 +51,6 @@ def pipeline_run(tmp_path_factory):
       output_dir=str(work_dir / quality.PIPELINE_DIR))
   config = configs.with_overrides(
       config, [f"model.pretrained_token_table={table}",
-               *E2E_OVERRIDES])
+               *e2e_overrides(data_dir)])
   local.run(config, enable_cache=True)
   return config, data_dir

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bench import baselines
 from bench import quality
 from contracts import catalog as catalog_lib
 from contracts import features
 from contracts import serving_layout
-from tests.tfx_pipeline.conftest import E2E_OVERRIDES
+from evaluation import metrics
+from tests.tfx_pipeline.conftest import e2e_overrides
 from tfx_pipeline import cli
 from tfx_pipeline import run_report
 
@@ -34,6 +36,21 @@ def test_every_component_completes_and_the_model_is_pushed(pipeline_run):
   assert os.path.isdir(report["tensorboard_logdir"])
   assert os.path.isdir(os.path.dirname(serving_layout.trained_tower_dir(
       report["model_dir"], serving_layout.QUERY_TOWER)))
+
+
+@pytest.mark.e2e
+def test_the_model_learned_what_word_overlap_cannot_find(pipeline_run):
+  config, data_dir = pipeline_run
+  scores = run_report.latest_run(config.metadata_path)["evaluation"][
+      "by_judgments"]["judgments_file"]
+  learned, initial = scores["candidate"], scores["initial"]
+  # The sample's queries often name products by words no title holds.
+  assert learned["recall@100"] >= initial["recall@100"] + 0.1
+  judgments = metrics.read_judgments(os.path.join(data_dir, "judgments.csv"))
+  bm25 = metrics.score(baselines.bm25_rankings(
+      catalog_lib.read_catalog(config.catalog_path), list(judgments), k=100),
+                       judgments, (100,))
+  assert learned["recall@100"] > bm25["recall@100"]
 
 
 @pytest.mark.e2e
@@ -71,7 +88,7 @@ def test_no_eval_query_is_trained_on(pipeline_run):
 @pytest.mark.e2e
 def test_benchmark_ranks_with_the_towers_its_pipeline_run_trained(
     pipeline_run):
-  config, _ = pipeline_run
+  config, data_dir = pipeline_run
   work_dir = os.path.dirname(config.output_dir)
 
   class Context:  # What `quality.Context` gives a trained system.
@@ -83,8 +100,9 @@ def test_benchmark_ranks_with_the_towers_its_pipeline_run_trained(
     cache_dir = os.path.join(work_dir, "cache")
 
   Context.work_dir = work_dir
-  assert quality.pipeline_config(Context, E2E_OVERRIDES) == config
-  run = quality._trained(E2E_OVERRIDES)(Context)  # Every component cached.
+  overrides = e2e_overrides(data_dir)
+  assert quality.pipeline_config(Context, overrides) == config
+  run = quality._trained(overrides)(Context)  # Every component cached.
   report = run_report.latest_run(config.metadata_path)
   assert report["components"]["Trainer"]["state"] == "CACHED"
   assert sorted(run.rankings) == sorted(Context.queries)
