@@ -7,6 +7,7 @@ imports TensorFlow before a subcommand needs it, so `mmse --help` and
 `mmse --version` answer at once.
 """
 import argparse
+import glob
 import importlib.metadata
 import json
 import logging
@@ -64,9 +65,12 @@ def cmd_run(args):
   if (logs is None) != (catalog is None):
     raise SystemExit("Give both --logs and --catalog, or neither for the "
                      "embedded sample.")
+  if logs is not None and not glob.glob(logs):
+    raise SystemExit(f"mmse run: --logs {logs}: matches no file")
+  for flag, path in (("--catalog", catalog), ("--judgments", args.judgments)):
+    if path is not None and not os.path.isfile(path):
+      raise SystemExit(f"mmse run: {flag} {path}: no such file")
   judgments = args.judgments
-  if judgments is not None and not os.path.isfile(judgments):
-    raise SystemExit(f"mmse run: --judgments {judgments}: no such file")
   log_file = os.path.join(output_dir, console.LOG_FILE)
   _start(args, log_file)
   if logs is None:
@@ -99,7 +103,13 @@ def cmd_run(args):
   from tfx_pipeline.runners import local
   # pylint: enable=g-import-not-at-top
   started = time.time()
-  local.run(config, enable_cache=not args.no_cache)
+  try:
+    local.run(config, enable_cache=not args.no_cache)
+  except Exception as e:  # pylint: disable=broad-except
+    # A component failed: one line here, the traceback in the log.
+    console.log_traceback_to_file("The pipeline stopped")
+    raise SystemExit(
+        f"mmse run: error: {e} (traceback in {log_file})") from None
   report = run_report.latest_run(config.metadata_path)
   report["wall_seconds"] = round(time.time() - started, 1)
   print(run_report.format_report(report))

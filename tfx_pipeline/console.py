@@ -144,3 +144,16 @@ def _restore_stderr(saved: int) -> None:
   sys.stderr.flush()
   os.dup2(saved, 2)
   os.close(saved)
+
+
+def log_traceback_to_file(message: str) -> None:
+  """Writes `message` and the exception being handled to the log file only.
+
+  The console gets one line about a failure; the log keeps the whole story.
+  """
+  root = logging.getLogger()
+  record = root.makeRecord(root.name, logging.ERROR, __file__, 0, message,
+                           None, sys.exc_info())
+  for handler in root.handlers:
+    if isinstance(handler, logging.FileHandler):
+      handler.handle(record)

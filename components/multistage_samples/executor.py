@@ -333,6 +333,12 @@ def _publish_report(report: types.Artifact,
     logging.warning("MultiStageSamples: catalogue problems %s (rows set "
                     "aside are in %s)", problems,
                     os.path.join(report.uri, spec.QUARANTINE_DIR))
+  if not headline["rows_kept"]:
+    reasons = {r: n for r, n in counts["set_aside"].items() if n}
+    raise ValueError(
+        f"No usable search-log row: all {headline['rows_read']} rows read "
+        f"were set aside ({reasons or 'the logs are empty'}); examples of "
+        f"them are in {os.path.join(report.uri, spec.QUARANTINE_DIR)}")
   if not counts["examples"][splits.TRAIN]:
     logging.warning("MultiStageSamples: no training slate was mined (no "
                     "clicked or ordered impression in the train split).")

@@ -147,9 +147,9 @@ def _read_jsonl_gz(pattern):
   return records
 
 
-def _run(tmp_path, config, catalog_rows=None):
+def _run(tmp_path, config, catalog_rows=None, logs=None):
   """Runs the executor; returns its outputs, read back."""
-  logs = [r for r, _ in DIRTY] + KEPT
+  logs = logs or [r for r, _ in DIRTY] + KEPT
   # Two splits, so the executor must read every split of the logs.
   logs_artifact = _examples_artifact(
       str(tmp_path / "logs"), {"a": logs[::2], "b": logs[1::2]})
@@ -241,6 +241,14 @@ def test_counts(mined):
   assert report.get_int_custom_property("rows_read") == counts["rows_read"]
   assert report.get_int_custom_property("train_examples") == (
       counts["examples"]["train"])
+
+
+def test_logs_without_one_usable_row_stop_the_run(tmp_path):
+  # Without the row it repeats, the duplicate would be usable.
+  unusable = [row for row, reason in DIRTY if reason != cleaning.DUPLICATE]
+  with pytest.raises(ValueError, match=f"No usable search-log row: all "
+                     f"{len(unusable)} rows read were set aside .*quarantine"):
+    _run(tmp_path, CONFIG, logs=unusable)
 
 
 def test_quarantine_holds_every_set_aside_row_with_its_reason(mined):

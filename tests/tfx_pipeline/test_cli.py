@@ -74,12 +74,20 @@ def test_run_reuses_finished_components_unless_told_not_to():
   assert parser.parse_args(["run", "--no-cache"]).no_cache
 
 
-def test_run_with_missing_judgments_stops_before_any_work(tmp_path):
+@pytest.mark.parametrize("flags,message", [
+    (["--judgments", "{tmp}/nope.csv"], "--judgments .*nope.csv: no such file"),
+    (["--logs", "{tmp}/logs/*.csv.gz", "--catalog", "{tmp}/catalog.csv"],
+     "--logs .*logs/\\*.csv.gz: matches no file"),
+    (["--logs", "{tmp}/a log.csv", "--catalog", "{tmp}/no \"catalog\".csv"],
+     '--catalog .*no "catalog".csv: no such file'),
+])
+def test_run_with_missing_inputs_stops_before_any_work(tmp_path, flags,
+                                                       message):
+  (tmp_path / "a log.csv").write_text("")
   output = tmp_path / "output"
-  with pytest.raises(SystemExit, match="--judgments .*nope.csv: no such "
-                     "file"):
-    cli.main(["run", "--output", str(output), "--judgments",
-              str(tmp_path / "nope.csv")])
+  with pytest.raises(SystemExit, match=message):
+    cli.main(["run", "--output", str(output),
+              *(f.format(tmp=tmp_path) for f in flags)])
   assert not output.exists()
 
 
