@@ -214,7 +214,7 @@ def _open_text(path: str):
     raw = open(path, "rb")  # pylint: disable=consider-using-with
   if path.endswith(".gz"):
     raw = gzip.GzipFile(fileobj=raw)
-  return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+  return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
 def read_catalog(path: str) -> Catalog:

@@ -24,7 +24,7 @@ Judgments = Dict[str, Dict[int, float]]
 def read_judgments(path: str) -> Judgments:
   """Reads a `query,item_id,relevance` CSV; a bad row is an error, not a skip."""
   judgments: Judgments = collections.defaultdict(dict)
-  with open(path, newline="", encoding="utf-8") as f:
+  with open(path, newline="", encoding="utf-8-sig") as f:
     reader = csv.DictReader(f)
     missing = {features.QUERY, features.ITEM_ID, features.RELEVANCE} - set(
         reader.fieldnames or ())

@@ -21,7 +21,7 @@ def read_queries(path: str) -> List[str]:
   empty result and look successful.
   """
   try:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
       first = f.readline()
       f.seek(0)
       if path.endswith(".csv") or first.rstrip("\r\n").split(",")[0] == \

@@ -26,8 +26,11 @@ _PROGRESS_SECONDS = 10.0
 
 
 def read_csv_header(path: str) -> List[str]:
-  """Column names of a CSV file, decompressing by extension like Beam does."""
-  header = next(_lines(path), b"").decode("utf-8")
+  """Column names of a CSV file, decompressing by extension like Beam does.
+
+  A byte-order mark (Excel's "CSV UTF-8") is not part of the first name.
+  """
+  header = next(_lines(path), b"").decode("utf-8-sig")
   return next(csv.reader([header]), [])
 
 

@@ -53,3 +53,67 @@ def test_files_with_different_headers_are_an_error(tmp_path):
   (tmp_path / "b.csv").write_text("item_id,name\n1,x\n")
   with pytest.raises(RuntimeError, match="another header"):
     _examples(tmp_path, "*.csv")
+
+
+_PARSED = []
+
+
+def _parsed_rows(input_base, pattern):
+  """{item_id: {feature: values}} of every example the executor writes."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  del _PARSED[:]
+
+  def collect(serialized):
+    _PARSED.extend(serialized)
+
+  with beam.Pipeline() as pipeline:
+    examples = pipeline | executor._CsvToExample(  # pylint: disable=protected-access
+        {"input_base": str(input_base)}, pattern)
+    beam_util.assert_that(
+        examples | beam.Map(lambda e: e.SerializeToString()), collect)
+  rows = {}
+  for serialized in _PARSED:
+    feature = tf.train.Example.FromString(serialized).features.feature
+    rows[feature["item_id"].int64_list.value[0]] = {
+        name: list(getattr(value, value.WhichOneof("kind")).value)
+        for name, value in feature.items()}
+  return rows
+
+
+# How spreadsheet tools, databases and warehouse exports write the same rows.
+DIALECTS = {
+    "windows_line_ends": CSV.replace("\n", "\r\n").replace(
+        "Tape\r\nMeasure", "Tape\nMeasure"),
+    "excel_utf8_bom": "\ufeff" + CSV.replace("\n", "\r\n").replace(
+        "Tape\r\nMeasure", "Tape\nMeasure"),
+    "every_field_quoted": ('"item_id","title","price"\n'
+                           '"100001","Cordless Drill, 20V","99.5"\n'
+                           '"100002","Tape\nMeasure",""\n'),
+    "no_final_line_end": CSV.rstrip("\n"),
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_export_dialects_read_as_the_plain_file(tmp_path, dialect):
+  (tmp_path / "plain").mkdir()
+  (tmp_path / "plain" / "rows.csv").write_text(CSV)
+  (tmp_path / dialect).mkdir()
+  with open(tmp_path / dialect / "rows.csv", "w", newline="",
+            encoding="utf-8") as f:
+    f.write(DIALECTS[dialect])
+  assert _parsed_rows(tmp_path / dialect, "rows.csv") == _parsed_rows(
+      tmp_path / "plain", "rows.csv")
+
+
+def test_other_column_order_and_unused_columns_are_ordinary(tmp_path):
+  (tmp_path / "plain").mkdir()
+  (tmp_path / "plain" / "rows.csv").write_text(CSV)
+  (tmp_path / "other").mkdir()
+  (tmp_path / "other" / "rows.csv").write_text(
+      'price,warehouse,title,item_id\n'
+      '99.5,east,"Cordless Drill, 20V",100001\n'
+      ',west,"Tape\nMeasure",100002\n')
+  plain = _parsed_rows(tmp_path / "plain", "rows.csv")
+  other = _parsed_rows(tmp_path / "other", "rows.csv")
+  assert {item: {n: v for n, v in row.items() if n != "warehouse"}
+          for item, row in other.items()} == plain

@@ -24,6 +24,17 @@ def test_reads_columns_sorted_by_item_id(tmp_path):
   assert catalog.has_item(20) and not catalog.has_item(30)
 
 
+def test_a_spreadsheet_export_reads_as_the_plain_file(tmp_path):
+  plain = catalog_lib.read_catalog(_write(
+      tmp_path / "plain.csv", "item_id,title\n10,Drill\n20,Saw\n"))
+  # Excel's "CSV UTF-8": a byte-order mark and Windows line ends.
+  excel = catalog_lib.read_catalog(_write(
+      tmp_path / "excel.csv",
+      "\ufeffitem_id,title\r\n10,Drill\r\n20,Saw\r\n"))
+  np.testing.assert_array_equal(excel.item_ids, plain.item_ids)
+  assert excel.titles.tolist() == plain.titles.tolist()
+
+
 def test_duplicates_and_rows_without_id_are_set_aside(tmp_path):
   # The smallest row of an id wins, whichever comes first in the file.
   path = _write(tmp_path / "c.csv", "item_id,title\n7,Saw\n7,Drill\n,Glue\n"

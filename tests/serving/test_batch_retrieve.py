@@ -14,6 +14,12 @@ def test_plain_text_keeps_every_line_blank_ones_too(tmp_path):
       "cordless drill", "", "led bulb"]
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_query(tmp_path):
+  path = tmp_path / "queries.txt"
+  path.write_text("\ufeffcordless drill\r\nhose\r\n", encoding="utf-8")
+  assert batch_retrieve.read_queries(str(path)) == ["cordless drill", "hose"]
+
+
 def test_csv_reads_the_query_column(tmp_path):
   path = tmp_path / "queries.csv"
   path.write_text('id,query\n1,"drill, cordless"\n2,hose\n')
