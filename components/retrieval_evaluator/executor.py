@@ -70,27 +70,20 @@ def _load_tower(tower_dir: str, model_uri: str) -> embedding.Signature:
   return embedding.load_signature(tower_dir)
 
 
-def trained_towers(model_uri: str) -> Tuple[str, str]:
-  """(query tower dir, item tower dir) of a Trainer `Model`."""
-  return (serving_layout.trained_tower_dir(model_uri,
-                                           serving_layout.QUERY_TOWER),
-          serving_layout.trained_tower_dir(model_uri,
-                                           serving_layout.ITEM_TOWER))
-
-
-def initial_towers(model_uri: str) -> Tuple[str, str]:
-  """(query tower dir, item tower dir) of a `Model` before training."""
-  return (serving_layout.initial_tower_dir(model_uri,
-                                           serving_layout.QUERY_TOWER),
-          serving_layout.initial_tower_dir(model_uri,
-                                           serving_layout.ITEM_TOWER))
+def tower_dirs(model_uri: str, initial: bool = False) -> Tuple[str, str]:
+  """(query tower dir, item tower dir) of a Trainer `Model`, trained or as
+  it was before training."""
+  tower_dir = (serving_layout.initial_tower_dir if initial else
+               serving_layout.trained_tower_dir)
+  return (tower_dir(model_uri, serving_layout.QUERY_TOWER),
+          tower_dir(model_uri, serving_layout.ITEM_TOWER))
 
 
 def load_candidate_index(index_uri: str, model_uri: str) -> ann.LoadedIndex:
   """The index IndexBuilder wrote, checked to pair with the model."""
   loaded = ann.load(serving_layout.index_dir(
       serving_layout.indexed_retrieval_dir(index_uri)))
-  query_tower_dir, _ = trained_towers(model_uri)
+  query_tower_dir, _ = tower_dirs(model_uri)
   if loaded.query_tower_fingerprint != ann.saved_model_fingerprint(
       query_tower_dir):
     raise ValueError(f"The index {index_uri} was not built for the query "
@@ -211,14 +204,14 @@ class Executor(base_executor.BaseExecutor):
         read_slates(artifact_utils.get_split_uri([examples],
                                                  spec.TRAIN_SPLIT)),
         k=min(cutoffs[-1], len(catalog)))
-    systems: Dict[str, TowerSystem] = {spec.CANDIDATE: (trained_towers(model.uri)[0], index.index,
-                                model.uri)}
-    query_dir, item_dir = initial_towers(model.uri)
+    systems: Dict[str, TowerSystem] = {
+        spec.CANDIDATE: (tower_dirs(model.uri)[0], index.index, model.uri)}
+    query_dir, item_dir = tower_dirs(model.uri, initial=True)
     systems[blessing.INITIAL] = (
         query_dir, index_like(item_dir, model.uri, catalog, index), model.uri)
     if baseline_model is not None:
       logging.info("Evaluating baseline %s", baseline_model.uri)
-      query_dir, item_dir = trained_towers(baseline_model.uri)
+      query_dir, item_dir = tower_dirs(baseline_model.uri)
       systems[blessing.BASELINE] = (
           query_dir, index_like(item_dir, baseline_model.uri, catalog, index),
           baseline_model.uri)
