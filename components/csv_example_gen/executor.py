@@ -5,14 +5,18 @@ files through Beam, which decompresses by file extension, but then reads the
 header with a plain open and iterates the body as a plain file; both fail on
 gzip. This executor reads records line by line through Beam's file systems and
 otherwise keeps the stock parsing (type inference, tf.Example conversion), so
-its output is what CsvExampleGen writes for a plain CSV. It logs how many
-rows it has read and converted every few seconds: a big input is minutes of
-work.
+its output is what CsvExampleGen writes for a plain CSV. A file that cannot
+be read (not UTF-8, truncated, a row of another width than the header) stops
+it with an `UnreadableInput` naming the file and line. It logs how many rows
+it has read and converted every few seconds: a big input is minutes of work.
 """
+import contextlib
 import csv
+import gzip
 import logging
 import os
 import time
+import zlib
 from typing import Any, Dict, List
 
 import apache_beam as beam
@@ -25,40 +29,87 @@ from tfx_bsl.coders import csv_decoder
 _PROGRESS_SECONDS = 10.0
 
 
+class UnreadableInput(ValueError):
+  """An input file that cannot be read as (gzip) UTF-8 CSV."""
+
+
 def read_csv_header(path: str) -> List[str]:
-  """Column names of a CSV file, decompressing by extension like Beam does.
+  """Column names of a CSV file, gzip-decompressed when its name ends .gz.
 
   A byte-order mark (Excel's "CSV UTF-8") is not part of the first name.
   """
-  header = next(_lines(path), b"").decode("utf-8-sig")
+  with _reading(path):
+    header = next(_lines(path), b"").decode("utf-8-sig")
   return next(csv.reader([header]), [])
 
 
+@contextlib.contextmanager
+def _reading(path: str):
+  """Turns a decoding or decompression error into one naming the file."""
+  try:
+    yield
+  except UnicodeDecodeError as e:
+    raise UnreadableInput(
+        f"{path}: not UTF-8 text ({e.reason} at byte {e.start} of a line); "
+        "save the file as UTF-8") from None
+  except (EOFError, OSError, zlib.error) as e:
+    raise UnreadableInput(
+        f"{path}: cannot be read ({e}); a truncated or damaged file?"
+    ) from None
+
+
 def _lines(path: str):
-  with beam.io.filesystems.FileSystems.open(path) as f:
-    yield from iter(f.readline, b"")
+  """The lines of a file as bytes. Gzip goes through Python's gzip, which
+  raises on a truncated stream where Beam's reader would stop quietly."""
+  file_systems = beam.io.filesystems.FileSystems
+  if path.endswith(".gz"):
+    with file_systems.open(
+        path, compression_type=beam.io.filesystem.CompressionTypes.UNCOMPRESSED
+    ) as raw, gzip.GzipFile(fileobj=raw) as f:
+      yield from iter(f.readline, b"")
+  else:
+    with file_systems.open(path) as f:
+      yield from iter(f.readline, b"")
 
 
 class _ReadCsvRecords(beam.DoFn):
   """Yields the CSV records of a file after its header.
 
   A quoted field may hold newlines, so lines are joined until their quotes
-  balance, as the stock reader does.
+  balance, as the stock reader does. A record of another width than the
+  header stops the read with its line number (the stock decoder would fail
+  on it later without one).
   """
 
   def process(self, path: str):
+    with _reading(path):
+      yield from self._records(path)
+
+  def _records(self, path: str):
     lines = _lines(path)
-    next(lines, None)  # The header.
+    header = next(csv.reader([next(lines, b"").decode("utf-8-sig")]), [])
     pending = []
     quotes = 0
     rows = 0
     last_line = time.monotonic()
-    for line in lines:
-      text = line.decode("utf-8")
+    for number, line in enumerate(lines, start=2):
+      try:
+        text = line.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise UnreadableInput(
+            f"{path}: line {number} is not UTF-8 text ({e.reason} at byte "
+            f"{e.start}); save the file as UTF-8") from None
       pending.append(text)
       quotes += text.count('"')
       if quotes % 2 == 0:
-        yield "".join(pending)
+        record = "".join(pending)
+        cells = len(next(csv.reader([record]), [None] * len(header)))
+        if cells != len(header):
+          next(lines, None)  # A truncated file fails here, and says so.
+          raise UnreadableInput(
+              f"{path}: line {number} has {cells} cells where the header "
+              f"has {len(header)}")
+        yield record
         pending, quotes = [], 0
         rows += 1
         if time.monotonic() - last_line >= _PROGRESS_SECONDS:
@@ -66,7 +117,9 @@ class _ReadCsvRecords(beam.DoFn):
           logging.info("ExampleGen: read %d rows of %s so far", rows,
                        os.path.basename(path))
     if pending:
-      raise ValueError(f"CSV record with unbalanced quotes in {path}")
+      raise UnreadableInput(
+          f"{path}: a quoted field is not closed before the end of the "
+          "file; a truncated file?")
     logging.info("ExampleGen: read %d rows of %s", rows, path)
 
 

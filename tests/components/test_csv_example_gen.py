@@ -117,3 +117,34 @@ def test_other_column_order_and_unused_columns_are_ordinary(tmp_path):
   other = _parsed_rows(tmp_path / "other", "rows.csv")
   assert {item: {n: v for n, v in row.items() if n != "warehouse"}
           for item, row in other.items()} == plain
+
+
+def _truncated_gzip(path):
+  data = gzip.compress((CSV * 400).encode())
+  path.write_bytes(data[:len(data) // 2])
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda p: p.write_bytes(CSV.encode() + b"100003,Hammer \xe9 ,1.0\n"),
+     r"a.csv: line 5 is not UTF-8 text \(invalid continuation byte"),
+    (lambda p: p.write_text(CSV + '100003,"Hammer,1.0\n'),
+     "a.csv: a quoted field is not closed before the end of the file"),
+])
+def test_unreadable_files_are_named(tmp_path, write, message):
+  write(tmp_path / "a.csv")
+  with pytest.raises(Exception, match=message):
+    _examples(tmp_path, "a.csv")
+
+
+def test_a_truncated_gzip_is_named(tmp_path):
+  _truncated_gzip(tmp_path / "a.csv.gz")
+  with pytest.raises(Exception, match=r"a.csv.gz: cannot be read \(.*\); a "
+                     "truncated or damaged file"):
+    _examples(tmp_path, "a.csv.gz")
+
+
+def test_a_file_that_is_not_gzip_is_named(tmp_path):
+  (tmp_path / "a.csv.gz").write_text(CSV)
+  with pytest.raises(executor.UnreadableInput, match="a.csv.gz: cannot be "
+                     "read"):
+    executor.read_csv_header(str(tmp_path / "a.csv.gz"))
