@@ -42,4 +42,17 @@ class RetrievalEvaluation(artifact.Artifact):
   TYPE_NAME = "mmse.RetrievalEvaluation"
 
 
+class DataGateReport(artifact.Artifact):
+  """`data_gate.json`: what the inputs' checks reported and the drift.
+
+  Written only when no input failed its schema (a failing input stops the
+  run): the anomalies that were reported without blocking, by input, the
+  drift measured against the served version (`compared_with`, None on a
+  first run) and whether this run accepts it. Custom property `drifted`
+  is 1 when a drift threshold was exceeded.
+  """
+  TYPE_NAME = "mmse.DataGateReport"
+
+
 CATALOG_FILE = "catalog.csv"  # Inside a Catalog artifact.
+

@@ -44,6 +44,10 @@ _PENDING_PREFIX = ".push-"
 _PENDING_SUFFIX = ".pending"
 # Inside a retrieval version: TF Serving ignores `assets.extra`.
 INDEX_SUBDIR = os.path.join("assets.extra", "index")
+# Inside a query_tower version: the statistics of the data it was trained
+# on, by input, as StatisticsGen wrote them; the next run's drift reference.
+_TRAINING_STATISTICS_SUBDIR = os.path.join("assets.extra",
+                                           "training_statistics")
 # Where TFX's Trainer puts the exported models inside a Model artifact
 # (`tfx.utils.path_utils.serving_model_dir`).
 _TRAINER_SERVING_SUBDIR = "Format-Serving"
@@ -80,6 +84,12 @@ def indexed_retrieval_dir(index_uri: str) -> str:
 def index_dir(retrieval_dir: str) -> str:
   """The ANN index inside a `retrieval` SavedModel directory."""
   return os.path.join(retrieval_dir, INDEX_SUBDIR)
+
+
+def training_statistics_dir(query_tower_dir: str, input_name: str) -> str:
+  """An input's statistics inside a pushed query_tower version."""
+  return os.path.join(query_tower_dir, _TRAINING_STATISTICS_SUBDIR,
+                      input_name)
 
 
 def _version_dirs(model_dir: str) -> List[int]:

@@ -1,5 +1,5 @@
 """The mining report: every count, nested, with every expected key present."""
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 from contracts import catalog as catalog_lib
 from contracts import config_io
@@ -62,3 +62,17 @@ def catalog_problems(report: Mapping[str, Any]) -> Dict[str, int]:
   """Catalogue rows set aside or defaulted, by reason (non-zero only)."""
   return {k: v for k, v in report[count_keys.CATALOG].items()
           if k not in ("rows_read", "items") and v}
+
+
+def set_aside_problem(report: Mapping[str, Any]) -> Optional[str]:
+  """A sentence when more log rows were set aside than the config allows."""
+  read = report[count_keys.ROWS_READ]
+  set_aside = report["rows_set_aside"]
+  limit = report["mining_config"]["max_set_aside_share"]
+  if not read or set_aside / read <= limit:
+    return None
+  reasons = ", ".join(f"{reason} {count}" for reason, count in
+                      report["set_aside"].items() if count)
+  return (f"{set_aside / read:.1%} of the log rows were set aside "
+          f"({set_aside} of {read}: {reasons}), more than "
+          f"mining.max_set_aside_share {limit:.1%}")

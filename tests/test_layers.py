@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # An import may go to a strictly lower layer or stay within its package.
 LAYERS = {
     "contracts": 0,
-    "model": 1, "mining": 1, "retrieval": 1, "sample_data": 1,
+    "model": 1, "mining": 1, "retrieval": 1, "sample_data": 1, "validation": 1,
     "evaluation": 2,
     "serving": 3, "components": 3,
     "tfx_pipeline": 4,

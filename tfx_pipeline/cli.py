@@ -1,5 +1,5 @@
-"""The `mmse` command: simulate, run, retrieve, evaluate, serve, query, index,
-distill-tokens.
+"""The `mmse` command: simulate, schema, run, retrieve, evaluate, serve, query,
+index, distill-tokens.
 
 Each subcommand parses its flags and calls one library function; the work
 lives in the modules named below so it can be imported and tested. Nothing
@@ -70,6 +70,16 @@ def cmd_run(args):
   for flag, path in (("--catalog", catalog), ("--judgments", args.judgments)):
     if path is not None and not os.path.isfile(path):
       raise SystemExit(f"mmse run: {flag} {path}: no such file")
+  if args.schema is not None:
+    from validation import schemas  # pylint: disable=g-import-not-at-top
+    for name in schemas.INPUTS:
+      if not os.path.isfile(schemas.schema_file(args.schema, name)):
+        raise SystemExit(
+            f"mmse run: --schema {args.schema}: no "
+            f"{os.path.basename(schemas.schema_file(args.schema, name))} "
+            "there (`mmse schema` writes both)")
+  if args.accept_drift:
+    overrides.append("validation.accept_drift=true")
   judgments = args.judgments
   log_file = os.path.join(output_dir, console.LOG_FILE)
   _start(args, log_file)
@@ -89,7 +99,8 @@ def cmd_run(args):
   config = configs.PipelineConfig(
       logs_pattern=os.path.abspath(logs),
       catalog_path=os.path.abspath(catalog),
-      output_dir=output_dir)
+      output_dir=output_dir,
+      schema_dir=os.path.abspath(args.schema) if args.schema else "")
   try:
     config = configs.with_overrides(config, overrides)
   except ValueError as e:
@@ -118,6 +129,24 @@ def cmd_run(args):
       json.dump(report, f, indent=2)
   print(f"Full log: {log_file}")
   print(f"Run report: {report_html.write(output_dir)}")
+
+
+def cmd_schema(args):
+  paths = sorted(glob.glob(args.logs))
+  if not paths:
+    raise SystemExit(f"mmse schema: --logs {args.logs}: matches no file")
+  if not os.path.isfile(args.catalog):
+    raise SystemExit(f"mmse schema: --catalog {args.catalog}: no such file")
+  _start(args)
+  from validation import schemas  # pylint: disable=g-import-not-at-top
+  warnings = schemas.infer_inputs(
+      {schemas.LOGS: paths, schemas.CATALOG: [args.catalog]}, args.out,
+      max_rows=args.max_rows)
+  for name in schemas.INPUTS:
+    print(f"Wrote {schemas.schema_file(args.out, name)}")
+    for warning in warnings[name]:
+      print(f"  review: the {schemas.INPUT_LABELS[name]}: {warning}")
+  print(f"Review them, then: mmse run --schema {args.out} ...")
 
 
 def cmd_report(args):
@@ -226,11 +255,20 @@ def build_parser() -> argparse.ArgumentParser:
                  f"log file ({console.LOG_FILE}).")
   p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                  help="Override a config knob, e.g. model.epochs=3 "
-                 "(sections: mining, text, model, evaluation, index).")
+                 "(sections: mining, text, model, evaluation, index, "
+                 "validation).")
   p.add_argument("--judgments",
                  help="CSV query,item_id,relevance of human judgments: the "
                  "evaluator scores them beside the logged eval split and "
                  "blesses on them (the embedded sample's by default).")
+  p.add_argument("--schema", metavar="DIR",
+                 help="Check the inputs against DIR/logs.pbtxt and "
+                 "DIR/catalog.pbtxt (as `mmse schema` writes) instead of "
+                 "the shipped schemas.")
+  p.add_argument("--accept-drift", action="store_true",
+                 help="Bless and push even if the logs drifted from those "
+                 "of the served model beyond the validation.* thresholds "
+                 "(the drift is still reported). For this run only.")
   p.add_argument("--report", help="Also write the run report as JSON here.")
   p.add_argument("--no-cache", action="store_true",
                  help="Rerun every component. By default a run into an "
@@ -239,6 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
                  "resumes and a model.* change reruns only training on.")
   _add_verbose(p)
   p.set_defaults(func=cmd_run)
+
+  p = sub.add_parser(
+      "schema", help="Write schemas for your logs and catalogue to review "
+      "and pass to `mmse run --schema`.")
+  p.add_argument("--logs", required=True,
+                 help="Glob of search-log CSV files (gzip or not).")
+  p.add_argument("--catalog", required=True, help="Catalogue CSV.")
+  p.add_argument("--out", required=True,
+                 help="Directory to write logs.pbtxt and catalog.pbtxt into.")
+  p.add_argument("--max-rows", type=_positive_int, default=200_000,
+                 help="Rows read per input to infer types from.")
+  _add_verbose(p)
+  p.set_defaults(func=cmd_schema)
 
   p = sub.add_parser("report", help="Rewrite report.html for a past run.")
   p.add_argument("--output", default=DEFAULT_OUTPUT,

@@ -1,11 +1,11 @@
 """The pipeline's configuration: composes each package's own knobs.
 
 Each package owns its config dataclass (`mining.config`, `model.config`,
-`retrieval.config`, `evaluation.config`); a `PipelineConfig` holds one of
-each plus paths and Beam flags, and `with_overrides` applies the
-`section.field=value` words of `mmse run --set`. A benchmark ablation is the
-same words, never a code fork. Components receive their section through
-`contracts.config_io`.
+`retrieval.config`, `evaluation.config`, `validation.config`); a
+`PipelineConfig` holds one of each plus paths and Beam flags, and
+`with_overrides` applies the `section.field=value` words of `mmse run
+--set`. A benchmark ablation is the same words, never a code fork.
+Components receive their section through `contracts.config_io`.
 """
 import dataclasses
 import json
@@ -18,6 +18,8 @@ from mining.config import MiningConfig
 from model.config import ModelConfig
 from model.config import TextConfig
 from retrieval.config import IndexConfig
+from validation import schemas
+from validation.config import ValidationConfig
 
 PIPELINE_NAME = "mmse"
 
@@ -32,11 +34,15 @@ class PipelineConfig:
   logs_pattern: str  # Glob of the search-log CSV files (gzip or not).
   catalog_path: str  # CSV with item_id, title and optional side features.
   output_dir: str  # Pipeline root, metadata, serving dir all go under here.
+  # A directory with logs.pbtxt and catalog.pbtxt (as `mmse schema` writes);
+  # empty for the shipped schemas (`validation/schemas`).
+  schema_dir: str = ""
   mining: MiningConfig = MiningConfig()
   text: TextConfig = TextConfig()
   model: ModelConfig = ModelConfig()
   evaluation: EvalConfig = EvalConfig()
   index: IndexConfig = IndexConfig()
+  validation: ValidationConfig = ValidationConfig()
   pipeline_name: str = PIPELINE_NAME
   # Beam flags for every Beam-powered component. DirectRunner on the local
   # machine by default; see runners/ for Dataflow.
@@ -48,6 +54,11 @@ class PipelineConfig:
   @property
   def pipeline_root(self) -> str:
     return os.path.join(self.output_dir, "pipeline")
+
+  def schema_file(self, input_name: str) -> str:
+    """The schema an input is checked against."""
+    return schemas.schema_file(self.schema_dir or schemas.SHIPPED_DIR,
+                               input_name)
 
   @property
   def metadata_path(self) -> str:
@@ -86,6 +97,7 @@ _SECTIONS = {
     "model": ModelConfig,
     "evaluation": EvalConfig,
     "index": IndexConfig,
+    "validation": ValidationConfig,
 }
 
 

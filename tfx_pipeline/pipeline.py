@@ -1,14 +1,17 @@
 """The MMSE pipeline: wiring only; every knob comes from `configs`.
 
-search logs ─ ExampleGen (CSV) ─ Statistics/Schema/ExampleValidator ─┐
-catalogue   ─ ExampleGen (CSV) ─ Statistics/Schema/ExampleValidator ─┤
-                                                                   ▼
+search logs ─ ExampleGen (CSV) ─ Statistics ─ ExampleValidator ─┐  (curated
+catalogue   ─ ExampleGen (CSV) ─ Statistics ─ ExampleValidator ─┤  schemas,
+                                                              ▼  ImportSchemaGen)
+DataGate (stops the run on inputs that fail their schema; drift vs served)
+                                                              ▼
 MultiStageSamples (Beam: clean, stages, random negatives, split)
   ├─ slates ─ StatisticsGen/SchemaGen ─ Transform ─ Trainer (TFRS)
   └─ cleaned catalogue ───────────────────────────────┐      │
                                                       ▼      ▼
 IndexBuilder (embeds the catalogue once: retrieval model + ANN index)
-  ─ RetrievalEvaluator (scores the served index path vs the latest blessed)
+  ─ RetrievalEvaluator (scores the served index path vs the latest blessed;
+                        refuses while the data drifted or too much was set aside)
   ─ ServingPusher (query_tower, item_tower, retrieval: one version)
 """
 import glob
@@ -21,6 +24,8 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 
 from components import progress
+from components.data_gate import spec as gate_spec
+from components.data_gate.component import DataGate
 from components.csv_example_gen import executor as csv_executor
 from components.index_builder.component import IndexBuilder
 from components.multistage_samples import spec as mining_spec
@@ -29,6 +34,7 @@ from components.retrieval_evaluator.component import RetrievalEvaluator
 from components.serving_pusher.component import ServingPusher
 from contracts import config_io
 from tfx_pipeline import configs
+from validation import schemas
 
 PREPROCESSING_FN = "model.preprocessing.preprocessing_fn"
 RUN_FN = "model.trainer.run_fn"
@@ -52,17 +58,31 @@ def _csv_example_gen(path_pattern: str, component_id: str):
   ).with_id(component_id)
 
 
-def _validated(examples, prefix: str) -> list:
-  """Statistics, an inferred schema and anomaly checks for one input."""
+def _validated(examples, name: str, schema_file: str) -> dict:
+  """Statistics of one input and its anomalies against its curated schema."""
+  prefix = name.capitalize()
+  schema = tfx.components.ImportSchemaGen(
+      schema_file=schema_file).with_id(f"{prefix}SchemaImporter")
+  # With the schema, item ids are counted as categories (drift compares
+  # their shares) rather than summarised as numbers.
   statistics = progress.StatisticsGen(
-      examples=examples).with_id(f"{prefix}StatisticsGen")
-  schema = tfx.components.SchemaGen(
-      statistics=statistics.outputs["statistics"],
-      infer_feature_shape=True).with_id(f"{prefix}SchemaGen")
+      examples=examples, schema=schema.outputs["schema"]).with_id(
+          f"{prefix}StatisticsGen")
   validator = tfx.components.ExampleValidator(
       statistics=statistics.outputs["statistics"],
       schema=schema.outputs["schema"]).with_id(f"{prefix}ExampleValidator")
-  return [statistics, schema, validator]
+  return {
+      gate_spec.STATISTICS_SUFFIX: statistics,
+      gate_spec.SCHEMA_SUFFIX: schema,
+      gate_spec.ANOMALIES_SUFFIX: validator,
+  }
+
+
+_OUTPUT_OF = {
+    gate_spec.STATISTICS_SUFFIX: "statistics",
+    gate_spec.SCHEMA_SUFFIX: "schema",
+    gate_spec.ANOMALIES_SUFFIX: "anomalies",
+}
 
 
 def create_pipeline(config: configs.PipelineConfig,
@@ -72,13 +92,34 @@ def create_pipeline(config: configs.PipelineConfig,
   """Returns the MMSE pipeline for `config`."""
   logs_gen = _csv_example_gen(config.logs_pattern, "LogsExampleGen")
   catalog_gen = _csv_example_gen(config.catalog_path, "CatalogExampleGen")
-  logs_checks = _validated(logs_gen.outputs["examples"], "Logs")
-  catalog_checks = _validated(catalog_gen.outputs["examples"], "Catalog")
+  checks = {
+      schemas.LOGS: _validated(logs_gen.outputs["examples"], schemas.LOGS,
+                               config.schema_file(schemas.LOGS)),
+      schemas.CATALOG: _validated(catalog_gen.outputs["examples"],
+                                  schemas.CATALOG,
+                                  config.schema_file(schemas.CATALOG)),
+  }
+  gate = DataGate(
+      channels={
+          gate_spec.key(name, suffix): node.outputs[_OUTPUT_OF[suffix]]
+          for name, nodes in checks.items()
+          for suffix, node in nodes.items()},
+      sources={
+          schemas.LOGS: {"files": config.logs_pattern,
+                         "schema": config.schema_file(schemas.LOGS)},
+          schemas.CATALOG: {"files": config.catalog_path,
+                            "schema": config.schema_file(schemas.CATALOG)},
+      },
+      serving_dir=config.serving_dir,
+      config=config.validation)
 
   mining = MultiStageSamples(
       logs=logs_gen.outputs["examples"],
       catalog=catalog_gen.outputs["examples"],
       config=config.mining)
+  # Mining reads the ExampleGen outputs, not the gate's: the gate only
+  # decides whether it may start.
+  mining.add_upstream_node(gate)
   cleaned_catalog = mining.outputs[mining_spec.CLEANED_CATALOG_KEY]
   samples_statistics = progress.StatisticsGen(
       examples=mining.outputs["examples"]).with_id("SamplesStatisticsGen")
@@ -122,6 +163,8 @@ def create_pipeline(config: configs.PipelineConfig,
       examples=mining.outputs["examples"],
       catalog=cleaned_catalog,
       baseline_model=latest_blessed_model.outputs["model"],
+      data_report=gate.outputs[gate_spec.REPORT_KEY],
+      mining_report=mining.outputs[mining_spec.REPORT_KEY],
       config=config.evaluation)
 
   pusher = ServingPusher(
@@ -130,13 +173,17 @@ def create_pipeline(config: configs.PipelineConfig,
       model_blessing=evaluator.outputs["blessing"],
       examples=mining.outputs["examples"],
       catalog=cleaned_catalog,
+      logs_statistics=checks[schemas.LOGS][
+          gate_spec.STATISTICS_SUFFIX].outputs["statistics"],
       serving_dir=config.serving_dir)
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[
-          logs_gen, catalog_gen, *logs_checks, *catalog_checks, mining,
+          logs_gen, catalog_gen,
+          *(node for nodes in checks.values() for node in nodes.values()),
+          gate, mining,
           samples_statistics, samples_schema, transform, trainer,
           latest_blessed_model, index_builder, evaluator, pusher
       ],

@@ -581,6 +581,28 @@ def read_anomalies(uri: str) -> Dict[str, List[str]]:
   return found
 
 
+def _drift(gate) -> str:
+  """The drift DataGate measured against the served version, as a table."""
+  if not gate:
+    return ""
+  if gate["compared_with"] is None:
+    return ('<p class="small">Drift: nothing was served yet to compare '
+            "with.</p>")
+  rows = "".join(
+      f"<tr><td>{_e(e['column'])}</td><td>{_e(e['measure'])}</td>"
+      f"<td>{e['value']:.4f}</td><td>{e['threshold']:.4f}</td><td>"
+      + ('<span class="fail">exceeded</span>' if e["exceeded"] else
+         '<span class="pass">within</span>') + "</td></tr>"
+      for e in gate["drift"])
+  accepted = (" The drift was accepted for this run (--accept-drift)."
+              if gate["drift_accepted"] else "")
+  return (f"<h3>Drift against served version {gate['compared_with']}</h3>"
+          '<table class="validation"><tr><th>column</th><th>measure</th>'
+          "<th>value</th><th>threshold</th><th></th></tr>" + rows +
+          f'</table><p class="small">Over a threshold, the model is not '
+          f"blessed or pushed.{accepted}</p>")
+
+
 def _validation(run) -> str:
   anomalies = run.get("anomalies") or {}
   if not anomalies:
@@ -603,9 +625,12 @@ def _validation(run) -> str:
                         f"<li>{_e(p)}</li>" for p in problems) + "</ul>")
     rows.append(f"<tr><th>{_INPUT_TITLES[name]}</th><td>{verdict_html}</td>"
                 f"</tr>")
-  return ('<table class="validation">' + "".join(rows) + "</table>"
+  return ('<table class="validation">' + "".join(rows) + "</table>" +
+          _drift(run.get("data_gate")) +
           '<p class="small">ExampleValidator checks each input\'s statistics '
-          "against the schema SchemaGen inferred for it.</p>")
+          "against its curated schema (ImportSchemaGen); DataGate stops the "
+          "run on a problem of a required column and only reports the "
+          "rest.</p>")
 
 
 def _statistics_tables(run) -> str:
@@ -811,7 +836,7 @@ table.records{font-size:11px;font-family:ui-monospace,monospace}
 table.records td{white-space:nowrap}
 table.records th{color:#57606a;font-weight:400}
 tr.zero{color:#8c959f}.empty{color:#cf222e;font-style:italic}
-.pass{color:#1a7f37;font-weight:700}
+.pass{color:#1a7f37;font-weight:700}.fail{color:#cf222e;font-weight:700}
 ul.anomalies{margin:0;padding-left:18px;color:#cf222e}
 table.wall{width:100%}td.bar-cell{width:45%}
 .bar{height:12px;background:#1f6feb;border-radius:2px;min-width:1px}

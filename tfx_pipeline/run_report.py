@@ -8,12 +8,17 @@ metrics and decision, and where the pushed model and TensorBoard logs are.
 """
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from ml_metadata.metadata_store import metadata_store
 from tfx.orchestration import metadata
 
+from components.data_gate import spec as gate_spec
 from components.multistage_samples import spec as mining_spec
+from components.retrieval_evaluator import spec as evaluator_spec
+from evaluation import blessing
+from validation import drift
+from validation import schemas
 
 _NODE_CONTEXT = "node"
 _RUN_CONTEXT = "pipeline_run"
@@ -118,6 +123,9 @@ def latest_run(metadata_path: str) -> Dict[str, Any]:
     elif node_id.endswith("ExampleValidator") and key == "anomalies":
       report.setdefault("anomalies", {})[
           _prefixed(node_id, "ExampleValidator")] = artifact.uri
+    elif (node_id, key) == ("DataGate", gate_spec.REPORT_KEY):
+      report["data_gate"] = _read_json(
+          os.path.join(artifact.uri, gate_spec.REPORT_FILE))
     elif (node_id, key) == ("MultiStageSamples", "report"):
       report["mining"] = _read_json(
           os.path.join(artifact.uri, mining_spec.COUNTS_FILE))
@@ -149,15 +157,43 @@ def latest_run(metadata_path: str) -> Dict[str, Any]:
 # What the console summary shows; report.html and the JSON have the rest.
 _MINING_SECTIONS = ("set_aside", "catalog", "queries", "examples")
 # The candidate and what the blessing compares it with.
-_SYSTEMS = ("candidate", "initial", "popularity", "baseline")
+_SYSTEMS = (evaluator_spec.CANDIDATE, *blessing.REFERENCES)
+# Reported anomalies the console shows per input before "and N more".
+_REPORTED_SHOWN = 3
 _HEADLINE_METRICS = ("recall@10", "recall@100", "recall@1000", "ndcg@10",
                      "exact_recall@100", "index_recall@100")
+
+
+def _data_gate_lines(gate: Dict[str, Any]) -> List[str]:
+  """What the data checks reported (not blocking) and the drift measured."""
+  lines = ["Data checks:"]
+  for name, sentences in gate["reported"].items():
+    label = schemas.INPUT_LABELS[name]
+    if not sentences:
+      lines.append(f"  the {label}: no anomaly against the schema")
+      continue
+    more = len(sentences) - _REPORTED_SHOWN
+    lines.append(f"  the {label}: " + "; ".join(sentences[:_REPORTED_SHOWN]) +
+                 (f"; and {more} more" if more > 0 else "") +
+                 " (reported, not blocking)")
+  if gate["compared_with"] is None:
+    lines.append("  drift: nothing served yet to compare with")
+    return lines
+  lines.append(f"  drift against served version {gate['compared_with']}" +
+               (" (accepted for this run)" if gate["drift_accepted"] else "")
+               + ":")
+  lines += [f"    {drift.describe(entry)}" +
+            ("  EXCEEDED" if entry["exceeded"] else "")
+            for entry in gate["drift"]]
+  return lines
 
 
 def format_report(report: Dict[str, Any]) -> str:
   lines = ["", f"Pipeline run {report['run']}", "Component wall times:"]
   for name, info in report["components"].items():
     lines.append(f"  {name:<28} {info['seconds']:>8.1f} s  {info['state']}")
+  if report.get("data_gate"):
+    lines += _data_gate_lines(report["data_gate"])
   mining = report.get("mining") or {}
   if mining:
     lines.append("Mining: " + json.dumps(

@@ -8,7 +8,9 @@ search over the same embeddings, scores Recall@K and NDCG@K with
 `evaluation.blessing` beside the training logs' most popular items, the same
 towers at their initial weights and the latest blessed model, and writes a
 `ModelBlessing` the way the stock Evaluator does, so the Pusher and
-`LatestBlessedModelStrategy` take it unchanged.
+`LatestBlessedModelStrategy` take it unchanged. A model is not blessed
+either while its data is suspect: drifted from the served data (DataGate)
+or with too many log rows set aside (MultiStageSamples).
 """
 from typing import Optional
 
@@ -56,7 +58,9 @@ class RetrievalEvaluator(base_component.BaseComponent):
                examples: types.BaseChannel,
                catalog: types.BaseChannel,
                config: Optional[EvalConfig] = None,
-               baseline_model: Optional[types.BaseChannel] = None):
+               baseline_model: Optional[types.BaseChannel] = None,
+               data_report: Optional[types.BaseChannel] = None,
+               mining_report: Optional[types.BaseChannel] = None):
     """Constructs a RetrievalEvaluator.
 
     Args:
@@ -71,6 +75,10 @@ class RetrievalEvaluator(base_component.BaseComponent):
       config: cutoffs and the blessing rule; `EvalConfig()` defaults when
         None.
       baseline_model: the latest blessed `Model`, absent on a first run.
+      data_report: DataGate's `DataGateReport`; drift beyond its
+        thresholds, unless accepted, refuses the blessing.
+      mining_report: the `MiningReport`; more rows set aside than
+        `mining.max_set_aside_share` refuses the blessing.
     """
     config = config or EvalConfig()
     blessing.check_config(config)
@@ -81,6 +89,8 @@ class RetrievalEvaluator(base_component.BaseComponent):
             spec.EXAMPLES_KEY: examples,
             spec.CATALOG_KEY: catalog,
             spec.BASELINE_MODEL_KEY: baseline_model,
+            spec.DATA_REPORT_KEY: data_report,
+            spec.MINING_REPORT_KEY: mining_report,
             spec.EVALUATION_KEY: types.Channel(
                 type=artifacts.RetrievalEvaluation),
             spec.BLESSING_KEY: types.Channel(

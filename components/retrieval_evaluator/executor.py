@@ -27,6 +27,8 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components import artifacts
+from components.data_gate import spec as gate_spec
+from components.multistage_samples import spec as mining_spec
 from components.retrieval_evaluator import spec
 from contracts import catalog as catalog_lib
 from contracts import config_io
@@ -35,8 +37,10 @@ from contracts import serving_layout
 from evaluation import blessing
 from evaluation import metrics
 from evaluation.config import EvalConfig
+from mining import report as mining_report_lib
 from retrieval import ann
 from retrieval import embedding
+from validation import drift
 
 
 def read_slates(split_uri: str) -> Iterator[blessing.Slate]:
@@ -142,6 +146,27 @@ def score_systems(systems: Dict[str, TowerSystem], popular: List[int],
   return scores
 
 
+def _read_json(input_dict, key: str, file_name: str) -> Optional[Dict]:
+  artifacts_in = input_dict.get(key) or []
+  if not artifacts_in:
+    return None
+  return json.loads(io_utils.read_string_file(
+      os.path.join(artifacts_in[0].uri, file_name)))
+
+
+def data_problems(input_dict: Dict[str, List[types.Artifact]]
+                 ) -> Tuple[List[str], List[str]]:
+  """Why the data behind the candidate cannot be trusted (empty if it can),
+  and the drift this run accepts."""
+  gate = _read_json(input_dict, spec.DATA_REPORT_KEY, gate_spec.REPORT_FILE)
+  problems = drift.problems(gate)
+  accepted = [] if problems else drift.exceeded(gate)
+  counts = _read_json(input_dict, spec.MINING_REPORT_KEY,
+                      mining_spec.COUNTS_FILE)
+  set_aside = counts and mining_report_lib.set_aside_problem(counts)
+  return problems + ([set_aside] if set_aside else []), accepted
+
+
 def _set_metric_properties(artifact: types.Artifact, values: Dict[str, float]):
   for name, value in values.items():
     if isinstance(value, int):
@@ -161,7 +186,8 @@ class Executor(base_executor.BaseExecutor):
     Args:
       input_dict: `model` (with its initial towers), `index`
         (RetrievalIndex), `examples` (mined slates: `train` for popularity,
-        `eval` judged), `catalog` (Catalog) and optionally `baseline_model`.
+        `eval` judged), `catalog` (Catalog) and optionally `baseline_model`,
+        `data_report` (DataGateReport) and `mining_report` (MiningReport).
       output_dict: `evaluation` (RetrievalEvaluation) and `blessing`
         (ModelBlessing).
       exec_properties: the `EvalConfig` fields.
@@ -225,6 +251,13 @@ class Executor(base_executor.BaseExecutor):
     candidate = scores[spec.CANDIDATE]
     blessed, reason = blessing.blessing_decision(config, candidate, scores)
     reason = f"on the {bless_on.replace('_', ' ')}, {reason}"
+    problems, accepted = data_problems(input_dict)
+    if problems:
+      blessed = False
+      reason = f"the data: {'; '.join(problems)}; the model: {reason}"
+    elif accepted:
+      reason = (f"the data: accepted for this run: {'; '.join(accepted)}; "
+                f"the model: {reason}")
     logging.info("%s: %s", "BLESSED" if blessed else "NOT BLESSED", reason)
 
     evaluation = artifact_utils.get_single_instance(
@@ -243,6 +276,7 @@ class Executor(base_executor.BaseExecutor):
         **{system: scores.get(system)
            for system in (spec.CANDIDATE, *blessing.REFERENCES)},
         "by_judgments": by_judgments,
+        "data_problems": problems,
         "blessed": blessed,
         "reason": reason,
     }

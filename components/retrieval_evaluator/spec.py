@@ -21,6 +21,10 @@ INDEX_KEY = "index"
 EXAMPLES_KEY = "examples"
 CATALOG_KEY = "catalog"
 BASELINE_MODEL_KEY = "baseline_model"
+# Optional, for the data half of the blessing: DataGate's report (drift
+# from the served data) and the MiningReport (rows set aside).
+DATA_REPORT_KEY = "data_report"
+MINING_REPORT_KEY = "mining_report"
 # Outputs.
 EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
@@ -50,6 +54,10 @@ class RetrievalEvaluatorSpec(types.ComponentSpec):
       CATALOG_KEY: ChannelParameter(type=artifacts.Catalog),
       BASELINE_MODEL_KEY: ChannelParameter(
           type=standard_artifacts.Model, optional=True),
+      DATA_REPORT_KEY: ChannelParameter(
+          type=artifacts.DataGateReport, optional=True),
+      MINING_REPORT_KEY: ChannelParameter(
+          type=artifacts.MiningReport, optional=True),
   }
   OUTPUTS = {
       EVALUATION_KEY: ChannelParameter(type=artifacts.RetrievalEvaluation),

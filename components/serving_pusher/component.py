@@ -8,6 +8,8 @@ keeps the Pusher's behaviour - push only what the evaluator blessed, record
 a PushedModel - with that layout, and gives every pushed version TF
 Serving's warm-up file (`contracts.serving_warmup`).
 """
+from typing import Optional
+
 from tfx import types
 from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
@@ -29,7 +31,8 @@ class ServingPusher(base_component.BaseComponent):
 
   def __init__(self, model: types.BaseChannel, index: types.BaseChannel,
                model_blessing: types.BaseChannel, examples: types.BaseChannel,
-               catalog: types.BaseChannel, serving_dir: str):
+               catalog: types.BaseChannel, serving_dir: str,
+               logs_statistics: Optional[types.BaseChannel] = None):
     """Constructs a ServingPusher.
 
     Args:
@@ -40,6 +43,8 @@ class ServingPusher(base_component.BaseComponent):
         pushed version up.
       catalog: the cleaned catalogue, whose rows warm the item tower up.
       serving_dir: the TF Serving model directory (local path or URI).
+      logs_statistics: the logs' ExampleStatistics, pushed with the query
+        tower as the next run's drift reference.
     """
     super().__init__(spec=spec.ServingPusherSpec(**{
         spec.MODEL_KEY: model,
@@ -47,6 +52,7 @@ class ServingPusher(base_component.BaseComponent):
         spec.MODEL_BLESSING_KEY: model_blessing,
         spec.EXAMPLES_KEY: examples,
         spec.CATALOG_KEY: catalog,
+        spec.LOGS_STATISTICS_KEY: logs_statistics,
         spec.SERVING_DIR_KEY: serving_dir,
         spec.PUSHED_MODEL_KEY: types.Channel(
             type=standard_artifacts.PushedModel),

@@ -9,7 +9,9 @@ share one integer version, one more than the highest present, so a client
 can tell which towers belong together.
 Each version is written with its warm-up requests (`contracts.
 serving_warmup`): real queries of the run and rows of its catalogue, in
-batches of the sizes the server merges requests into.
+batches of the sizes the server merges requests into. The query tower's
+also carries the statistics of the logs it was trained on, which the next
+run's DataGate measures drift against.
 """
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -29,6 +31,7 @@ from contracts import features
 from contracts import serving_layout
 from contracts import serving_warmup
 from retrieval import ann
+from validation import schemas
 
 # Rows of each warm-up request: lone queries and the batches that concurrent
 # requests merge into.
@@ -74,11 +77,15 @@ def warmup_columns(examples_uri: str, catalog_uri: str,
 
 
 def _copy_with_warmup(source: str, staging: str, name: str,
-                      columns: Optional[Mapping[str, Sequence]]) -> None:
+                      columns: Optional[Mapping[str, Sequence]],
+                      logs_statistics: Optional[str]) -> None:
   io_utils.copy_dir(source, staging)
   if columns is not None:
     serving_warmup.write(staging, serving_warmup.requests_for(
         staging, name, columns, WARMUP_BATCH_SIZES))
+  if logs_statistics and name == serving_layout.QUERY_TOWER:
+    io_utils.copy_dir(logs_statistics, serving_layout.training_statistics_dir(
+        staging, schemas.LOGS))
 
 
 def served_version_of(sources: Dict[str, str],
@@ -102,12 +109,15 @@ def served_version_of(sources: Dict[str, str],
 
 
 def push(sources: Dict[str, str], serving_dir: str,
-         warmup: Optional[Mapping[str, Sequence]] = None) -> int:
+         warmup: Optional[Mapping[str, Sequence]] = None,
+         logs_statistics: Optional[str] = None) -> int:
   """Copies every source SavedModel in as one new version; returns it.
 
   If the newest served version already holds them, returns that instead.
 
-  `warmup` (`warmup_columns`) gives each version its warm-up requests.
+  `warmup` (`warmup_columns`) gives each version its warm-up requests;
+  `logs_statistics` (an ExampleStatistics directory) goes into the query
+  tower's.
   """
   for name, source in sources.items():
     if not fileio.exists(
@@ -120,7 +130,7 @@ def push(sources: Dict[str, str], serving_dir: str,
     return version
   version = serving_layout.publish_release(serving_dir, {
       name: lambda staging, source=source, name=name: _copy_with_warmup(
-          source, staging, name, warmup)
+          source, staging, name, warmup, logs_statistics)
       for name, source in sources.items()})
   logging.info("Pushed %s as version %d to %s", ", ".join(sources), version,
                serving_dir)
@@ -145,6 +155,8 @@ class Executor(pusher_executor.Executor):
     warmup = warmup_columns(
         artifact_utils.get_single_uri(input_dict[spec.EXAMPLES_KEY]),
         artifact_utils.get_single_uri(input_dict[spec.CATALOG_KEY]))
-    version = push(model_sources(model.uri, index.uri), serving_dir, warmup)
+    statistics = input_dict.get(spec.LOGS_STATISTICS_KEY) or []
+    version = push(model_sources(model.uri, index.uri), serving_dir, warmup,
+                   statistics[0].uri if statistics else None)
     self._MarkPushed(pushed_model, pushed_destination=serving_dir,
                      pushed_version=str(version))

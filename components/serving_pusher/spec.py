@@ -15,6 +15,9 @@ MODEL_BLESSING_KEY = "model_blessing"
 # become each pushed version's warm-up requests.
 EXAMPLES_KEY = "examples"
 CATALOG_KEY = "catalog"
+# Optional: the statistics of the run's logs, pushed inside the query tower
+# version as the next run's drift reference.
+LOGS_STATISTICS_KEY = "logs_statistics"
 # Output: the stock Pusher's record of what was pushed.
 PUSHED_MODEL_KEY = "pushed_model"
 # Root of the TF Serving model directory (local path or URI).
@@ -33,6 +36,8 @@ class ServingPusherSpec(types.ComponentSpec):
           type=standard_artifacts.ModelBlessing),
       EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
       CATALOG_KEY: ChannelParameter(type=artifacts.Catalog),
+      LOGS_STATISTICS_KEY: ChannelParameter(
+          type=standard_artifacts.ExampleStatistics, optional=True),
   }
   OUTPUTS = {
       PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),

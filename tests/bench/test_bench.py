@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from bench import baselines
+from bench import drift as drift_bench
 from bench import quality
 from bench import report
 from contracts import catalog as catalog_lib
@@ -273,3 +274,31 @@ def test_trained_systems_are_config_changes_of_one_shared_pipeline(tmp_path):
       ("model", "remove_accidental_hits"): False,
       ("model", "sampling_bias_correction"): False}
   assert set(quality.SYSTEM_OVERRIDES) <= set(quality.SYSTEMS)
+
+
+def _frame_logs(rows):
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  return pd.DataFrame(
+      [[f"r{i}", str(1767225600 + i * 7200), "u1", q, str(100 + i % 9),
+        str(1 + i % 5), str(int(i % 4 == 0)), "0", "0"]
+       for i, q in enumerate(rows)], columns=list(features.LOG_COLUMNS))
+
+
+def test_drift_pairs_measure_what_they_change():
+  logs = _frame_logs(["drill", "saw", "drill", "glue"] * 60)
+  spiked, original = drift_bench._search_spike(logs)  # pylint: disable=protected-access
+  assert len(spiked) == len(logs) + 5 * 120  # "drill" rows, five more times.
+  assert spiked[features.REQUEST_ID].is_unique  # New requests, not copies.
+  by = {(e["column"], e["measure"]): e
+        for e in drift_bench.measure(spiked, original)}
+  # "drill" goes from half the rows to 720 of 840.
+  assert by[(features.QUERY, "L-infinity")]["value"] == pytest.approx(
+      720 / 840 - 0.5, abs=1e-6)
+  lost, _ = drift_bench._half_of_the_clicks_lost(logs)  # pylint: disable=protected-access
+  by = {(e["column"], e["measure"]): e
+        for e in drift_bench.measure(lost, logs)}
+  assert by[(features.CLICKED, "relative rate change")]["value"] == (
+      pytest.approx(0.5, abs=1e-6))
+  later, earlier = drift_bench._weeks(logs)  # pylint: disable=protected-access
+  assert len(later) + len(earlier) == len(logs) and len(later) > 0
+

@@ -13,6 +13,8 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
 from components import artifacts
+from components.data_gate import spec as gate_spec
+from components.multistage_samples import spec as mining_spec
 from components.retrieval_evaluator import component
 from components.retrieval_evaluator import executor
 from components.retrieval_evaluator import spec
@@ -20,6 +22,8 @@ from contracts import catalog as catalog_lib
 from contracts import config_io
 from contracts import serving_layout
 from evaluation.config import EvalConfig
+from mining import report as mining_report
+from mining.config import MiningConfig
 from retrieval import ann
 from retrieval import embedding
 from tests.fixtures import toy_towers
@@ -166,7 +170,7 @@ def _artifact(cls, uri):
 
 
 def _run(artifacts_dir, tmp_path, model, baseline=None, index=None,
-         catalog="catalog", **config):
+         catalog="catalog", extra_inputs=None, **config):
   """Runs the executor; returns (metrics.json, evaluation, blessing).
 
   The index is the model's own unless `index` names another.
@@ -186,6 +190,7 @@ def _run(artifacts_dir, tmp_path, model, baseline=None, index=None,
   }
   if baseline is not None:
     input_dict[spec.BASELINE_MODEL_KEY] = [baseline]
+  input_dict.update(extra_inputs or {})
   exec_properties = config_io.to_parameters(
       dataclasses.replace(CONFIG, **config))
   executor.Executor().Do(input_dict, {
@@ -235,6 +240,52 @@ class TestExecutor:
     assert blessing.get_string_custom_property("current_model") == model.uri
     assert not blessing.has_custom_property("baseline_model_id")
     assert model_utils.is_model_blessed(blessing)  # What the Pusher checks.
+
+  def test_suspect_data_refuses_a_good_model(self, artifacts_dir, tmp_path):
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    drifted = {"column": "query", "measure": "L-infinity", "value": 0.3,
+               "threshold": 0.05, "exceeded": True}
+    (gate / gate_spec.REPORT_FILE).write_text(json.dumps({
+        "reported": {}, "compared_with": 4, "drift": [drifted],
+        "drift_accepted": False}))
+    mined = tmp_path / "mining"
+    mined.mkdir()
+    counts = mining_report.report_from_counts(
+        {"rows_read": 100, "rows_kept": 90, "set_aside/unknown_item": 10},
+        MiningConfig())
+    (mined / mining_spec.COUNTS_FILE).write_text(json.dumps(counts))
+    inputs = {
+        spec.DATA_REPORT_KEY: [_artifact(artifacts.DataGateReport, gate)],
+        spec.MINING_REPORT_KEY: [_artifact(artifacts.MiningReport, mined)],
+    }
+    model = _model(artifacts_dir, "good", 11)
+    report, _, blessing = _run(artifacts_dir, tmp_path, model,
+                               extra_inputs=inputs)
+    assert not report["blessed"]
+    assert report["data_problems"] == [
+        "drift against served version 4: query L-infinity 0.3000 (threshold "
+        "0.0500)",
+        "10.0% of the log rows were set aside (10 of 100: unknown_item 10), "
+        "more than mining.max_set_aside_share 5.0%"]
+    assert report["reason"].startswith("the data: drift against served ")
+    # What the model alone would have got is still said.
+    assert "; the model: on the eval split, recall@3 1.0000: " in (
+        report["reason"])
+    assert _blessing_files(blessing) == ["NOT_BLESSED"]
+
+    (gate / gate_spec.REPORT_FILE).write_text(json.dumps({
+        "reported": {}, "compared_with": 4, "drift": [drifted],
+        "drift_accepted": True}))
+    (mined / mining_spec.COUNTS_FILE).write_text(json.dumps(
+        mining_report.report_from_counts(
+            {"rows_read": 100, "rows_kept": 95, "set_aside/unknown_item": 5},
+            MiningConfig())))
+    report, _, _ = _run(artifacts_dir, tmp_path, model, extra_inputs=inputs)
+    assert report["blessed"] and report["data_problems"] == []
+    assert report["reason"].startswith(
+        "the data: accepted for this run: drift against served version 4: "
+        "query L-infinity 0.3000")
 
   def test_not_blessed_when_no_better_than_popularity(self, artifacts_dir,
                                                       tmp_path):

@@ -3,8 +3,10 @@
 Running the pipeline takes minutes, so the end-to-end tests and the report
 tests read the same run: the embedded sample, as `mmse run` makes it.
 """
+import logging
 import os
 
+from absl import logging as absl_logging
 import numpy as np
 import pytest
 
@@ -54,3 +56,18 @@ def pipeline_run(tmp_path_factory):
                *e2e_overrides(data_dir)])
   local.run(config, enable_cache=True)
   return config, data_dir
+
+
+@pytest.fixture
+def logging_restored():
+  """Puts logging back as it was (setup_logging replaces handlers)."""
+  root = logging.getLogger()
+  handlers, level = root.handlers[:], root.level
+  absl_verbosity = absl_logging.get_verbosity()
+  yield
+  for handler in root.handlers:
+    handler.close()
+  root.handlers[:] = handlers
+  root.setLevel(level)
+  absl_logging.set_verbosity(absl_verbosity)
+  logging.captureWarnings(False)

@@ -91,19 +91,39 @@ def test_run_with_missing_inputs_stops_before_any_work(tmp_path, flags,
   assert not output.exists()
 
 
-@pytest.fixture
-def logging_restored():
-  """Puts logging back as it was (setup_logging replaces handlers)."""
-  root = logging.getLogger()
-  handlers, level = root.handlers[:], root.level
-  absl_verbosity = absl_logging.get_verbosity()
-  yield
-  for handler in root.handlers:
-    handler.close()
-  root.handlers[:] = handlers
-  root.setLevel(level)
-  absl_logging.set_verbosity(absl_verbosity)
-  logging.captureWarnings(False)
+def test_run_with_a_schema_dir_lacking_a_file_stops_before_any_work(
+    tmp_path):
+  schema_dir = tmp_path / "schemas"
+  schema_dir.mkdir()
+  (schema_dir / "logs.pbtxt").write_text("")
+  output = tmp_path / "output"
+  with pytest.raises(SystemExit, match="--schema .*schemas: no catalog.pbtxt "
+                     "there"):
+    cli.main(["run", "--output", str(output), "--schema", str(schema_dir)])
+  assert not output.exists()
+
+
+def test_schema_writes_both_schemas_and_what_to_review(tmp_path, capsys,
+                                                       logging_restored):
+  del logging_restored
+  (tmp_path / "logs").mkdir()
+  (tmp_path / "logs" / "day1.csv").write_text(
+      "query,item_id,position,clicked,added_to_cart,ordered,device\n"
+      "drill,A-1,1,1,0,0,mobile\nsaw,2,2,0,0,0,desktop\n")
+  (tmp_path / "catalog.csv").write_text("item_id,title\n1,Drill\n2,Saw\n")
+  out = tmp_path / "schemas"
+  assert cli.main(["schema", "--logs", str(tmp_path / "logs" / "*.csv"),
+                   "--catalog",
+                   str(tmp_path / "catalog.csv"), "--out", str(out)]) == 0
+  printed = capsys.readouterr().out
+  assert f"Wrote {out / 'logs.pbtxt'}" in printed
+  assert f"Wrote {out / 'catalog.pbtxt'}" in printed
+  assert ("review: the search logs: column 'item_id' holds text; the "
+          "pipeline needs whole numbers") in printed
+  assert f"mmse run --schema {out}" in printed
+  logs_schema = (out / "logs.pbtxt").read_text()
+  assert 'name: "device"' in logs_schema
+  assert 'name: "user_id"' not in logs_schema  # Not in these files.
 
 
 def _project_record(message, level=logging.INFO):

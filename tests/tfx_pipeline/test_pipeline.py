@@ -1,11 +1,14 @@
 """Pipeline wiring and the runners that compile it for other orchestrators."""
+import dataclasses
 import json
+import os
 
 import pytest
 
 from contracts import config_io
 from tfx_pipeline import configs
 from tfx_pipeline import pipeline
+from validation import schemas
 
 
 def _config(tmp_path):
@@ -19,12 +22,16 @@ def test_pipeline_wires_every_stage_in_order(tmp_path):
   built = pipeline.create_pipeline(_config(tmp_path))
   ids = [c.id for c in built.components]
   for expected in ("LogsExampleGen", "CatalogExampleGen", "LogsStatisticsGen",
-                   "LogsSchemaGen", "LogsExampleValidator",
-                   "CatalogExampleValidator", "MultiStageSamples",
+                   "LogsSchemaImporter", "LogsExampleValidator",
+                   "CatalogExampleValidator", "DataGate", "MultiStageSamples",
                    "Transform", "Trainer", "LatestBlessedModelResolver",
                    "RetrievalEvaluator", "IndexBuilder", "ServingPusher"):
     assert expected in ids
-  # Components are sorted topologically: each comes after its inputs.
+  # Components are sorted topologically: each comes after its inputs, and
+  # mining after the gate that decides whether it may start.
+  assert ids.index("LogsExampleValidator") < ids.index("DataGate")
+  assert ids.index("CatalogExampleValidator") < ids.index("DataGate")
+  assert ids.index("DataGate") < ids.index("MultiStageSamples")
   assert ids.index("MultiStageSamples") < ids.index("Transform") < ids.index(
       "Trainer") < ids.index("IndexBuilder") < ids.index(
           "RetrievalEvaluator") < ids.index("ServingPusher")
@@ -34,16 +41,33 @@ def test_knobs_reach_components_as_their_config_parameters(tmp_path):
   config = configs.with_overrides(
       _config(tmp_path), ["index.kind=faiss", "evaluation.cutoffs=[5, 50]",
                           "evaluation.blessing_metric=recall@50",
-                          "mining.num_random_negatives=2", "text.vocab_size=9"])
+                          "mining.num_random_negatives=2", "text.vocab_size=9",
+                          "validation.max_query_drift=0.2"])
   built = {c.id: c for c in pipeline.create_pipeline(config).components}
   for component_id, section in (("MultiStageSamples", config.mining),
                                 ("IndexBuilder", config.index),
-                                ("RetrievalEvaluator", config.evaluation)):
+                                ("RetrievalEvaluator", config.evaluation),
+                                ("DataGate", config.validation)):
     assert built[component_id].exec_properties == {
         **built[component_id].exec_properties,
         **config_io.to_parameters(section)}, component_id
   assert json.loads(built["Transform"].exec_properties["custom_config"]) == {
       "text": config_io.to_dict(config.text)}
+
+
+def test_inputs_are_checked_against_the_shipped_or_given_schemas(tmp_path):
+  def imported(config):
+    built = {c.id: c for c in pipeline.create_pipeline(config).components}
+    return {name: built[f"{name.capitalize()}SchemaImporter"].exec_properties[
+        "schema_file"] for name in ("logs", "catalog")}
+
+  shipped = imported(_config(tmp_path))
+  assert shipped == {name: os.path.join(schemas.SHIPPED_DIR, f"{name}.pbtxt")
+                     for name in ("logs", "catalog")}
+  assert all(os.path.isfile(path) for path in shipped.values())
+  own = dataclasses.replace(_config(tmp_path), schema_dir="/mine")
+  assert imported(own) == {"logs": "/mine/logs.pbtxt",
+                           "catalog": "/mine/catalog.pbtxt"}
 
 
 def test_wildcards_in_the_directory_are_rejected(tmp_path):

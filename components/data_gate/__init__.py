@@ -1,0 +1,1 @@
+"""DataGate: the inputs against their schemas and the served data."""
