@@ -25,7 +25,8 @@ setuptools.setup(
         include=["contracts*", "mining*", "retrieval*", "tfx_pipeline*", "model*",
                  "components*", "serving*",
                  "sample_data*", "evaluation*", "validation*", "bench*"]),
-    package_data={"": ["*.json", "*.pbtxt", "*.txt"]},
+    package_data={"": ["*.json", "*.pbtxt", "*.txt"],
+                  "validation": ["schemas/*.pbtxt"]},
     install_requires=_requirements("requirements.txt"),
     extras_require={
         "dev": _requirements("requirements-dev.txt"),
