@@ -1,5 +1,5 @@
-"""The `mmse` command: simulate, schema, run, retrieve, evaluate, serve, query,
-index, distill-tokens.
+"""The `mmse` command: simulate, schema, run, compile, retrieve, evaluate,
+serve, query, index, distill-tokens.
 
 Each subcommand parses its flags and calls one library function; the work
 lives in the modules named below so it can be imported and tested. Nothing
@@ -129,6 +129,27 @@ def cmd_run(args):
       json.dump(report, f, indent=2)
   print(f"Full log: {log_file}")
   print(f"Run report: {report_html.write(output_dir)}")
+
+
+def cmd_compile(args):
+  if (args.dataflow_project is None) != (args.dataflow_region is None):
+    raise SystemExit("mmse compile: give both --dataflow-project and "
+                     "--dataflow-region, or neither")
+  _start(args)
+  from tfx_pipeline.runners import kubeflow_v2  # pylint: disable=g-import-not-at-top
+  beam_args = configs.PipelineConfig.beam_pipeline_args
+  if args.dataflow_project:
+    beam_args = kubeflow_v2.dataflow_args(args.dataflow_project,
+                                          args.dataflow_region, args.root)
+  config = configs.PipelineConfig(
+      logs_pattern=args.logs, catalog_path=args.catalog,
+      output_dir=args.root, schema_dir=args.schema or "",
+      beam_pipeline_args=tuple(beam_args))
+  try:
+    config = configs.with_overrides(config, args.set or ())
+  except ValueError as e:
+    raise SystemExit(f"mmse compile: {e}") from e
+  print(f"Wrote {kubeflow_v2.compile_pipeline(config, args.image, args.out)}")
 
 
 def cmd_schema(args):
@@ -277,6 +298,33 @@ def build_parser() -> argparse.ArgumentParser:
                  "resumes and a model.* change reruns only training on.")
   _add_verbose(p)
   p.set_defaults(func=cmd_run)
+
+  p = sub.add_parser(
+      "compile", help="Write the pipeline for another orchestrator "
+      "(offline; nothing is submitted).")
+  p.add_argument("--target", required=True, choices=("kubeflow",),
+                 help="kubeflow: a Kubeflow Pipelines v2 / Vertex AI "
+                 "PipelineJob JSON (KubeflowV2DagRunner).")
+  p.add_argument("--image", required=True,
+                 help="The image every step runs in (see Dockerfile).")
+  p.add_argument("--out", default="mmse_pipeline.json",
+                 help="File to write (default: %(default)s).")
+  p.add_argument("--logs", required=True,
+                 help="Glob of search-log CSV files, as the workers see it "
+                 "(e.g. gs://BUCKET/logs/*.csv.gz).")
+  p.add_argument("--catalog", required=True, help="Catalogue CSV URI.")
+  p.add_argument("--root", required=True,
+                 help="Pipeline root URI (artifacts, serving dir).")
+  p.add_argument("--schema", metavar="DIR",
+                 help="URI of a directory with logs.pbtxt and catalog.pbtxt "
+                 "(default: the schemas shipped in the image).")
+  p.add_argument("--dataflow-project",
+                 help="Run the Beam components on Dataflow in this project.")
+  p.add_argument("--dataflow-region", help="Dataflow region.")
+  p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                 help="Override a config knob, as for `mmse run`.")
+  _add_verbose(p)
+  p.set_defaults(func=cmd_compile)
 
   p = sub.add_parser(
       "schema", help="Write schemas for your logs and catalogue to review "

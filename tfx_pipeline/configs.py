@@ -22,6 +22,8 @@ from validation import schemas
 from validation.config import ValidationConfig
 
 PIPELINE_NAME = "mmse"
+# This checkout (or installed copy): setup.py and the packages' files.
+REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # What `mmse run` changes for the embedded sample: too small for one epoch
 # (4 chosen on its judged queries; 10 begin to remember training queries).
@@ -70,20 +72,20 @@ class PipelineConfig:
 
 
 def dataflow_beam_pipeline_args(project: str, region: str,
-                                temp_location: str) -> Tuple[str, ...]:
+                                temp_location: str,
+                                setup_file: str = "") -> Tuple[str, ...]:
   """Beam flags that move every Beam-powered component onto Dataflow.
 
   `--setup_file` ships this repository's packages (the mining and indexing
-  DoFns, the preprocessing_fn) to the workers.
+  DoFns, the preprocessing_fn) to the workers: this checkout's `setup.py`
+  unless told where it is on the machine that launches the job.
   """
-  setup_file = os.path.join(
-      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
   return (
       "--runner=DataflowRunner",
       f"--project={project}",
       f"--region={region}",
       f"--temp_location={temp_location}",
-      f"--setup_file={setup_file}",
+      f"--setup_file={setup_file or os.path.join(REPOSITORY_DIR, 'setup.py')}",
       "--experiments=use_runner_v2",
   )
 

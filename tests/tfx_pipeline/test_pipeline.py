@@ -5,9 +5,14 @@ import os
 
 import pytest
 
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
 from contracts import config_io
+from tfx_pipeline import cli
 from tfx_pipeline import configs
 from tfx_pipeline import pipeline
+from tfx_pipeline.runners import kubeflow_v2
 from validation import schemas
 
 
@@ -79,12 +84,39 @@ def test_wildcards_in_the_directory_are_rejected(tmp_path):
     pipeline.create_pipeline(config)
 
 
-def test_kubeflow_v2_runner_compiles_a_pipeline_spec(tmp_path):
-  from tfx_pipeline.runners import kubeflow_v2  # pylint: disable=g-import-not-at-top
-  output = str(tmp_path / "mmse_pipeline.json")
-  kubeflow_v2.compile_pipeline(_config(tmp_path), "gcr.io/example/mmse:1",
-                               output)
-  with open(output) as f:
-    spec = json.load(f)
-  tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
-  assert {"Trainer", "MultiStageSamples", "ServingPusher"} <= set(tasks)
+def test_compile_for_kubeflow_names_every_component_and_no_local_path(
+    tmp_path, logging_restored):
+  del logging_restored
+  output = tmp_path / "mmse_pipeline.json"
+  flags = ["--logs", "gs://bucket/logs/*.csv.gz", "--catalog",
+           "gs://bucket/catalog.csv", "--root", "gs://bucket/mmse"]
+  assert cli.main(["compile", "--target", "kubeflow", "--image",
+                   "gcr.io/example/mmse:1", "--out", str(output), *flags,
+                   "--dataflow-project", "p", "--dataflow-region", "r",
+                   "--set", "validation.max_query_drift=0.2"]) == 0
+  text = output.read_text()
+  spec = json_format.ParseDict(json.loads(text)["pipelineSpec"],
+                               pipeline_spec_pb2.PipelineSpec())
+  tasks = set(spec.root.dag.tasks)
+  local = configs.PipelineConfig(logs_pattern=flags[1], catalog_path=flags[3],
+                                 output_dir=flags[5])
+  for component in pipeline.create_pipeline(local).components:
+    # A resolver compiles to one task per channel it resolves.
+    assert any(task == component.id or task.startswith(f"{component.id}-")
+               for task in tasks), component.id
+  executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
+  images = {e["container"]["image"] for e in executors.values()
+            if "container" in e}
+  assert images == {"gcr.io/example/mmse:1"}
+  gate = spec.root.dag.tasks["DataGate"].inputs.parameters
+  assert gate["max_query_drift"].runtime_value.constant_value.double_value == (
+      pytest.approx(0.2, abs=1e-9))
+  schema_file = spec.root.dag.tasks["LogsSchemaImporter"].inputs.parameters[
+      "schema_file"].runtime_value.constant_value.string_value
+  assert schema_file == f"{kubeflow_v2.IMAGE_REPOSITORY_DIR}/validation/" \
+      "schemas/logs.pbtxt"
+  assert f"--setup_file={kubeflow_v2.IMAGE_REPOSITORY_DIR}/setup.py" in text
+  for local_path in {configs.REPOSITORY_DIR, os.getcwd(), str(tmp_path),
+                     os.path.expanduser("~")}:
+    assert local_path not in text, local_path
+

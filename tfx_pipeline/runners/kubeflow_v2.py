@@ -1,54 +1,57 @@
 """Compiles the pipeline for Kubeflow Pipelines v2 (e.g. Vertex AI Pipelines).
 
-    python -m tfx_pipeline.runners.kubeflow_v2 \
-        --image gcr.io/PROJECT/mmse:latest --output mmse_pipeline.json \
-        --logs 'gs://BUCKET/logs/*.csv.gz' --catalog gs://BUCKET/catalog.csv \
-        --root gs://BUCKET/mmse [--dataflow-project P --dataflow-region R]
+    mmse compile --target kubeflow --image gcr.io/PROJECT/mmse:1 \
+        --out mmse_pipeline.json --logs 'gs://BUCKET/logs/*.csv.gz' \
+        --catalog gs://BUCKET/catalog.csv --root gs://BUCKET/mmse \
+        [--schema gs://BUCKET/schemas] [--dataflow-project P --dataflow-region R]
 
-The image is this repository `pip install`ed on `tensorflow/tfx:1.16.0`
-(README, "Running at scale"); submit the JSON with the KFP or Vertex AI
-client.
+Compiling is offline: it writes the PipelineJob JSON of `KubeflowV2DagRunner`
+and submits nothing (the KFP or Vertex AI client does). Every step runs in
+the image the `Dockerfile` builds (this repository installed on
+`tensorflow/tfx:1.16.0`, at `IMAGE_REPOSITORY_DIR`), so every path in the
+spec is a URI the user gave or a path inside that image, never one of the
+machine that compiled it.
 """
-import argparse
+import dataclasses
 import os
 
 from tfx import v1 as tfx
 
 from tfx_pipeline import configs
 from tfx_pipeline import pipeline
+from validation import schemas
+
+# Where the Dockerfile copies this repository inside the image.
+IMAGE_REPOSITORY_DIR = "/mmse"
+
+
+def for_the_image(config: configs.PipelineConfig) -> configs.PipelineConfig:
+  """`config` with the packaged files it names at their place in the image.
+
+  The shipped schemas are files of this package; in the image they are
+  under `IMAGE_REPOSITORY_DIR`. A schema directory the user gave is kept.
+  """
+  if config.schema_dir:
+    return config
+  shipped = os.path.relpath(schemas.SHIPPED_DIR, configs.REPOSITORY_DIR)
+  return dataclasses.replace(
+      config, schema_dir=os.path.join(IMAGE_REPOSITORY_DIR, shipped))
 
 
 def compile_pipeline(config: configs.PipelineConfig, image: str,
                      output_path: str) -> str:
+  """Writes the PipelineJob JSON for `config` run in `image`; returns it."""
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
           default_image=image),
       output_dir=os.path.dirname(os.path.abspath(output_path)),
       output_filename=os.path.basename(output_path))
-  runner.run(pipeline.create_pipeline(config))
+  runner.run(pipeline.create_pipeline(for_the_image(config)))
   return output_path
 
 
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--image", required=True)
-  parser.add_argument("--output", default="mmse_pipeline.json")
-  parser.add_argument("--logs", required=True)
-  parser.add_argument("--catalog", required=True)
-  parser.add_argument("--root", required=True, help="Pipeline root URI.")
-  parser.add_argument("--dataflow-project")
-  parser.add_argument("--dataflow-region")
-  args = parser.parse_args(argv)
-  beam_args = configs.PipelineConfig.beam_pipeline_args
-  if args.dataflow_project:
-    beam_args = configs.dataflow_beam_pipeline_args(
-        args.dataflow_project, args.dataflow_region,
-        temp_location=os.path.join(args.root, "beam-tmp"))
-  config = configs.PipelineConfig(
-      logs_pattern=args.logs, catalog_path=args.catalog,
-      output_dir=args.root, beam_pipeline_args=tuple(beam_args))
-  print(compile_pipeline(config, args.image, args.output))
-
-
-if __name__ == "__main__":
-  main()
+def dataflow_args(project: str, region: str, root: str):
+  """Dataflow Beam flags whose `--setup_file` is the image's copy."""
+  return configs.dataflow_beam_pipeline_args(
+      project, region, temp_location=os.path.join(root, "beam-tmp"),
+      setup_file=os.path.join(IMAGE_REPOSITORY_DIR, "setup.py"))

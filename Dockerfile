@@ -1,0 +1,15 @@
+# The image every step of a Kubeflow / Vertex AI run executes in
+# (`mmse compile --target kubeflow --image ...`): TFX 1.16 with this
+# repository installed. The repository stays at /mmse, where the compiled
+# pipeline finds the shipped schemas and Dataflow's setup.py
+# (`tfx_pipeline/runners/kubeflow_v2.IMAGE_REPOSITORY_DIR`).
+FROM tensorflow/tfx:1.16.0
+WORKDIR /mmse
+COPY requirements.txt ./
+# The base image holds TFX, TensorFlow and Beam; the rest of the runtime
+# requirements (TFRS, ScaNN, FAISS, aiohttp, ...) come from requirements.txt.
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN pip install --no-cache-dir --no-deps . && \
+    python -c "import tfx_pipeline.pipeline, validation.schemas"
+ENV TF_USE_LEGACY_KERAS=1
