@@ -23,9 +23,6 @@ class MiningConfig:
   title_query_min_words: int = 2
   title_query_max_words: int = 4
   seed: int = 17
-  # A run that sets aside more than this share of the log rows (malformed,
-  # unknown items, ...) completes its report but is not blessed or pushed.
-  max_set_aside_share: float = 0.05
 
   @property
   def slate_size(self) -> int:

@@ -64,15 +64,15 @@ def catalog_problems(report: Mapping[str, Any]) -> Dict[str, int]:
           if k not in ("rows_read", "items") and v}
 
 
-def set_aside_problem(report: Mapping[str, Any]) -> Optional[str]:
-  """A sentence when more log rows were set aside than the config allows."""
+def set_aside_problem(report: Mapping[str, Any],
+                      limit: float) -> Optional[str]:
+  """A sentence when more than `limit` of the log rows were set aside."""
   read = report[count_keys.ROWS_READ]
   set_aside = report["rows_set_aside"]
-  limit = report["mining_config"]["max_set_aside_share"]
   if not read or set_aside / read <= limit:
     return None
   reasons = ", ".join(f"{reason} {count}" for reason, count in
                       report["set_aside"].items() if count)
   return (f"{set_aside / read:.1%} of the log rows were set aside "
           f"({set_aside} of {read}: {reasons}), more than "
-          f"mining.max_set_aside_share {limit:.1%}")
+          f"validation.max_set_aside_share {limit:.1%}")

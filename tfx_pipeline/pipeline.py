@@ -99,6 +99,13 @@ def create_pipeline(config: configs.PipelineConfig,
                                   schemas.CATALOG,
                                   config.schema_file(schemas.CATALOG)),
   }
+  latest_blessed_model = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id("LatestBlessedModelResolver")
+
   gate = DataGate(
       channels={
           gate_spec.key(name, suffix): node.outputs[_OUTPUT_OF[suffix]]
@@ -111,7 +118,8 @@ def create_pipeline(config: configs.PipelineConfig,
                             "schema": config.schema_file(schemas.CATALOG)},
       },
       serving_dir=config.serving_dir,
-      config=config.validation)
+      config=config.validation,
+      latest_blessed_model=latest_blessed_model.outputs["model"])
 
   mining = MultiStageSamples(
       logs=logs_gen.outputs["examples"],
@@ -144,13 +152,6 @@ def create_pipeline(config: configs.PipelineConfig,
           "model": config_io.to_dict(config.model),
           "text": config_io.to_dict(config.text),
       })
-
-  latest_blessed_model = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(
-          type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id("LatestBlessedModelResolver")
 
   index_builder = IndexBuilder(
       model=trainer.outputs["model"],

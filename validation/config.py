@@ -4,7 +4,8 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class ValidationConfig:
-  """How far a run's logs may move from those of the model that serves now.
+  """How far a run's logs may move from those of the model that serves now,
+  and how much of them may be set aside.
 
   Drift is measured against the statistics pushed with the served version,
   so the first run into a serving directory has nothing to compare with.
@@ -19,6 +20,9 @@ class ValidationConfig:
   # Largest change of the click, add-to-cart and order rates, relative to
   # the served data's (0.25: a click rate of 4% may move to 3%-5%).
   max_feedback_rate_change: float = 0.25
+  # A run whose mining sets aside more than this share of the log rows
+  # (malformed, unknown items, ...) is not blessed or pushed either.
+  max_set_aside_share: float = 0.05
   # Blesses and pushes despite drift, for one run, on purpose (the drift is
   # still reported): `mmse run --accept-drift`.
   accept_drift: bool = False

@@ -43,7 +43,8 @@ class DataGate(base_component.BaseComponent):
                channels: Dict[str, types.BaseChannel],
                sources: Dict[str, Dict[str, str]],
                serving_dir: str,
-               config: Optional[ValidationConfig] = None):
+               config: Optional[ValidationConfig] = None,
+               latest_blessed_model: Optional[types.BaseChannel] = None):
     """Constructs a DataGate.
 
     Args:
@@ -55,10 +56,13 @@ class DataGate(base_component.BaseComponent):
       serving_dir: where the pusher publishes; its newest release's
         training statistics are the drift reference.
       config: drift thresholds; `ValidationConfig()` when None.
+      latest_blessed_model: the latest blessed `Model`, so that a cached gate
+        is not reused once another model serves.
     """
     super().__init__(spec=spec.DataGateSpec(
         **channels,
         **{spec.REPORT_KEY: types.Channel(type=artifacts.DataGateReport),
+           spec.LATEST_BLESSED_MODEL_KEY: latest_blessed_model,
            spec.SERVING_DIR_KEY: serving_dir,
            spec.SOURCES_KEY: json.dumps(sources, sort_keys=True)},
         **config_io.to_parameters(config or ValidationConfig())))

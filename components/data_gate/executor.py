@@ -6,7 +6,9 @@ files, the schema and every problem, so the run stops before mining and
 nothing is trained or pushed. Otherwise the anomalies that only warn are
 logged and kept, and the logs' statistics are compared with those pushed
 with the served version (`validation.drift`); the evaluator refuses to
-bless while a threshold is exceeded and the drift is not accepted.
+bless while a threshold is exceeded and the drift is not accepted, or
+while mining set aside more of the rows than the report's
+`max_set_aside_share`.
 """
 import json
 import os
@@ -147,6 +149,7 @@ class Executor(base_executor.BaseExecutor):
     io_utils.write_string_file(
         os.path.join(report.uri, spec.REPORT_FILE),
         json.dumps({"reported": reported, "compared_with": version,
-                    "drift": entries, "drift_accepted": config.accept_drift},
+                    "drift": entries, "drift_accepted": config.accept_drift,
+                    "max_set_aside_share": config.max_set_aside_share},
                    indent=2))
     report.set_int_custom_property("drifted", int(drifted))

@@ -18,6 +18,10 @@ from validation.config import ValidationConfig
 STATISTICS_SUFFIX = "_statistics"
 SCHEMA_SUFFIX = "_schema"
 ANOMALIES_SUFFIX = "_anomalies"
+# Optional: the latest blessed model. The gate does not read it; it makes
+# a new blessing (a new served version to compare with) invalidate a
+# cached gate.
+LATEST_BLESSED_MODEL_KEY = "latest_blessed_model"
 # Outputs.
 REPORT_KEY = "report"
 # Parameters besides the config: the serving dir whose newest release is
@@ -47,12 +51,14 @@ class DataGateSpec(types.ComponentSpec):
       SOURCES_KEY: ExecutionParameter(type=str),
   }
   INPUTS = {
-      key(name, suffix): ChannelParameter(type=kind)
-      for name in schemas.INPUTS
-      for suffix, kind in (
-          (STATISTICS_SUFFIX, standard_artifacts.ExampleStatistics),
-          (SCHEMA_SUFFIX, standard_artifacts.Schema),
-          (ANOMALIES_SUFFIX, standard_artifacts.ExampleAnomalies))
+      **{key(name, suffix): ChannelParameter(type=kind)
+         for name in schemas.INPUTS
+         for suffix, kind in (
+             (STATISTICS_SUFFIX, standard_artifacts.ExampleStatistics),
+             (SCHEMA_SUFFIX, standard_artifacts.Schema),
+             (ANOMALIES_SUFFIX, standard_artifacts.ExampleAnomalies))},
+      LATEST_BLESSED_MODEL_KEY: ChannelParameter(
+          type=standard_artifacts.Model, optional=True),
   }
   OUTPUTS = {
       REPORT_KEY: ChannelParameter(type=artifacts.DataGateReport),

@@ -77,8 +77,8 @@ class RetrievalEvaluator(base_component.BaseComponent):
       baseline_model: the latest blessed `Model`, absent on a first run.
       data_report: DataGate's `DataGateReport`; drift beyond its
         thresholds, unless accepted, refuses the blessing.
-      mining_report: the `MiningReport`; more rows set aside than
-        `mining.max_set_aside_share` refuses the blessing.
+      mining_report: the `MiningReport`; more rows set aside than the data
+        report's `max_set_aside_share` refuses the blessing.
     """
     config = config or EvalConfig()
     blessing.check_config(config)

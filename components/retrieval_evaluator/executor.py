@@ -163,7 +163,8 @@ def data_problems(input_dict: Dict[str, List[types.Artifact]]
   accepted = [] if problems else drift.exceeded(gate)
   counts = _read_json(input_dict, spec.MINING_REPORT_KEY,
                       mining_spec.COUNTS_FILE)
-  set_aside = counts and mining_report_lib.set_aside_problem(counts)
+  set_aside = counts and gate and mining_report_lib.set_aside_problem(
+      counts, gate["max_set_aside_share"])
   return problems + ([set_aside] if set_aside else []), accepted
 
 

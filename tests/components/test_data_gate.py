@@ -94,7 +94,7 @@ def test_clean_inputs_pass_with_nothing_to_compare(tmp_path):
   written, report, _ = _run(tmp_path)
   assert written == {"reported": {"logs": [], "catalog": []},
                      "compared_with": None, "drift": [],
-                     "drift_accepted": False}
+                     "drift_accepted": False, "max_set_aside_share": 0.05}
   assert report.get_int_custom_property("drifted") == 0
 
 

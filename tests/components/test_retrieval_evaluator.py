@@ -248,7 +248,7 @@ class TestExecutor:
                "threshold": 0.05, "exceeded": True}
     (gate / gate_spec.REPORT_FILE).write_text(json.dumps({
         "reported": {}, "compared_with": 4, "drift": [drifted],
-        "drift_accepted": False}))
+        "drift_accepted": False, "max_set_aside_share": 0.05}))
     mined = tmp_path / "mining"
     mined.mkdir()
     counts = mining_report.report_from_counts(
@@ -267,7 +267,7 @@ class TestExecutor:
         "drift against served version 4: query L-infinity 0.3000 (threshold "
         "0.0500)",
         "10.0% of the log rows were set aside (10 of 100: unknown_item 10), "
-        "more than mining.max_set_aside_share 5.0%"]
+        "more than validation.max_set_aside_share 5.0%"]
     assert report["reason"].startswith("the data: drift against served ")
     # What the model alone would have got is still said.
     assert "; the model: on the eval split, recall@3 1.0000: " in (
@@ -276,7 +276,7 @@ class TestExecutor:
 
     (gate / gate_spec.REPORT_FILE).write_text(json.dumps({
         "reported": {}, "compared_with": 4, "drift": [drifted],
-        "drift_accepted": True}))
+        "drift_accepted": True, "max_set_aside_share": 0.05}))
     (mined / mining_spec.COUNTS_FILE).write_text(json.dumps(
         mining_report.report_from_counts(
             {"rows_read": 100, "rows_kept": 95, "set_aside/unknown_item": 5},
