@@ -53,6 +53,12 @@ def _split_file(artifact: types.Artifact, split: str, name: str) -> str:
   return os.path.join(artifact_utils.get_split_uri([artifact], split), name)
 
 
+def _drift_split_statistics(statistics_dir: str) -> str:
+  """The compared split's file in a StatisticsGen output directory."""
+  return os.path.join(statistics_dir, f"Split-{spec.DRIFT_SPLIT}",
+                      spec.STATISTICS_FILE)
+
+
 def input_findings(statistics: types.Artifact, schema: types.Artifact,
                    anomalies: types.Artifact) -> anomalies_lib.Findings:
   """The findings of every split of one input, each sentence once."""
@@ -71,8 +77,9 @@ def input_findings(statistics: types.Artifact, schema: types.Artifact,
 
 def rejection_message(name: str, source: Dict[str, str],
                       blocking: List[str]) -> str:
-  lines = [f"The {schemas.INPUT_LABELS[name]} {_describe_files(source['files'])}"
-           f" fail the schema {source['schema']}:"]
+  files = _describe_files(source["files"])
+  lines = [f"The {schemas.INPUT_LABELS[name]} {files} fail the schema "
+           f"{source['schema']}:"]
   lines += [f"  - {sentence}" for sentence in blocking]
   return "\n".join(lines)
 
@@ -87,8 +94,7 @@ def served_statistics_dir(serving_dir: str):
   query_dir = release[serving_layout.QUERY_TOWER]
   statistics_dir = serving_layout.training_statistics_dir(query_dir,
                                                           schemas.LOGS)
-  if not fileio.exists(os.path.join(statistics_dir, f"Split-{spec.DRIFT_SPLIT}",
-                                    spec.STATISTICS_FILE)):
+  if not fileio.exists(_drift_split_statistics(statistics_dir)):
     return None, None
   return int(os.path.basename(query_dir)), statistics_dir
 
@@ -131,12 +137,10 @@ class Executor(base_executor.BaseExecutor):
       logging.info("Nothing served yet with its statistics: no drift to "
                    "measure")
     else:
-      logs_statistics = single(schemas.LOGS, spec.STATISTICS_SUFFIX)
+      current = single(schemas.LOGS, spec.STATISTICS_SUFFIX).uri
       entries = drift.measure(
-          tfdv.load_stats_binary(_split_file(logs_statistics, spec.DRIFT_SPLIT,
-                                       spec.STATISTICS_FILE)),
-          tfdv.load_stats_binary(os.path.join(served_dir, f"Split-{spec.DRIFT_SPLIT}",
-                                        spec.STATISTICS_FILE)),
+          tfdv.load_stats_binary(_drift_split_statistics(current)),
+          tfdv.load_stats_binary(_drift_split_statistics(served_dir)),
           schemas.load(io_utils.get_only_uri_in_dir(
               single(schemas.LOGS, spec.SCHEMA_SUFFIX).uri)),
           config)
