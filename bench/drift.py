@@ -35,9 +35,7 @@ DAY_SECONDS = 86_400
 
 
 def read_logs(pattern: str) -> pd.DataFrame:
-  return pd.concat([pd.read_csv(path, dtype=str, keep_default_na=False)
-                    for path in sorted(glob.glob(pattern))],
-                   ignore_index=True)
+  return schemas.read_csv_cells(sorted(glob.glob(pattern)))
 
 
 def _weeks(logs):

@@ -58,8 +58,9 @@ def _csv_example_gen(path_pattern: str, component_id: str):
   ).with_id(component_id)
 
 
-def _validated(examples, name: str, schema_file: str) -> dict:
-  """Statistics of one input and its anomalies against its curated schema."""
+def _validated(examples, name: str, schema_file: str):
+  """Statistics of one input and its anomalies against its curated schema:
+  the components, and their outputs under DataGate's input suffixes."""
   prefix = name.capitalize()
   schema = tfx.components.ImportSchemaGen(
       schema_file=schema_file).with_id(f"{prefix}SchemaImporter")
@@ -71,18 +72,11 @@ def _validated(examples, name: str, schema_file: str) -> dict:
   validator = tfx.components.ExampleValidator(
       statistics=statistics.outputs["statistics"],
       schema=schema.outputs["schema"]).with_id(f"{prefix}ExampleValidator")
-  return {
-      gate_spec.STATISTICS_SUFFIX: statistics,
-      gate_spec.SCHEMA_SUFFIX: schema,
-      gate_spec.ANOMALIES_SUFFIX: validator,
+  return [schema, statistics, validator], {
+      gate_spec.STATISTICS_SUFFIX: statistics.outputs["statistics"],
+      gate_spec.SCHEMA_SUFFIX: schema.outputs["schema"],
+      gate_spec.ANOMALIES_SUFFIX: validator.outputs["anomalies"],
   }
-
-
-_OUTPUT_OF = {
-    gate_spec.STATISTICS_SUFFIX: "statistics",
-    gate_spec.SCHEMA_SUFFIX: "schema",
-    gate_spec.ANOMALIES_SUFFIX: "anomalies",
-}
 
 
 def create_pipeline(config: configs.PipelineConfig,
@@ -92,13 +86,12 @@ def create_pipeline(config: configs.PipelineConfig,
   """Returns the MMSE pipeline for `config`."""
   logs_gen = _csv_example_gen(config.logs_pattern, "LogsExampleGen")
   catalog_gen = _csv_example_gen(config.catalog_path, "CatalogExampleGen")
-  checks = {
-      schemas.LOGS: _validated(logs_gen.outputs["examples"], schemas.LOGS,
-                               config.schema_file(schemas.LOGS)),
-      schemas.CATALOG: _validated(catalog_gen.outputs["examples"],
-                                  schemas.CATALOG,
-                                  config.schema_file(schemas.CATALOG)),
-  }
+  checks, checked = [], {}
+  for name, example_gen in ((schemas.LOGS, logs_gen),
+                            (schemas.CATALOG, catalog_gen)):
+    nodes, checked[name] = _validated(example_gen.outputs["examples"], name,
+                                      config.schema_file(name))
+    checks += nodes
   latest_blessed_model = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -108,9 +101,9 @@ def create_pipeline(config: configs.PipelineConfig,
 
   gate = DataGate(
       channels={
-          gate_spec.key(name, suffix): node.outputs[_OUTPUT_OF[suffix]]
-          for name, nodes in checks.items()
-          for suffix, node in nodes.items()},
+          gate_spec.key(name, suffix): channel
+          for name, channels in checked.items()
+          for suffix, channel in channels.items()},
       sources={
           schemas.LOGS: {"files": config.logs_pattern,
                          "schema": config.schema_file(schemas.LOGS)},
@@ -174,17 +167,14 @@ def create_pipeline(config: configs.PipelineConfig,
       model_blessing=evaluator.outputs["blessing"],
       examples=mining.outputs["examples"],
       catalog=cleaned_catalog,
-      logs_statistics=checks[schemas.LOGS][
-          gate_spec.STATISTICS_SUFFIX].outputs["statistics"],
+      logs_statistics=checked[schemas.LOGS][gate_spec.STATISTICS_SUFFIX],
       serving_dir=config.serving_dir)
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[
-          logs_gen, catalog_gen,
-          *(node for nodes in checks.values() for node in nodes.values()),
-          gate, mining,
+          logs_gen, catalog_gen, *checks, gate, mining,
           samples_statistics, samples_schema, transform, trainer,
           latest_blessed_model, index_builder, evaluator, pusher
       ],

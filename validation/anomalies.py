@@ -44,12 +44,6 @@ class Findings(NamedTuple):
   reported: List[str]
 
 
-def _feature_stats(statistics: statistics_pb2.DatasetFeatureStatistics
-                  ) -> Mapping[str, statistics_pb2.FeatureNameStatistics]:
-  return {(f.path.step[0] if f.path.step else f.name): f
-          for f in statistics.features}
-
-
 def _filled_share(stats: statistics_pb2.FeatureNameStatistics,
                   rows: int) -> float:
   common = (stats.num_stats.common_stats if stats.HasField("num_stats") else
@@ -84,7 +78,7 @@ def findings(anomalies: anomalies_pb2.Anomalies, schema: schema_pb2.Schema,
              statistics: statistics_pb2.DatasetFeatureStatistics) -> Findings:
   """The anomalies of one split of one input as sentences."""
   features = {f.name: f for f in schema.feature}
-  stats = _feature_stats(statistics)
+  stats = schemas.column_statistics(statistics)
   result = Findings([], [])
   if not statistics.num_examples:  # TFDV checks nothing on no rows.
     result.blocking.append(_NO_ROWS)

@@ -12,6 +12,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from contracts import features
+from validation import schemas
 from validation.config import ValidationConfig
 
 FEEDBACK_COLUMNS = (features.CLICKED, features.ADDED_TO_CART,
@@ -27,9 +28,9 @@ def _thresholds(config: ValidationConfig) -> Dict[str, float]:
 
 def _means(statistics: statistics_pb2.DatasetFeatureStatisticsList
           ) -> Dict[str, float]:
-  dataset = statistics.datasets[0]
-  return {(f.path.step[0] if f.path.step else f.name): f.num_stats.mean
-          for f in dataset.features if f.HasField("num_stats")}
+  return {name: f.num_stats.mean for name, f in
+          schemas.column_statistics(statistics.datasets[0]).items()
+          if f.HasField("num_stats")}
 
 
 def measure(current: statistics_pb2.DatasetFeatureStatisticsList,

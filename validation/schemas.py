@@ -55,16 +55,24 @@ def type_words(feature_type: int) -> str:
       feature_type))
 
 
-def _read_sample(paths: List[str], max_rows: int):
-  """Up to `max_rows` rows of CSV files (gzip by extension), as text."""
+def column_statistics(dataset) -> Dict[str, object]:
+  """A `DatasetFeatureStatistics`' feature statistics by column name."""
+  return {(f.path.step[0] if f.path.step else f.name): f
+          for f in dataset.features}
+
+
+def read_csv_cells(paths: List[str], max_rows: Optional[int] = None):
+  """The cells of CSV files (gzip by extension) as text, a pandas DataFrame;
+  with `max_rows`, only that many rows."""
   import pandas as pd  # pylint: disable=g-import-not-at-top
   frames, rows = [], 0
   for path in paths:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False,
-                        encoding="utf-8-sig", nrows=max_rows - rows)
+                        encoding="utf-8-sig",
+                        nrows=None if max_rows is None else max_rows - rows)
     frames.append(frame)
     rows += len(frame)
-    if rows >= max_rows:
+    if max_rows is not None and rows >= max_rows:
       break
   return pd.concat(frames, ignore_index=True)
 
@@ -95,7 +103,7 @@ def csv_statistics(paths: List[str], max_rows: int,
                    schema: Optional[schema_pb2.Schema] = None):
   """TFDV statistics of up to `max_rows` rows of CSV files (`frame_statistics`
   of their cells)."""
-  return frame_statistics(_read_sample(paths, max_rows), schema)
+  return frame_statistics(read_csv_cells(paths, max_rows), schema)
 
 
 def frame_statistics(cells, schema: Optional[schema_pb2.Schema] = None):

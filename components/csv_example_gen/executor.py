@@ -39,8 +39,12 @@ def read_csv_header(path: str) -> List[str]:
   A byte-order mark (Excel's "CSV UTF-8") is not part of the first name.
   """
   with _reading(path):
-    header = next(_lines(path), b"").decode("utf-8-sig")
-  return next(csv.reader([header]), [])
+    return _parse_header(next(_lines(path), b""))
+
+
+def _parse_header(line: bytes) -> List[str]:
+  """Column names of a header line; a byte-order mark is not part of them."""
+  return next(csv.reader([line.decode("utf-8-sig")]), [])
 
 
 @contextlib.contextmanager
@@ -87,7 +91,7 @@ class _ReadCsvRecords(beam.DoFn):
 
   def _records(self, path: str):
     lines = _lines(path)
-    header = next(csv.reader([next(lines, b"").decode("utf-8-sig")]), [])
+    header = _parse_header(next(lines, b""))
     pending = []
     quotes = 0
     rows = 0

@@ -76,9 +76,11 @@ def warmup_columns(examples_uri: str, catalog_uri: str,
   return {features.QUERY: list(queries), **columns}
 
 
-def _copy_with_warmup(source: str, staging: str, name: str,
-                      columns: Optional[Mapping[str, Sequence]],
-                      logs_statistics: Optional[str]) -> None:
+def _write_version(source: str, staging: str, name: str,
+                   columns: Optional[Mapping[str, Sequence]],
+                   logs_statistics: Optional[str]) -> None:
+  """One model's version: its SavedModel, warm-up requests and, for the
+  query tower, the logs' statistics."""
   io_utils.copy_dir(source, staging)
   if columns is not None:
     serving_warmup.write(staging, serving_warmup.requests_for(
@@ -129,7 +131,7 @@ def push(sources: Dict[str, str], serving_dir: str,
                  "new pushed", serving_dir, version)
     return version
   version = serving_layout.publish_release(serving_dir, {
-      name: lambda staging, source=source, name=name: _copy_with_warmup(
+      name: lambda staging, source=source, name=name: _write_version(
           source, staging, name, warmup, logs_statistics)
       for name, source in sources.items()})
   logging.info("Pushed %s as version %d to %s", ", ".join(sources), version,

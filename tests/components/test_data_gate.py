@@ -1,7 +1,6 @@
 """DataGate's executor on statistics and anomalies as the stock components
 write them: a failing input stops it with one message; otherwise it writes
 the drift against the served version's statistics."""
-import csv
 import json
 import os
 
@@ -16,6 +15,7 @@ from components.data_gate import spec
 from contracts import config_io
 from contracts import features
 from contracts import serving_layout
+from tests.fixtures import search_logs
 from validation import schemas
 from validation.config import ValidationConfig
 
@@ -28,24 +28,15 @@ def _artifact(cls, uri, splits=None):
   return artifact
 
 
-def _csv(path, header, rows):
-  with open(path, "w", newline="", encoding="utf-8") as f:
-    writer = csv.writer(f)
-    writer.writerow(header)
-    writer.writerows(rows)
-  return str(path)
-
-
 def _logs(queries=("drill", "saw")):
-  return [["r1", "1", "u1", queries[i % len(queries)], str(100 + i % 5),
-           str(1 + i % 9), str(int(i % 3 == 0)), "0", "0"] for i in range(60)]
+  return search_logs.log_rows(queries, rows=60)
 
 
 def _input_artifacts(root, name, header, rows):
   """Statistics, schema and anomalies of one input, split `train` only."""
   schema_file = schemas.schema_file(schemas.SHIPPED_DIR, name)
   schema = schemas.load(schema_file)
-  path = _csv(root / f"{name}.csv", header, rows)
+  path = search_logs.write_csv(root / f"{name}.csv", header, rows)
   statistics = schemas.csv_statistics([path], 10_000, schema)
   stats_dir = root / f"{name}_statistics" / "Split-train"
   stats_dir.mkdir(parents=True)

@@ -1,32 +1,20 @@
 """The data gate's rules on small files: which problems stop a run, how they
 read, what drift is measured, and what `mmse schema` infers."""
-import csv
-
 import pytest
 import tensorflow_data_validation as tfdv
 
 from contracts import features
+from tests.fixtures import search_logs
 from validation import anomalies
 from validation import drift
 from validation import schemas
 from validation.config import ValidationConfig
 
-LOG_HEADER = list(features.LOG_COLUMNS)
+LOG_HEADER = search_logs.LOG_HEADER
 
 
-def _log_rows(queries=("drill", "saw", "hammer", "glue"), rows=200,
-              clicked_every=4):
-  return [[f"r{i}", str(1767225600 + i), f"u{i % 7}", queries[i % len(queries)],
-           str(100 + i % 50), str(1 + i % 24), str(int(i % clicked_every == 0)),
-           "0", "0"] for i in range(rows)]
-
-
-def _write(path, header, rows):
-  with open(path, "w", newline="", encoding="utf-8") as f:
-    writer = csv.writer(f)
-    writer.writerow(header)
-    writer.writerows(rows)
-  return str(path)
+def _csv(tmp_path, rows, header=LOG_HEADER, name="logs.csv"):
+  return search_logs.write_csv(tmp_path / name, header, rows)
 
 
 def _statistics(path, schema):
@@ -60,48 +48,48 @@ def test_the_shipped_schemas_hold_the_contract_columns():
 
 
 def test_clean_logs_pass(tmp_path):
-  found = _findings(_write(tmp_path / "logs.csv", LOG_HEADER, _log_rows()))
+  found = _findings(_csv(tmp_path, search_logs.log_rows()))
   assert found == anomalies.Findings([], [])
 
 
 def test_a_missing_required_column_blocks_and_says_which(tmp_path):
-  header, rows = _without(LOG_HEADER, _log_rows(), features.POSITION)
-  found = _findings(_write(tmp_path / "logs.csv", header, rows))
+  header, rows = _without(LOG_HEADER, search_logs.log_rows(), features.POSITION)
+  found = _findings(_csv(tmp_path, rows, header))
   assert len(found.blocking) == 1
   assert found.blocking[0].startswith("column 'position' is missing")
   assert "query" in found.blocking[0]  # The columns that are there.
 
 
 def test_a_missing_optional_column_is_fine(tmp_path):
-  header, rows = _without(LOG_HEADER, _log_rows(), features.USER_ID)
-  assert not _findings(_write(tmp_path / "logs.csv", header, rows)).blocking
+  header, rows = _without(LOG_HEADER, search_logs.log_rows(), features.USER_ID)
+  assert not _findings(_csv(tmp_path, rows, header)).blocking
 
 
 def test_text_in_a_number_column_blocks(tmp_path):
-  rows = _log_rows()
+  rows = search_logs.log_rows()
   rows[3][LOG_HEADER.index(features.ITEM_ID)] = "SKU-17"
-  found = _findings(_write(tmp_path / "logs.csv", LOG_HEADER, rows))
+  found = _findings(_csv(tmp_path, rows))
   assert found.blocking == [
       "column 'item_id' holds text where the schema expects whole numbers (a "
       "single cell of another kind changes the whole column)"]
 
 
 def test_a_mostly_empty_required_column_blocks(tmp_path):
-  rows = _log_rows()
+  rows = search_logs.log_rows()
   for row in rows[:150]:
     row[LOG_HEADER.index(features.QUERY)] = ""
-  found = _findings(_write(tmp_path / "logs.csv", LOG_HEADER, rows))
+  found = _findings(_csv(tmp_path, rows))
   assert found.blocking == [
       "column 'query' is filled in 25.0% of the rows; the schema asks for at "
       "least 90%"]
 
 
 def test_row_level_dirt_and_new_columns_are_only_reported(tmp_path):
-  rows = _log_rows()
+  rows = search_logs.log_rows()
   rows[5][LOG_HEADER.index(features.CLICKED)] = "2"
   rows[6][LOG_HEADER.index(features.POSITION)] = "0"
-  found = _findings(_write(tmp_path / "logs.csv", LOG_HEADER + ["device"],
-                           [row + ["mobile"] for row in rows]))
+  found = _findings(_csv(tmp_path, [row + ["mobile"] for row in rows],
+                              LOG_HEADER + ["device"]))
   assert found.blocking == []
   assert len(found.reported) == 3
   assert any("'clicked'" in s for s in found.reported)
@@ -110,17 +98,17 @@ def test_row_level_dirt_and_new_columns_are_only_reported(tmp_path):
 
 
 def test_an_input_without_rows_blocks(tmp_path):
-  found = _findings(_write(tmp_path / "catalog.csv", ["item_id", "title"],
-                           []), schemas.CATALOG)
+  found = _findings(_csv(tmp_path, [], ["item_id", "title"],
+                              "catalog.csv"), schemas.CATALOG)
   assert "it has no rows" in found.blocking
 
 
 def _drift(tmp_path, current_rows, previous_rows, config=ValidationConfig()):
   schema = schemas.shipped(schemas.LOGS)
   return drift.measure(
-      _statistics(_write(tmp_path / "now.csv", LOG_HEADER, current_rows),
+      _statistics(_csv(tmp_path, current_rows, name="now.csv"),
                   schema),
-      _statistics(_write(tmp_path / "before.csv", LOG_HEADER, previous_rows),
+      _statistics(_csv(tmp_path, previous_rows, name="before.csv"),
                   schema),
       schema, config)
 
@@ -130,7 +118,8 @@ def _by_column(entries):
 
 
 def test_the_same_logs_do_not_drift(tmp_path):
-  entries = _by_column(_drift(tmp_path, _log_rows(), _log_rows()))
+  entries = _by_column(_drift(tmp_path, search_logs.log_rows(),
+                                 search_logs.log_rows()))
   assert set(entries) == {
       (features.QUERY, drift.L_INFINITY), (features.ITEM_ID, drift.L_INFINITY),
       *((c, drift.RELATIVE_RATE_CHANGE) for c in (features.CLICKED,))}
@@ -141,8 +130,8 @@ def test_the_same_logs_do_not_drift(tmp_path):
 
 def test_other_queries_and_fewer_clicks_drift(tmp_path):
   entries = _by_column(_drift(
-      tmp_path, _log_rows(queries=("drill", "saw", "lamp", "rug"),
-                          clicked_every=8), _log_rows()))
+      tmp_path, search_logs.log_rows(queries=("drill", "saw", "lamp", "rug"),
+                          clicked_every=8), search_logs.log_rows()))
   query = entries[(features.QUERY, drift.L_INFINITY)]
   assert query["value"] == pytest.approx(0.25, abs=1e-6)
   assert query["exceeded"]
@@ -162,10 +151,10 @@ def test_other_queries_and_fewer_clicks_drift(tmp_path):
 
 def test_inferred_schema_keeps_the_pipeline_rules(tmp_path):
   header = LOG_HEADER + ["device"]
-  rows = [row + ["mobile"] for row in _log_rows()]
+  rows = [row + ["mobile"] for row in search_logs.log_rows()]
   rows[0][LOG_HEADER.index(features.ITEM_ID)] = "SKU-17"
   schema, warnings = schemas.infer(
-      [_write(tmp_path / "logs.csv", header, rows)],
+      [_csv(tmp_path, rows, header)],
       schemas.shipped(schemas.LOGS))
   by_name = {f.name: f for f in schema.feature}
   assert set(by_name) == set(header)
