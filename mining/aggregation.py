@@ -3,9 +3,14 @@
 An item's stage for a query is the strongest evidence over its impressions
 (ordered > clicked or carted > shown), so a single order outweighs any
 number of skipped impressions.
+
+The roll-up streams: exact copies of a row are found by counting each
+distinct (query, row) (`set_aside_copies`), and a query's impressions are
+summed into a `QueryStats`, which holds one entry per item the query was
+shown, however many rows the logs hold for it, and merges with another.
 """
 import collections
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -38,58 +43,74 @@ def impression_stage(row: Tuple[Any, ...]) -> int:
   return features.Stage.UNCLICKED
 
 
+def set_aside_copies(row: Tuple[Any, ...], copies: int
+                    ) -> Tuple[List[Dict[str, Any]], collections.Counter]:
+  """A kept row logged `copies` times: one is kept, the others are exact
+  duplicates. Returns their quarantine records and the counts."""
+  counts = collections.Counter({count_keys.ROWS_KEPT: 1})
+  record = cleaning.set_aside_record(row[:cleaning.EXTRAS_INDEX],
+                                     row[cleaning.EXTRAS_INDEX],
+                                     cleaning.DUPLICATE)
+  if copies > 1:
+    counts[count_keys.set_aside(cleaning.DUPLICATE)] = copies - 1
+  return [dict(record) for _ in range(copies - 1)], counts
+
+
+class QueryStats:
+  """One query's impressions so far: item -> [impressions, stage], and the
+  items it was shown in rows that were set aside."""
+
+  __slots__ = ("items", "also_shown")
+
+  def __init__(self):
+    self.items: Dict[int, List[int]] = {}
+    self.also_shown = set()
+
+  def add_impression(self, item_id: int, stage: int) -> None:
+    stats = self.items.get(item_id)
+    if stats is None:
+      self.items[item_id] = [1, stage]
+    else:
+      stats[0] += 1
+      stats[1] = max(stats[1], stage)
+
+  def add_shown(self, item_id: int) -> None:
+    self.also_shown.add(item_id)
+
+  def merge(self, other: "QueryStats") -> "QueryStats":
+    for item_id, (impressions, stage) in other.items.items():
+      stats = self.items.get(item_id)
+      if stats is None:
+        self.items[item_id] = [impressions, stage]
+      else:
+        stats[0] += impressions
+        stats[1] = max(stats[1], stage)
+    self.also_shown |= other.also_shown
+    return self
+
+
 class Aggregated(NamedTuple):
   log: Optional[QueryLog]  # None when every row of the query was set aside.
-  duplicates: List[Dict[str, Any]]  # Quarantine records.
   counts: collections.Counter
 
 
-def aggregate(query: str, blocks: Iterable[Tuple[List[tuple], List[int]]],
+def query_log(query: str, stats: QueryStats,
               config: MiningConfig) -> Aggregated:
-  """Deduplicates one query's rows and rolls them up into a QueryLog.
-
-  Args:
-    query: the canonical query.
-    blocks: (kept rows, items of set-aside rows) pieces, as `clean_rows`
-      groups them per batch.
-    config: gives the split's seed and share.
-  """
-  seen = set()
-  item_stats = {}  # item_id -> [impressions, stage]
-  also_shown = set()
-  duplicates = []
+  """A query's QueryLog from its stats; `config` gives the split."""
   counts = collections.Counter()
-  for rows, shown in blocks:
-    also_shown.update(shown)
-    for row in rows:
-      if row in seen:
-        duplicates.append(cleaning.set_aside_record(
-            row[:cleaning.EXTRAS_INDEX], row[cleaning.EXTRAS_INDEX],
-            cleaning.DUPLICATE))
-        counts[count_keys.set_aside(cleaning.DUPLICATE)] += 1
-        continue
-      seen.add(row)
-      stage = impression_stage(row)
-      stats = item_stats.get(row[cleaning.ITEM_INDEX])
-      if stats is None:
-        item_stats[row[cleaning.ITEM_INDEX]] = [1, stage]
-      else:
-        stats[0] += 1
-        stats[1] = max(stats[1], stage)
-  if not item_stats:
-    return Aggregated(None, duplicates, counts)
-  item_ids = np.array(sorted(item_stats), dtype=np.int64)
-  impressions = np.array([item_stats[i][0] for i in item_ids.tolist()],
+  if not stats.items:
+    return Aggregated(None, counts)
+  item_ids = np.array(sorted(stats.items), dtype=np.int64)
+  impressions = np.array([stats.items[i][0] for i in item_ids.tolist()],
                          dtype=np.int64)
-  stages = np.array([item_stats[i][1] for i in item_ids.tolist()],
+  stages = np.array([stats.items[i][1] for i in item_ids.tolist()],
                     dtype=np.int64)
   split = splits.split_of(query, config)
-  counts[count_keys.ROWS_KEPT] += len(seen)
   counts[count_keys.queries(split)] += 1
   for stage in stages.tolist():
     counts[count_keys.query_items(features.Stage(stage).name)] += 1
-  shown_ids = np.union1d(item_ids,
-                         np.array(sorted(also_shown), dtype=np.int64))
+  shown_ids = np.union1d(
+      item_ids, np.array(sorted(stats.also_shown), dtype=np.int64))
   return Aggregated(
       QueryLog(query, split, item_ids, stages, impressions, shown_ids),
-      duplicates, counts)
+      counts)

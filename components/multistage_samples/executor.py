@@ -6,17 +6,20 @@ into one Beam pipeline:
 1. Catalogue: the catalogue Examples go through `contracts.catalog`'s
    `CatalogBuilder` (as a CombineFn) into one `Catalog`, the side input of
    every later step, written out as the `cleaned_catalog` artifact.
-2. Logs: rows are checked (`mining.cleaning`), grouped by canonical query
-   and rolled up per query (`mining.aggregation`).
+2. Logs: rows are checked (`mining.cleaning`); exact copies of a row are
+   counted and set aside, and each query's impressions are summed per item
+   (`mining.aggregation`). Both are combines, so memory follows the
+   distinct items of a query, never the rows of the whole input or of a
+   popular query.
 3. Impressions per item, summed over queries, weight the random negatives
    (`mining.negatives`).
 4. Slates per query (`mining.slates`) and title pseudo-query slates
    (`mining.title_queries`) are written to their split.
 5. Set-aside rows and counts go to the MiningReport (`mining.report`).
 
-Rows travel as Arrow record batches until they are grouped, so the per-row
-Python work is a tuple and a few comparisons; everything after the grouping
-is per query.
+Rows travel as Arrow record batches until they are cleaned, so the per-row
+Python work is a tuple, a few comparisons and a count; everything after the
+per-query sum is per query.
 """
 import collections
 import itertools
@@ -59,6 +62,7 @@ _LOG_EVERY_ROWS = 250_000
 _LOG_EVERY_QUERIES = 2_000
 _LOG_EVERY_EXAMPLES = 20_000
 _QUARANTINE = "quarantine"
+_SHOWN = "shown"
 _COUNTS = "counts"
 
 
@@ -122,9 +126,10 @@ def _catalog_counts(catalog: catalog_lib.Catalog) -> Iterator[Any]:
 
 
 class _CleanLogs(beam.DoFn):
-  """Sets bad log rows aside and groups a batch's other rows by query.
+  """Sets bad log rows aside; emits each kept row as (query, row).
 
-  Emits (query, (kept rows, items of set-aside rows)); see
+  The catalogue items of set-aside rows go to the `_SHOWN` output as
+  (query, item_id): the query was shown them all the same. See
   `mining.cleaning.clean_rows`.
   """
 
@@ -139,7 +144,11 @@ class _CleanLogs(beam.DoFn):
                     for n in extra_names))
               if extra_names else itertools.repeat(()))
     cleaned = cleaning.clean_rows(zip(values, extras), catalog)
-    yield from cleaned.by_query.items()
+    for query, (rows, shown) in cleaned.by_query.items():
+      for row in rows:
+        yield query, row
+      for item_id in shown:
+        yield beam.pvalue.TaggedOutput(_SHOWN, (query, item_id))
     for record in cleaned.set_aside:
       yield beam.pvalue.TaggedOutput(_QUARANTINE, record)
     yield from _counted(cleaned.counts)
@@ -148,18 +157,52 @@ class _CleanLogs(beam.DoFn):
       logging.info("MultiStageSamples: cleaned %d log rows", self._rows)
 
 
-class _AggregateQuery(beam.DoFn):
-  """One query's grouped rows to a QueryLog; see `mining.aggregation`."""
+def _set_aside_copies(counted) -> Iterator[Any]:
+  """((query, row), copies) -> (query, impression) once, duplicates aside."""
+  (query, row), copies = counted
+  records, counts = aggregation.set_aside_copies(row, copies)
+  for record in records:
+    yield beam.pvalue.TaggedOutput(_QUARANTINE, record)
+  yield from _counted(counts)
+  yield query, (row[cleaning.ITEM_INDEX], aggregation.impression_stage(row))
+
+
+class _QueryStats(beam.CombineFn):
+  """A query's (item_id, stage) impressions and (shown) items to its
+  `QueryStats`: one entry per item, so a popular query's rows never have to
+  be in one worker together."""
+
+  def create_accumulator(self) -> aggregation.QueryStats:
+    return aggregation.QueryStats()
+
+  def add_input(self, stats, value):
+    if isinstance(value, tuple):
+      stats.add_impression(*value)
+    else:
+      stats.add_shown(value)
+    return stats
+
+  def merge_accumulators(self, accumulators):
+    accumulators = iter(accumulators)
+    merged = next(accumulators)
+    for stats in accumulators:
+      merged.merge(stats)
+    return merged
+
+  def extract_output(self, stats):
+    return stats
+
+
+class _QueryLog(beam.DoFn):
+  """(query, QueryStats) to a QueryLog; see `mining.aggregation`."""
 
   def __init__(self, config: MiningConfig):
     self._config = config
     self._queries = 0
 
   def process(self, element) -> Iterator[Any]:
-    query, blocks = element
-    aggregated = aggregation.aggregate(query, blocks, self._config)
-    for record in aggregated.duplicates:
-      yield beam.pvalue.TaggedOutput(_QUARANTINE, record)
+    query, stats = element
+    aggregated = aggregation.query_log(query, stats, self._config)
     yield from _counted(aggregated.counts)
     if aggregated.log is not None:
       yield aggregated.log
@@ -263,12 +306,18 @@ def _mine(pipeline: beam.Pipeline, logs: types.Artifact,
   cleaned = (
       _record_batches(pipeline, logs, "ReadLogs")
       | "Clean" >> beam.ParDo(_CleanLogs(), catalog_side).with_outputs(
-          _QUARANTINE, _COUNTS, main="blocks"))
+          _SHOWN, _QUARANTINE, _COUNTS, main="rows"))
+  impressions = (
+      cleaned.rows
+      | "CountCopies" >> beam.combiners.Count.PerElement()
+      | "SetAsideCopies" >> beam.FlatMap(_set_aside_copies).with_outputs(
+          _QUARANTINE, _COUNTS, main="impressions"))
   aggregated = (
-      cleaned.blocks
-      | "GroupByQuery" >> beam.GroupByKey()
-      | "Aggregate" >> beam.ParDo(_AggregateQuery(config)).with_outputs(
-          _QUARANTINE, _COUNTS, main="logs"))
+      (impressions.impressions, cleaned[_SHOWN])
+      | "FlattenImpressions" >> beam.Flatten()
+      | "SumPerQuery" >> beam.CombinePerKey(_QueryStats())
+      | "QueryLogs" >> beam.ParDo(_QueryLog(config)).with_outputs(
+          _COUNTS, main="logs"))
   sampler = beam.pvalue.AsSingleton(
       aggregated.logs
       | "SumImpressions" >> beam.CombineGlobally(_SumImpressions())
@@ -301,13 +350,14 @@ def _mine(pipeline: beam.Pipeline, logs: types.Artifact,
              file_name_suffix=".gz"))
 
   quarantine = os.path.join(report_uri, spec.QUARANTINE_DIR)
-  _write_quarantine((cleaned[_QUARANTINE], aggregated[_QUARANTINE]), "Logs",
+  _write_quarantine((cleaned[_QUARANTINE], impressions[_QUARANTINE]), "Logs",
                     os.path.join(quarantine, spec.LOGS_QUARANTINE))
   _write_quarantine(
       (catalog | "CatalogSetAside" >> beam.FlatMap(lambda c: c.set_aside),),
       "Catalog", os.path.join(quarantine, spec.CATALOG_QUARANTINE))
   _ = ((catalog | "CatalogCounts" >> beam.FlatMap(_catalog_counts),
-        cleaned[_COUNTS], aggregated[_COUNTS], built[_COUNTS],
+        cleaned[_COUNTS], impressions[_COUNTS], aggregated[_COUNTS],
+        built[_COUNTS],
         titled[_COUNTS])
        | "FlattenCounts" >> beam.Flatten()
        | "SumCounts" >> beam.CombinePerKey(sum)

@@ -1,4 +1,6 @@
 """Per-query roll-up: strongest stage per item, duplicates, shown items."""
+import collections
+
 import numpy as np
 
 from contracts import features
@@ -11,23 +13,39 @@ from tests.mining import fixtures
 CATALOG = fixtures.catalog()
 
 
-def _kept(*rows):
-  cleaned = cleaning.clean_rows([(r, ()) for r in rows], CATALOG)
-  return cleaned.by_query
+def _stats(*pieces):
+  """The QueryStats of rows and shown items per piece, merged as Beam
+  merges the accumulators of its bundles; the counts of setting copies
+  aside."""
+  merged = aggregation.QueryStats()
+  counts = collections.Counter()
+  duplicates = []
+  for rows in pieces:
+    stats = aggregation.QueryStats()
+    cleaned = cleaning.clean_rows([(r, ()) for r in rows], CATALOG)
+    for kept, shown in cleaned.by_query.values():
+      for row, copies in collections.Counter(kept).items():
+        records, row_counts = aggregation.set_aside_copies(row, copies)
+        duplicates += records
+        counts += row_counts
+        stats.add_impression(row[cleaning.ITEM_INDEX],
+                             aggregation.impression_stage(row))
+      for item_id in shown:
+        stats.add_shown(item_id)
+    merged.merge(stats)
+  return merged, counts, duplicates
 
 
 def test_stage_is_the_strongest_evidence_and_duplicates_are_set_aside():
-  first = _kept(
-      fixtures.log_row("red drill", 1, 1, clicked=1, carted=1, ordered=1),
-      fixtures.log_row("red drill", 2, 2),
-      fixtures.log_row("red drill", 3, 3),
-      fixtures.log_row("red drill", 9, 1, ordered=1))  # Set aside, shown.
-  second = _kept(
-      fixtures.log_row("Red Drill", 3, 1, clicked=1, carted=1, request="r2"),
-      fixtures.log_row("red drill", 2, 2, request="r2"),
-      fixtures.log_row("red drill", 2, 2, request="r2"))  # Exact copy.
-  result = aggregation.aggregate(
-      "red drill", [first["red drill"], second["red drill"]], fixtures.CONFIG)
+  stats, counts, duplicates = _stats(
+      [fixtures.log_row("red drill", 1, 1, clicked=1, carted=1, ordered=1),
+       fixtures.log_row("red drill", 2, 2),
+       fixtures.log_row("red drill", 3, 3),
+       fixtures.log_row("red drill", 9, 1, ordered=1)],  # Set aside, shown.
+      [fixtures.log_row("Red Drill", 3, 1, clicked=1, carted=1, request="r2"),
+       fixtures.log_row("red drill", 2, 2, request="r2"),
+       fixtures.log_row("red drill", 2, 2, request="r2")])  # Exact copy.
+  result = aggregation.query_log("red drill", stats, fixtures.CONFIG)
   log = result.log
   assert log.query == "red drill"
   assert log.split == splits.split_of("red drill", fixtures.CONFIG)
@@ -39,16 +57,28 @@ def test_stage_is_the_strongest_evidence_and_duplicates_are_set_aside():
   np.testing.assert_array_equal(log.shown_ids, [1, 2, 3, 9])
   assert log.impressions_by_item() == {1: 1, 2: 2, 3: 2}
   assert [(r["request_id"], r["item_id"], r[cleaning.REASON])
-          for r in result.duplicates] == [("r2", 2, cleaning.DUPLICATE)]
+          for r in duplicates] == [("r2", 2, cleaning.DUPLICATE)]
+  assert counts == {count_keys.set_aside(cleaning.DUPLICATE): 1,
+                    count_keys.ROWS_KEPT: 5}
   assert result.counts == {
-      count_keys.set_aside(cleaning.DUPLICATE): 1,
-      count_keys.ROWS_KEPT: 5,
       count_keys.queries(log.split): 1,
       count_keys.query_items("ORDERED"): 1,
       count_keys.query_items("CLICKED"): 1,
       count_keys.query_items("UNCLICKED"): 1}
 
 
+def test_stats_hold_one_entry_per_item_however_many_rows():
+  rows = [fixtures.log_row("drill", 1 + n % 3, 1, request=f"r{n}")
+          for n in range(300)]
+  stats, counts, _ = _stats(rows[:100], rows[100:])
+  assert len(stats.items) == 3
+  assert sum(n for n, _ in stats.items.values()) == 300
+  assert counts[count_keys.ROWS_KEPT] == 300
+
+
 def test_a_query_with_only_set_aside_rows_gives_no_log():
-  result = aggregation.aggregate("glue", [([], [4, 5])], fixtures.CONFIG)
-  assert result.log is None and not result.duplicates and not result.counts
+  stats = aggregation.QueryStats()
+  for item_id in (4, 5):
+    stats.add_shown(item_id)
+  result = aggregation.query_log("glue", stats, fixtures.CONFIG)
+  assert result.log is None and not result.counts
