@@ -5,7 +5,9 @@ files through Beam, which decompresses by file extension, but then reads the
 header with a plain open and iterates the body as a plain file; both fail on
 gzip. This executor reads records line by line through Beam's file systems and
 otherwise keeps the stock parsing (type inference, tf.Example conversion), so
-its output is what CsvExampleGen writes for a plain CSV. A file that cannot
+its output is what CsvExampleGen writes for a plain CSV. A gzip file cannot
+be split for reading, so each file is read whole; its records are parsed in
+chunks spread over every worker, so one big file does not cap parallelism. A file that cannot
 be read (not UTF-8, truncated, a row of another width than the header) stops
 it with an `UnreadableInput` naming the file and line. It logs how many rows
 it has read and converted every few seconds: a big input is minutes of work.
@@ -27,6 +29,7 @@ from tfx.types import standard_component_specs
 from tfx_bsl.coders import csv_decoder
 
 _PROGRESS_SECONDS = 10.0
+_RECORDS_PER_CHUNK = 2000
 
 
 class UnreadableInput(ValueError):
@@ -77,17 +80,28 @@ def _lines(path: str):
 
 
 class _ReadCsvRecords(beam.DoFn):
-  """Yields the CSV records of a file after its header.
+  """Yields the CSV records of a file after its header, in chunks.
 
   A quoted field may hold newlines, so lines are joined until their quotes
   balance, as the stock reader does. A record of another width than the
   header stops the read with its line number (the stock decoder would fail
-  on it later without one).
+  on it later without one). Chunks of `records_per_chunk` records let the
+  parsing that follows spread one big file over every worker.
   """
+
+  def __init__(self, records_per_chunk: int = _RECORDS_PER_CHUNK):
+    self._records_per_chunk = records_per_chunk
 
   def process(self, path: str):
     with _reading(path):
-      yield from self._records(path)
+      chunk = []
+      for record in self._records(path):
+        chunk.append(record)
+        if len(chunk) == self._records_per_chunk:
+          yield chunk
+          chunk = []
+      if chunk:
+        yield chunk
 
   def _records(self, path: str):
     lines = _lines(path)
@@ -147,10 +161,12 @@ class _LogConverted(beam.DoFn):
 class _CsvToExample(beam.PTransform):
   """CSV files of one split -> tf.Examples (header names, inferred types)."""
 
-  def __init__(self, exec_properties: Dict[str, Any], split_pattern: str):
+  def __init__(self, exec_properties: Dict[str, Any], split_pattern: str,
+               records_per_chunk: int = _RECORDS_PER_CHUNK):
     super().__init__()
     self._pattern = os.path.join(
         exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
+    self._records_per_chunk = records_per_chunk
 
   def expand(self, pipeline):
     files = sorted(fileio.glob(self._pattern))
@@ -164,7 +180,12 @@ class _CsvToExample(beam.PTransform):
     lines = (
         pipeline
         | "CreateFilenames" >> beam.Create(files)
-        | "ReadFromText" >> beam.ParDo(_ReadCsvRecords())
+        | "ReadFromText" >> beam.ParDo(
+            _ReadCsvRecords(self._records_per_chunk))
+        # A file is read (and decompressed) in one piece; its records are
+        # parsed wherever a worker is free.
+        | "SpreadChunks" >> beam.Reshuffle()
+        | "Records" >> beam.FlatMap(lambda chunk: chunk)
         | "ParseCSVLine" >> beam.ParDo(csv_decoder.ParseCSVLine(delimiter=","))
         | "ExtractParsedCSVLines" >> beam.Keys())
     column_infos = beam.pvalue.AsSingleton(

@@ -58,7 +58,7 @@ def test_files_with_different_headers_are_an_error(tmp_path):
 _PARSED = []
 
 
-def _parsed_rows(input_base, pattern):
+def _parsed_rows(input_base, pattern, **options):
   """{item_id: {feature: values}} of every example the executor writes."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   del _PARSED[:]
@@ -68,7 +68,7 @@ def _parsed_rows(input_base, pattern):
 
   with beam.Pipeline() as pipeline:
     examples = pipeline | executor._CsvToExample(  # pylint: disable=protected-access
-        {"input_base": str(input_base)}, pattern)
+        {"input_base": str(input_base)}, pattern, **options)
     beam_util.assert_that(
         examples | beam.Map(lambda e: e.SerializeToString()), collect)
   rows = {}
@@ -117,6 +117,18 @@ def test_other_column_order_and_unused_columns_are_ordinary(tmp_path):
   other = _parsed_rows(tmp_path / "other", "rows.csv")
   assert {item: {n: v for n, v in row.items() if n != "warehouse"}
           for item, row in other.items()} == plain
+
+
+def test_one_file_is_parsed_in_chunks_with_the_same_rows(tmp_path):
+  rows = "".join(f'{100003 + i},"Hinge\nNo. {i}",{i}.5\n' for i in range(5))
+  (tmp_path / "rows.csv").write_text(CSV + rows)
+  chunks = list(executor._ReadCsvRecords(2).process(  # pylint: disable=protected-access
+      str(tmp_path / "rows.csv")))
+  assert [len(chunk) for chunk in chunks] == [2, 2, 2, 1]
+  assert chunks[0][1] == '100002,"Tape\nMeasure",\n'
+  chunked = _parsed_rows(tmp_path, "rows.csv", records_per_chunk=2)
+  assert len(chunked) == 7
+  assert chunked == _parsed_rows(tmp_path, "rows.csv")
 
 
 def _truncated_gzip(path):
