@@ -78,6 +78,11 @@ def cmd_run(args):
             f"mmse run: --schema {args.schema}: no "
             f"{os.path.basename(schemas.schema_file(args.schema, name))} "
             "there (`mmse schema` writes both)")
+  try:
+    beam_args = configs.beam_pipeline_args(args.beam, output_dir,
+                                           args.beam_arg or ())
+  except ValueError as e:
+    raise SystemExit(f"mmse run: {e}") from e
   if args.accept_drift:
     overrides.append("validation.accept_drift=true")
   judgments = args.judgments
@@ -96,12 +101,13 @@ def cmd_run(args):
   if judgments:
     overrides.append(
         f"evaluation.judgments_path={os.path.abspath(judgments)}")
-  config = configs.PipelineConfig(
-      logs_pattern=os.path.abspath(logs),
-      catalog_path=os.path.abspath(catalog),
-      output_dir=output_dir,
-      schema_dir=os.path.abspath(args.schema) if args.schema else "")
   try:
+    config = configs.PipelineConfig(
+        logs_pattern=os.path.abspath(logs),
+        catalog_path=os.path.abspath(catalog),
+        output_dir=output_dir,
+        schema_dir=os.path.abspath(args.schema) if args.schema else "",
+        beam_pipeline_args=beam_args)
     config = configs.with_overrides(config, overrides)
   except ValueError as e:
     raise SystemExit(f"mmse run: {e}") from e
@@ -132,20 +138,15 @@ def cmd_run(args):
 
 
 def cmd_compile(args):
-  if (args.dataflow_project is None) != (args.dataflow_region is None):
-    raise SystemExit("mmse compile: give both --dataflow-project and "
-                     "--dataflow-region, or neither")
   _start(args)
   from tfx_pipeline.runners import kubeflow_v2  # pylint: disable=g-import-not-at-top
-  beam_args = configs.PipelineConfig.beam_pipeline_args
-  if args.dataflow_project:
-    beam_args = kubeflow_v2.dataflow_args(args.dataflow_project,
-                                          args.dataflow_region, args.root)
-  config = configs.PipelineConfig(
-      logs_pattern=args.logs, catalog_path=args.catalog,
-      output_dir=args.root, schema_dir=args.schema or "",
-      beam_pipeline_args=tuple(beam_args))
   try:
+    config = configs.PipelineConfig(
+        logs_pattern=args.logs, catalog_path=args.catalog,
+        output_dir=args.root, schema_dir=args.schema or "",
+        beam_pipeline_args=configs.beam_pipeline_args(
+            args.beam, args.root, args.beam_arg or (),
+            setup_file=kubeflow_v2.IMAGE_SETUP_FILE))
     config = configs.with_overrides(config, args.set or ())
   except ValueError as e:
     raise SystemExit(f"mmse compile: {e}") from e
@@ -244,6 +245,19 @@ def _add_verbose(parser: argparse.ArgumentParser) -> None:
       "progress (they are always in the log file, where there is one).")
 
 
+def _add_beam_flags(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(
+      "--beam", choices=sorted(configs.BEAM_PROFILES), default="local",
+      help="Where the Beam components run: local (DirectRunner over all "
+      "cores, the default), dataflow (needs --beam-arg=--project=P and "
+      "--beam-arg=--region=R), flink or spark (a cluster's job endpoint).")
+  parser.add_argument(
+      "--beam-arg", action="append", metavar="--FLAG=VALUE",
+      help="A Beam pipeline option, replacing the profile's flag of that "
+      "name, e.g. --beam-arg=--direct_num_workers=1 (repeatable; write it "
+      "with '=').")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="mmse", description="Multi-stage multi-grained semantic embeddings "
@@ -290,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Bless and push even if the logs drifted from those "
                  "of the served model beyond the validation.* thresholds "
                  "(the drift is still reported). For this run only.")
+  _add_beam_flags(p)
   p.add_argument("--report", help="Also write the run report as JSON here.")
   p.add_argument("--no-cache", action="store_true",
                  help="Rerun every component. By default a run into an "
@@ -318,9 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--schema", metavar="DIR",
                  help="URI of a directory with logs.pbtxt and catalog.pbtxt "
                  "(default: the schemas shipped in the image).")
-  p.add_argument("--dataflow-project",
-                 help="Run the Beam components on Dataflow in this project.")
-  p.add_argument("--dataflow-region", help="Dataflow region.")
+  _add_beam_flags(p)
   p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                  help="Override a config knob, as for `mmse run`.")
   _add_verbose(p)

@@ -46,11 +46,11 @@ class PipelineConfig:
   index: IndexConfig = IndexConfig()
   validation: ValidationConfig = ValidationConfig()
   pipeline_name: str = PIPELINE_NAME
-  # Beam flags for every Beam-powered component. DirectRunner on the local
-  # machine by default; see runners/ for Dataflow.
+  # Beam flags for every Beam-powered component (`beam_pipeline_args`
+  # builds them from a profile): DirectRunner over all local cores.
   beam_pipeline_args: Tuple[str, ...] = (
-      "--direct_running_mode=in_memory",
-      "--direct_num_workers=1",
+      "--direct_running_mode=multi_processing",
+      "--direct_num_workers=0",
   )
 
   @property
@@ -71,23 +71,72 @@ class PipelineConfig:
     return os.path.join(self.output_dir, "serving")
 
 
-def dataflow_beam_pipeline_args(project: str, region: str,
-                                temp_location: str,
-                                setup_file: str = "") -> Tuple[str, ...]:
-  """Beam flags that move every Beam-powered component onto Dataflow.
+# Where each Beam-powered component runs, by `mmse run --beam PROFILE`.
+# `{root}` is the run's output directory, `{setup_file}` this repository's
+# setup.py (it ships the mining and indexing DoFns and the preprocessing_fn
+# to remote workers).
+BEAM_PROFILES: Dict[str, Tuple[str, ...]] = {
+    # DirectRunner, one worker process per core (0 = as many as cores).
+    "local": PipelineConfig.beam_pipeline_args,
+    "dataflow": (
+        "--runner=DataflowRunner",
+        "--temp_location={root}/beam-tmp",
+        "--setup_file={setup_file}",
+        "--experiments=use_runner_v2",
+    ),
+    # Portable runners: the SDK workers run in the launching process
+    # (LOOPBACK) unless `--environment_type` says otherwise.
+    "flink": (
+        "--runner=FlinkRunner",
+        "--flink_master=localhost:8081",
+        "--environment_type=LOOPBACK",
+    ),
+    "spark": (
+        "--runner=SparkRunner",
+        "--spark_master_url=spark://localhost:7077",
+        "--environment_type=LOOPBACK",
+    ),
+}
+# Flags a profile cannot guess; `--beam-arg` must give them.
+_REQUIRED_BEAM_FLAGS = {"dataflow": ("--project", "--region")}
 
-  `--setup_file` ships this repository's packages (the mining and indexing
-  DoFns, the preprocessing_fn) to the workers: this checkout's `setup.py`
-  unless told where it is on the machine that launches the job.
+
+def _flag_name(arg: str) -> str:
+  return arg.partition("=")[0]
+
+
+def beam_pipeline_args(profile: str, root: str, overrides=(),
+                       setup_file: str = "") -> Tuple[str, ...]:
+  """The Beam flags of `profile`, with `overrides` replacing flags of the
+  same name (the others are added).
+
+  Args:
+    profile: a key of BEAM_PROFILES.
+    root: the run's output directory (Dataflow's temp location is under it).
+    overrides: `--flag=value` words, as `mmse run --beam-arg` gives them.
+    setup_file: setup.py as the Beam workers' launcher sees it; this
+      checkout's by default.
+
+  Raises:
+    ValueError: an unknown profile, a word that is not a `--flag`, or a flag
+      the profile needs that `overrides` lacks.
   """
-  return (
-      "--runner=DataflowRunner",
-      f"--project={project}",
-      f"--region={region}",
-      f"--temp_location={temp_location}",
-      f"--setup_file={setup_file or os.path.join(REPOSITORY_DIR, 'setup.py')}",
-      "--experiments=use_runner_v2",
-  )
+  if profile not in BEAM_PROFILES:
+    raise ValueError(f"unknown Beam profile {profile!r}; one of "
+                     f"{sorted(BEAM_PROFILES)}")
+  for arg in overrides:
+    if not arg.startswith("--"):
+      raise ValueError(f"a Beam argument is a --flag[=value], got {arg!r}")
+  setup_file = setup_file or os.path.join(REPOSITORY_DIR, "setup.py")
+  args = {_flag_name(a): a.format(root=root.rstrip("/"), setup_file=setup_file)
+          for a in BEAM_PROFILES[profile]}
+  args.update((_flag_name(a), a) for a in overrides)
+  missing = [f for f in _REQUIRED_BEAM_FLAGS.get(profile, ()) if f not in args]
+  if missing:
+    raise ValueError(
+        f"the {profile} Beam profile needs "
+        + " and ".join(f"--beam-arg={f}=..." for f in missing))
+  return tuple(args.values())
 
 
 # Knobs that moved to the package that uses them; the old words still work.

@@ -80,6 +80,8 @@ def test_run_reuses_finished_components_unless_told_not_to():
      "--logs .*logs/\\*.csv.gz: matches no file"),
     (["--logs", "{tmp}/a log.csv", "--catalog", "{tmp}/no \"catalog\".csv"],
      '--catalog .*no "catalog".csv: no such file'),
+    (["--beam", "dataflow", "--beam-arg=--project=p"],
+     "the dataflow Beam profile needs --beam-arg=--region="),
 ])
 def test_run_with_missing_inputs_stops_before_any_work(tmp_path, flags,
                                                        message):

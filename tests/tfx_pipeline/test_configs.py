@@ -38,3 +38,50 @@ def test_slate_size_counts_anchor_context_and_random_items():
 def test_a_moved_knob_keeps_its_old_words():
   config = configs.with_overrides(_config(), ["model.retrieval_k=50"])
   assert config.index.k == 50
+
+
+def test_the_local_beam_profile_is_the_default_and_uses_every_core():
+  assert configs.beam_pipeline_args("local", "/tmp/out") == (
+      _config().beam_pipeline_args)
+  assert "--direct_running_mode=multi_processing" in (
+      _config().beam_pipeline_args)
+  # Zero: as many DirectRunner workers as the machine has cores.
+  assert "--direct_num_workers=0" in _config().beam_pipeline_args
+
+
+def test_beam_args_replace_the_profile_flag_of_the_same_name():
+  args = configs.beam_pipeline_args(
+      "local", "/tmp/out", ["--direct_num_workers=1", "--max_num_threads=4"])
+  assert args == ("--direct_running_mode=multi_processing",
+                  "--direct_num_workers=1", "--max_num_threads=4")
+
+
+def test_the_dataflow_profile_fills_in_the_run_root_and_setup_file():
+  args = configs.beam_pipeline_args(
+      "dataflow", "gs://bucket/mmse/",
+      ["--project=p", "--region=europe-west4"], setup_file="/mmse/setup.py")
+  assert "--runner=DataflowRunner" in args
+  assert "--temp_location=gs://bucket/mmse/beam-tmp" in args
+  assert "--setup_file=/mmse/setup.py" in args
+  assert args[-2:] == ("--project=p", "--region=europe-west4")
+  default = configs.beam_pipeline_args("dataflow", "gs://b", ["--project=p",
+                                                              "--region=r"])
+  assert f"--setup_file={configs.REPOSITORY_DIR}/setup.py" in default
+
+
+@pytest.mark.parametrize("profile, runner", [("flink", "FlinkRunner"),
+                                             ("spark", "SparkRunner")])
+def test_portable_profiles_name_their_runner(profile, runner):
+  args = configs.beam_pipeline_args(profile, "/tmp/out")
+  assert f"--runner={runner}" in args
+  assert "--environment_type=LOOPBACK" in args
+
+
+@pytest.mark.parametrize("profile, overrides, message", [
+    ("cloud", (), "unknown Beam profile 'cloud'"),
+    ("dataflow", ("--project=p",), "--beam-arg=--region=..."),
+    ("local", ("direct_num_workers=1",), "a Beam argument is a --flag"),
+])
+def test_bad_beam_settings_are_clear_errors(profile, overrides, message):
+  with pytest.raises(ValueError, match=message):
+    configs.beam_pipeline_args(profile, "/tmp/out", overrides)

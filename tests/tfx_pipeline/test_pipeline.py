@@ -92,7 +92,8 @@ def test_compile_for_kubeflow_names_every_component_and_no_local_path(
            "gs://bucket/catalog.csv", "--root", "gs://bucket/mmse"]
   assert cli.main(["compile", "--target", "kubeflow", "--image",
                    "gcr.io/example/mmse:1", "--out", str(output), *flags,
-                   "--dataflow-project", "p", "--dataflow-region", "r",
+                   "--beam", "dataflow", "--beam-arg=--project=p",
+                   "--beam-arg=--region=r",
                    "--set", "validation.max_query_drift=0.2"]) == 0
   text = output.read_text()
   spec = json_format.ParseDict(json.loads(text)["pipelineSpec"],
@@ -115,7 +116,8 @@ def test_compile_for_kubeflow_names_every_component_and_no_local_path(
       "schema_file"].runtime_value.constant_value.string_value
   assert schema_file == f"{kubeflow_v2.IMAGE_REPOSITORY_DIR}/validation/" \
       "schemas/logs.pbtxt"
-  assert f"--setup_file={kubeflow_v2.IMAGE_REPOSITORY_DIR}/setup.py" in text
+  assert f"--setup_file={kubeflow_v2.IMAGE_SETUP_FILE}" in text
+  assert "--temp_location=gs://bucket/mmse/beam-tmp" in text
   for local_path in {configs.REPOSITORY_DIR, os.getcwd(), str(tmp_path),
                      os.path.expanduser("~")}:
     assert local_path not in text, local_path

@@ -3,7 +3,8 @@
     mmse compile --target kubeflow --image gcr.io/PROJECT/mmse:1 \
         --out mmse_pipeline.json --logs 'gs://BUCKET/logs/*.csv.gz' \
         --catalog gs://BUCKET/catalog.csv --root gs://BUCKET/mmse \
-        [--schema gs://BUCKET/schemas] [--dataflow-project P --dataflow-region R]
+        [--schema gs://BUCKET/schemas] \
+        [--beam dataflow --beam-arg=--project=P --beam-arg=--region=R]
 
 Compiling is offline: it writes the PipelineJob JSON of `KubeflowV2DagRunner`
 and submits nothing (the KFP or Vertex AI client does). Every step runs in
@@ -23,6 +24,8 @@ from validation import schemas
 
 # Where the Dockerfile copies this repository inside the image.
 IMAGE_REPOSITORY_DIR = "/mmse"
+# What a remote Beam profile (Dataflow) ships to its workers.
+IMAGE_SETUP_FILE = IMAGE_REPOSITORY_DIR + "/setup.py"
 
 
 def for_the_image(config: configs.PipelineConfig) -> configs.PipelineConfig:
@@ -48,10 +51,3 @@ def compile_pipeline(config: configs.PipelineConfig, image: str,
       output_filename=os.path.basename(output_path))
   runner.run(pipeline.create_pipeline(for_the_image(config)))
   return output_path
-
-
-def dataflow_args(project: str, region: str, root: str):
-  """Dataflow Beam flags whose `--setup_file` is the image's copy."""
-  return configs.dataflow_beam_pipeline_args(
-      project, region, temp_location=os.path.join(root, "beam-tmp"),
-      setup_file=os.path.join(IMAGE_REPOSITORY_DIR, "setup.py"))
