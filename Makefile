@@ -10,7 +10,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: venv run test lock bench-quality bench-serving clean
+.PHONY: venv run test bazel-test lock bench-quality bench-serving clean
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,16 @@ run: venv
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# The unit tests under Bazel (Debian's bazel-bootstrap 4.2.3 is enough; it
+# downloads nothing), with .venv's interpreter and packages. `bazel test //...`
+# also runs the end-to-end target (tag e2e, a whole pipeline run).
+# BAZEL_FLAGS adds flags, e.g. --local_test_jobs=1 on a busy machine.
+BAZEL ?= bazel
+BAZEL_FLAGS ?=
+bazel-test: venv
+	@command -v $(BAZEL) >/dev/null || { echo "install Bazel: apt-get install bazel-bootstrap"; exit 1; }
+	$(BAZEL) test --repo_env=MMSE_PYTHON=$(abspath $(PY)) --test_tag_filters=-e2e $(BAZEL_FLAGS) //...
 
 lock: venv
 	$(VENV)/bin/uv pip compile --python $(PY) requirements.txt requirements-dev.txt -o requirements.lock
