@@ -26,7 +26,7 @@ Give both mmse_logs and mmse_catalog, or neither. A Variable can also come
 from the environment as AIRFLOW_VAR_MMSE_LOGS and so on (Airflow's own
 rule); MMSE_LOGS is read only where no Variable is set.
 
-Parsing the file imports TensorFlow and TFX, about 20-30 s on two cores:
+Parsing the file imports TensorFlow and TFX, about 30 s on two busy cores:
 raise Airflow's [core] dagbag_import_timeout (30 s by default). The
 scheduler, the workers and `airflow dags test` run from the environment of
 requirements.lock plus the extra; Airflow 2.5's web UI does not (the pinned
