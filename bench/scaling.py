@@ -1,0 +1,357 @@
+"""How the data path scales: LogsExampleGen and MultiStageSamples, measured.
+
+  python -m bench.scaling [--data-dir ../shared/data/homedepot]
+      [--scales 1,4,16] [--repeats 2] [--work-dir DIR]
+
+Both components run as the pipeline runs them (their executors' `Do` under
+the `local` Beam profile, DirectRunner in multi-processing mode), in this
+process:
+
+1. Workers: on the benchmark logs, with one Beam worker process
+   (`--direct_num_workers=1`) and with the default (one per core),
+   alternated `--repeats` times.
+2. Size: MultiStageSamples on the benchmark logs' Examples copied 1, 4 and
+   16 times, each copy's queries and request ids renamed ("drill" ->
+   "drill c3"), so a copy is new queries of the same shape, not duplicate
+   rows; per size the wall time, impressions per second and peak memory.
+   (The copies are made from LogsExampleGen's output: at 16x ExampleGen
+   itself would take over an hour here.)
+
+Memory is sampled every 0.2 s as resident set size: of this process (under
+DirectRunner it launches the workers and holds the data between stages,
+the shuffle included) and of each worker process (where the mining code
+runs). Writes `bench/results/scaling.md` and `scaling.json`.
+"""
+import argparse
+import dataclasses
+import glob
+import gzip
+import json
+import multiprocessing
+import os
+import pathlib
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from typing import Dict, List, Sequence
+
+import psutil
+from google.protobuf import message
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components import artifacts
+from components.csv_example_gen import executor as csv_executor
+from components.multistage_samples import executor as mining_executor
+from components.multistage_samples import spec as mining_spec
+from contracts import config_io
+from contracts import features
+from mining.config import MiningConfig
+from tfx_pipeline import configs
+from tfx_pipeline import pipeline
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+ONE_WORKER = ("--direct_running_mode=multi_processing",
+              "--direct_num_workers=1")
+DEFAULT_WORKERS = configs.BEAM_PROFILES["local"]
+_MIB = 1 << 20
+
+
+class PeakMemory:
+  """Samples the resident memory of this process and of its children."""
+
+  def __init__(self, every_seconds: float = 0.2):
+    self._every = every_seconds
+    self._stop = threading.Event()
+    self.launcher = 0  # Peak RSS of this process, bytes.
+    self.worker = 0  # Peak RSS of any one child process.
+    self.total = 0  # Peak sum over this process and its children.
+    self._thread = threading.Thread(target=self._sample, daemon=True)
+
+  def __enter__(self):
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    self._thread.join()
+
+  def _sample(self):
+    me = psutil.Process()
+    while not self._stop.is_set():
+      try:
+        own = me.memory_info().rss
+        children = []
+        for child in me.children(recursive=True):
+          try:
+            children.append(child.memory_info().rss)
+          except psutil.Error:
+            pass
+      except psutil.Error:
+        continue
+      self.launcher = max(self.launcher, own)
+      self.worker = max([self.worker, *children])
+      self.total = max(self.total, own + sum(children))
+      self._stop.wait(self._every)
+
+
+def _exec_properties(component) -> Dict[str, object]:
+  """A component's execution properties as its executor receives them."""
+  return {k: (proto_utils.proto_to_json(v) if isinstance(v, message.Message)
+              else v) for k, v in component.exec_properties.items()}
+
+
+def _context(beam_args: Sequence[str], tmp_dir: str):
+  return base_beam_executor.BaseBeamExecutor.Context(
+      beam_pipeline_args=list(beam_args), tmp_dir=tmp_dir)
+
+
+def example_gen(pattern: str, out_dir: str, beam_args: Sequence[str]):
+  """LogsExampleGen's executor on the CSV files of `pattern`."""
+  examples = standard_artifacts.Examples()
+  examples.uri = out_dir
+  component = pipeline._csv_example_gen(pattern, "ExampleGen")  # pylint: disable=protected-access
+  csv_executor.Executor(_context(beam_args, out_dir + "-tmp")).Do(
+      {}, {"examples": [examples]}, _exec_properties(component))
+  return examples
+
+
+def multistage_samples(logs, catalog, out_dir: str,
+                       beam_args: Sequence[str]) -> Dict[str, int]:
+  """MultiStageSamples' executor; returns its headline counts."""
+  outputs = {mining_spec.EXAMPLES_KEY: standard_artifacts.Examples(),
+             mining_spec.REPORT_KEY: artifacts.MiningReport(),
+             mining_spec.CLEANED_CATALOG_KEY: artifacts.Catalog()}
+  for key, artifact in outputs.items():
+    artifact.uri = os.path.join(out_dir, key)
+    os.makedirs(artifact.uri)
+  mining_executor.Executor(_context(beam_args, out_dir + "-tmp")).Do(
+      {mining_spec.LOGS_KEY: [logs], mining_spec.CATALOG_KEY: [catalog]},
+      {k: [a] for k, a in outputs.items()},
+      config_io.to_parameters(MiningConfig()))
+  report = outputs[mining_spec.REPORT_KEY]
+  return {k: report.get_int_custom_property(k)
+          for k in ("rows_read", "rows_kept")}
+
+
+def _copy_file(task) -> int:
+  """Writes copy `copy` of one TFRecord file of Examples; returns rows."""
+  source, target, copy = task
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  suffix = f" c{copy}".encode()
+  rows = 0
+  with tf.io.TFRecordWriter(target, options="GZIP") as writer:
+    for record in tf.compat.v1.io.tf_record_iterator(
+        source, options=tf.io.TFRecordOptions(compression_type="GZIP")):
+      example = tf.train.Example.FromString(record)
+      feature = example.features.feature
+      for name, add in ((features.QUERY, suffix),
+                        (features.REQUEST_ID, b"-" + suffix.strip())):
+        values = feature[name].bytes_list.value if name in feature else []
+        if values and values[0]:
+          values[0] += add
+      writer.write(example.SerializeToString())
+      rows += 1
+  return rows
+
+
+def replicate_examples(examples, copies: int, out_dir: str):
+  """An Examples artifact holding `copies` renamed copies of `examples`.
+
+  Copy 0 is the rows as they are; copy c renames every query `q` to
+  "q c<c>" and every request `r` to "r-c<c>".
+  """
+  copied = standard_artifacts.Examples()
+  copied.uri = out_dir
+  copied.split_names = examples.split_names
+  tasks = []
+  for split in artifact_utils.decode_split_names(examples.split_names):
+    source_dir = artifact_utils.get_split_uri([examples], split)
+    target_dir = artifact_utils.get_split_uri([copied], split)
+    os.makedirs(target_dir)
+    for path in sorted(glob.glob(os.path.join(source_dir, "*.gz"))):
+      name = os.path.basename(path)
+      shutil.copy(path, os.path.join(target_dir, name))
+      tasks += [(path, os.path.join(target_dir, f"c{c}-{name}"), c)
+                for c in range(1, copies)]
+  with multiprocessing.get_context("spawn").Pool() as pool:
+    pool.map(_copy_file, tasks)
+  return copied
+
+
+@dataclasses.dataclass
+class Measured:
+  step: str
+  workers: str
+  scale: int
+  impressions: int
+  seconds: float
+  launcher_mib: float
+  worker_mib: float
+  total_mib: float
+
+  @property
+  def per_second(self) -> float:
+    return self.impressions / self.seconds
+
+
+def _measure(step, workers, scale, impressions, run) -> Measured:
+  started = time.monotonic()
+  with PeakMemory() as memory:
+    run()
+  measured = Measured(step, workers, scale, impressions,
+                      time.monotonic() - started, memory.launcher / _MIB,
+                      memory.worker / _MIB, memory.total / _MIB)
+  print(f"{step} workers={workers} scale={scale}: "
+        f"{measured.seconds:.1f} s, {measured.per_second:,.0f} impressions/s,"
+        f" launcher {measured.launcher_mib:,.0f} MiB, largest worker "
+        f"{measured.worker_mib:,.0f} MiB, all {measured.total_mib:,.0f} MiB",
+        flush=True)
+  return measured
+
+
+def _mine(logs, catalog, impressions, scale, workers, beam_args,
+          work_dir) -> Measured:
+  out = tempfile.mkdtemp(dir=work_dir, prefix=f"mined-x{scale}-{workers}-")
+  box = {}
+  measured = _measure(
+      "MultiStageSamples", workers, scale, impressions,
+      lambda: box.setdefault("counts", multistage_samples(
+          logs, catalog, out, beam_args)))
+  if box["counts"]["rows_read"] != impressions:
+    raise RuntimeError(f"mining read {box['counts']['rows_read']} rows of "
+                       f"{impressions}")
+  shutil.rmtree(out)
+  return measured
+
+
+def _example_gen(pattern, impressions, workers, beam_args, work_dir):
+  out = tempfile.mkdtemp(dir=work_dir, prefix=f"logs-{workers}-")
+  box = {}
+  measured = _measure(
+      "LogsExampleGen", workers, 1, impressions,
+      lambda: box.setdefault("logs", example_gen(pattern, out, beam_args)))
+  return box["logs"], measured
+
+
+def _spread(values: List[float], fmt: str = "{:,.1f}") -> str:
+  """Median (min-max) of repeated runs."""
+  if len(values) == 1:
+    return fmt.format(values[0])
+  return (fmt.format(statistics.median(values)) +
+          f" ({fmt.format(min(values))}-{fmt.format(max(values))})")
+
+
+def report(measured: List[Measured], scales, repeats, args_line) -> str:
+  """The Markdown page of `measured`."""
+  lines = [
+      "# Scaling of the data path",
+      "",
+      f"`{args_line}` on {os.cpu_count()} cores "
+      f"({platform.processor() or platform.machine()}), "
+      f"{time.strftime('%Y-%m-%d')}. DirectRunner in multi-processing mode "
+      "(the `local` Beam profile); the executors run as the pipeline runs "
+      "them. See the module docstring for what is measured.",
+      "",
+      f"## One worker against the default (1x logs, {repeats} runs each, "
+      "median and range)",
+      "",
+      "| step | workers | seconds | impressions/s |",
+      "| --- | --- | ---: | ---: |",
+  ]
+  by = {}
+  for m in measured:
+    by.setdefault((m.step, m.workers, m.scale), []).append(m)
+  for step in ("LogsExampleGen", "MultiStageSamples"):
+    for workers in ("1", "default"):
+      runs = by.get((step, workers, 1), [])
+      if runs:
+        lines.append(
+            f"| {step} | {workers} | {_spread([r.seconds for r in runs])} | "
+            f"{_spread([r.per_second for r in runs], '{:,.0f}')} |")
+    one = by.get((step, "1", 1))
+    default = by.get((step, "default", 1))
+    if one and default:
+      ratio = (statistics.median(r.seconds for r in one) /
+               statistics.median(r.seconds for r in default))
+      lines.append(f"| {step} | speed-up | {ratio:.2f}x | |")
+  lines += [
+      "",
+      "## Size: MultiStageSamples, default workers",
+      "",
+      "| step | scale | impressions | seconds | impressions/s | "
+      "launcher MiB | largest worker MiB | all MiB |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ]
+  for step in ("MultiStageSamples",):
+    for scale in scales:
+      runs = by.get((step, "default", scale), [])
+      if runs:
+        r = runs[-1]
+        lines.append(
+            f"| {step} | {scale}x | {r.impressions:,} | {r.seconds:.1f} | "
+            f"{r.per_second:,.0f} | {r.launcher_mib:,.0f} | "
+            f"{r.worker_mib:,.0f} | {r.total_mib:,.0f} |")
+  return "\n".join(lines) + "\n"
+
+
+def _write(measured, scales, repeats, results_dir, args_line) -> None:
+  os.makedirs(results_dir, exist_ok=True)
+  with open(os.path.join(results_dir, "scaling.md"), "w",
+            encoding="utf-8") as f:
+    f.write(report(measured, scales, repeats, args_line))
+  with open(os.path.join(results_dir, "scaling.json"), "w",
+            encoding="utf-8") as f:
+    json.dump([{**dataclasses.asdict(m), "impressions_per_second":
+                m.per_second} for m in measured], f, indent=1)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--data-dir", default=os.path.join(
+      configs.REPOSITORY_DIR, "..", "shared", "data", "homedepot"))
+  parser.add_argument("--scales", default="1,4,16")
+  parser.add_argument("--repeats", type=int, default=2)
+  parser.add_argument("--work-dir", default="")
+  parser.add_argument("--results", default=str(RESULTS))
+  args = parser.parse_args(argv)
+  scales = [int(s) for s in args.scales.split(",")]
+  args_line = " ".join(["python -m bench.scaling",
+                        *(sys.argv[1:] if argv is None else argv)])
+  logs_pattern = os.path.join(args.data_dir, "logs", "*.csv.gz")
+  impressions = sum(1 for path in glob.glob(logs_pattern)
+                    for _ in gzip.open(path)) - len(glob.glob(logs_pattern))
+  work_dir = args.work_dir or tempfile.mkdtemp(prefix="mmse-scaling-")
+  os.makedirs(work_dir, exist_ok=True)
+  catalog = example_gen(os.path.join(args.data_dir, "catalog.csv"),
+                        os.path.join(work_dir, "catalog"), DEFAULT_WORKERS)
+  measured: List[Measured] = []
+  logs = None
+  for _ in range(args.repeats):
+    for workers, beam_args in (("1", ONE_WORKER),
+                               ("default", DEFAULT_WORKERS)):
+      logs, generated = _example_gen(logs_pattern, impressions, workers,
+                                     beam_args, work_dir)
+      measured += [generated, _mine(logs, catalog, impressions, 1, workers,
+                                    beam_args, work_dir)]
+      _write(measured, scales, args.repeats, args.results, args_line)
+  for scale in scales:
+    if scale == 1:
+      continue
+    copied = replicate_examples(logs, scale,
+                                os.path.join(work_dir, f"logs-x{scale}"))
+    measured.append(_mine(copied, catalog, impressions * scale, scale,
+                          "default", DEFAULT_WORKERS, work_dir))
+    shutil.rmtree(copied.uri)
+    _write(measured, scales, args.repeats, args.results, args_line)
+  print(f"Wrote {os.path.join(args.results, 'scaling.md')}")
+
+
+if __name__ == "__main__":
+  main()
