@@ -4,97 +4,28 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata
-from tensorflow_transform.tf_metadata import metadata_io
-from tensorflow_transform.tf_metadata import schema_utils
-from tfx.components.trainer import fn_args_utils
-from tfx.components.util import tfxio_utils
-from tfx.types import artifact_utils
-from tfx.types import standard_artifacts
 
 from contracts import features
 from contracts import serving_layout
 from model import export
-from model import preprocessing
 from model import trainer
-
-SLATE = 3
-TEXT = {"max_query_tokens": 4, "max_title_tokens": 6, "max_query_trigrams": 12,
-        "max_title_trigrams": 20, "trigram_buckets": 200, "vocab_size": 50,
-        "vocab_min_frequency": 1, "item_id_min_frequency": 1}
-MODEL = {"num_heads": 3, "head_dim": 4, "token_embedding_dim": 8,
-         "hidden_dim": 16, "batch_size": 8, "eval_batch_size": 8, "epochs": 2,
-         "learning_rate": 0.01}
-EMBEDDING_DIM = 12
-ITEMS = {  # item_id: (title, brand, price)
-    101: ("Cordless Drill 20V", "dewalt", 99.0),
-    102: ("Drill bit set, 1/2 in.", "dewalt", 19.5),
-    103: ("Interior paint, white", "behr", 35.0),
-    104: ("Paint roller", "", 8.0),
-    105: ("Garden hose 50 ft", "flexi", 0.0),
-    106: ("Hose nozzle", "flexi", 12.0),
-}
-QUERIES = {"cordless drill": (101, 102), "paint": (103, 104),
-           "garden hose": (105, 106)}
-RAW_SPEC = {
-    features.QUERY: tf.io.FixedLenFeature([1], tf.string),
-    features.ITEM_ID: tf.io.FixedLenFeature([SLATE], tf.int64),
-    features.TITLE: tf.io.FixedLenFeature([SLATE], tf.string),
-    features.STAGE: tf.io.FixedLenFeature([SLATE], tf.int64),
-    "brand": tf.io.FixedLenFeature([SLATE], tf.string),
-    "price": tf.io.FixedLenFeature([SLATE], tf.float32),
-}
-
-
-def _slates():
-  """Per query: each item as the anchor, the other unclicked, one random."""
-  slates = []
-  others = list(QUERIES.values())
-  for n, (query, group) in enumerate(QUERIES.items()):
-    for anchor, context in (group, group[::-1]):
-      random_item = others[(n + 1) % len(others)][0]
-      ids = [anchor, context, random_item]
-      slates.append({
-          features.QUERY: [query.encode()],
-          features.ITEM_ID: ids,
-          features.TITLE: [ITEMS[i][0].encode() for i in ids],
-          features.STAGE: [3, 1, 0],
-          "brand": [ITEMS[i][1].encode() for i in ids],
-          "price": [ITEMS[i][2] for i in ids],
-      })
-  return slates
+from tests.fixtures import tiny_trainer
+# pylint: disable=g-importing-member,unused-import
+# (test_training_callbacks and test_distribution read them from here)
+from tests.fixtures.tiny_trainer import EMBEDDING_DIM
+from tests.fixtures.tiny_trainer import ITEMS
+from tests.fixtures.tiny_trainer import MODEL
+from tests.fixtures.tiny_trainer import QUERIES
+from tests.fixtures.tiny_trainer import TEXT
+# pylint: enable=g-importing-member,unused-import
 
 
 @pytest.fixture(scope="module")
 def transformed(tmp_path_factory):
   """A Transform output and `Split-train`/`Split-eval` transformed examples."""
   tmp = tmp_path_factory.mktemp("trainer")
-  metadata = dataset_metadata.DatasetMetadata(
-      schema_utils.schema_from_feature_spec(RAW_SPEC))
-  slates = _slates()
-
-  def preprocessing_fn(inputs):
-    return preprocessing.preprocessing_fn(inputs, {"text": TEXT})
-
-  with tft_beam.Context(temp_dir=str(tmp / "tmp")):
-    (data, _), transform_fn = ((slates * 2, metadata)
-                               | tft_beam.AnalyzeAndTransformDataset(
-                                   preprocessing_fn))
-    _ = transform_fn | tft_beam.WriteTransformFn(str(tmp / "transform"))
-  metadata_io.write_metadata(
-      metadata, str(tmp / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR))
-  output = tft.TFTransformOutput(str(tmp / "transform"))
-  coder = tft.coders.ExampleProtoCoder(output.transformed_metadata.schema)
-  for split, rows in (("train", data), ("eval", data[:len(slates)])):
-    os.makedirs(tmp / "examples" / f"Split-{split}")
-    with tf.io.TFRecordWriter(
-        str(tmp / "examples" / f"Split-{split}" / "data.gz"),
-        options="GZIP") as writer:
-      for row in rows:
-        writer.write(coder.encode(row))
-  return tmp, output, data[:len(slates)]
+  output, eval_rows = tiny_trainer.write_transformed(tmp)
+  return tmp, output, eval_rows
 
 
 @pytest.fixture(scope="module")
@@ -105,21 +36,7 @@ def trained(transformed):
     (serving model dir, the trained model `run_fn` handed to the exporter).
   """
   tmp, _, _ = transformed
-  examples = standard_artifacts.Examples()
-  examples.uri = str(tmp / "examples")
-  examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
-  fn_args = fn_args_utils.FnArgs(
-      train_files=[str(tmp / "examples" / "Split-train" / "*")],
-      eval_files=[str(tmp / "examples" / "Split-eval" / "*")],
-      transform_graph_path=str(tmp / "transform"),
-      serving_model_dir=str(tmp / "serving"),
-      model_run_dir=str(tmp / "run"),
-      custom_config={"model": MODEL, "text": TEXT},
-      data_accessor=fn_args_utils.DataAccessor(
-          tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact(
-              [examples], []),
-          record_batch_factory=None,
-          data_view_decode_fn=None))
+  fn_args = tiny_trainer.fn_args(tmp, tmp / "serving", tmp / "run")
   exported = []
   export_towers_as_is = export.export_towers
 
@@ -227,7 +144,7 @@ def test_exported_towers_reproduce_the_models_fused_score(transformed,
   item_heads = model.item_tower(slots)
   expected = model.fusion(query_heads, item_heads).numpy()
 
-  slates = _slates()
+  slates = tiny_trainer.slates()
   queries = _signature(serving / serving_layout.QUERY_TOWER)(
       query=tf.constant([s[features.QUERY][0] for s in slates]))["embedding"]
   items = _signature(serving / serving_layout.ITEM_TOWER)(**_item_inputs(
