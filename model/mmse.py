@@ -23,11 +23,17 @@ _ITEM_INPUTS = (preprocessing.TITLE_TOKENS, preprocessing.TITLE_TRIGRAMS,
 
 
 class _LatestBatch(tf.keras.metrics.Metric):
-  """The value of the latest batch: an objective's per-step curve."""
+  """The value of the latest batch: an objective's per-step curve.
+
+  Under a distribution strategy: the mean of the replicas' values, which for
+  the objectives' replica shares (`tasks.replica_share_of_mean`) is the whole
+  batch's value.
+  """
 
   def __init__(self, name: str, **kwargs):
     super().__init__(name=name, **kwargs)
-    self.latest = self.add_weight(name="latest", initializer="zeros")
+    self.latest = self.add_weight(name="latest", initializer="zeros",
+                                  aggregation=tf.VariableAggregation.MEAN)
 
   def update_state(self, value: tf.Tensor) -> None:
     self.latest.assign(value)
@@ -85,6 +91,8 @@ class MMSEModel(tfrs.models.Model):
     # This batch's value of each objective, for per-step curves in TensorBoard.
     self.batch_retrieval_loss = _LatestBatch(name="batch_retrieval_loss")
     self.batch_ranking_loss = _LatestBatch(name="batch_ranking_loss")
+    # The batch's total: the logs' `loss`, one value under any strategy.
+    self.batch_loss = _LatestBatch(name="batch_loss")
 
   @classmethod
   def from_transform_output(cls, config: model_config.ModelConfig,
@@ -140,4 +148,34 @@ class MMSEModel(tfrs.models.Model):
       self.batch_ranking_loss.update_state(ranking)
       loss += self.config.ranking_weight * ranking
     self.mean_loss.update_state(loss)
+    self.batch_loss.update_state(loss)
     return loss
+
+  def train_step(self, inputs):
+    """One step; under a strategy, of the replicas together.
+
+    Unlike `tfrs.models.Model.train_step`, the gradient is scaled by
+    1 / num_replicas: the optimizer sums the replicas' gradients, and each
+    replica's loss is its share of the whole batch's mean (see
+    `tasks.replica_share_of_mean`), so the step is that of one device over
+    the whole batch. The logs' `loss` is the whole batch's too (TFRS reports
+    each replica's own, which Keras then sums).
+    """
+    replicas = self.distribute_strategy.num_replicas_in_sync
+    with tf.GradientTape() as tape:
+      loss = self.compute_loss(inputs, training=True)
+      regularization_loss = tf.reduce_sum(
+          [tf.reduce_sum(term) for term in self.losses])
+      scaled_loss = (loss + regularization_loss) / replicas
+    gradients = tape.gradient(scaled_loss, self.trainable_variables)
+    self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+    return self._logs()
+
+  def test_step(self, inputs):
+    self.compute_loss(inputs, training=False)
+    return self._logs()
+
+  def _logs(self) -> Dict[str, tf.Tensor]:
+    logs = {metric.name: metric.result() for metric in self.metrics}
+    logs["loss"] = logs.pop(self.batch_loss.name)
+    return logs

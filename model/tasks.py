@@ -15,7 +15,7 @@ of slates at two scales:
 Both honour `use_unclicked` and `use_random_negatives` by masking those slots
 out, so an ablation is a config change.
 """
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -37,6 +37,66 @@ def slot_mask(stage: tf.Tensor, use_unclicked: bool,
   if not use_random_negatives:
     mask &= stage != features.Stage.RANDOM
   return mask
+
+
+def _replica_context() -> Optional[tf.distribute.ReplicaContext]:
+  """The replica context if the batch is split among several replicas."""
+  context = tf.distribute.get_replica_context()
+  if context is None or context.num_replicas_in_sync == 1:
+    return None
+  return context
+
+
+def replica_share_of_mean(total: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+  """The whole batch's mean, total / count, as this replica's share.
+
+  Under a distribution strategy each replica holds part of the batch and
+  its own `total` and `count`; each returns num_replicas * total / (sum of
+  the counts), so the mean of what the replicas return - the loss they
+  train on (`mmse.MMSEModel.train_step`) and the metrics report - is the
+  whole batch's mean, whatever share of it each replica held. Without one:
+  total / count.
+  """
+  context = _replica_context()
+  if context is None:
+    return tf.math.divide_no_nan(total, count)
+  count = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                             tf.stop_gradient(count))
+  return context.num_replicas_in_sync * tf.math.divide_no_nan(total, count)
+
+
+class _WholeBatch(NamedTuple):
+  """The candidates and positive rows of every replica's share of a batch."""
+  candidates: tf.Tensor  # [C, D]
+  slot_item: tf.Tensor  # [C]
+  is_candidate: tf.Tensor  # [C]
+  row_query: tf.Tensor  # [R_all]
+  row_item: tf.Tensor  # [R_all]
+  positives: tf.Tensor  # [R]: this replica's positive slots, indices into C
+
+
+def _whole_batch(candidates, slot_item, is_candidate, row_query, row_item,
+                 positives) -> _WholeBatch:
+  """Gathers the replicas' slots and rows, in replica order.
+
+  The gradient of the gathered candidates flows back to the replica that
+  embedded them. Without a strategy (or with one replica) the batch is
+  already whole.
+  """
+  context = _replica_context()
+  if context is None:
+    return _WholeBatch(candidates, slot_item, is_candidate, row_query,
+                       row_item, positives)
+  sizes = context.all_gather(tf.shape(slot_item)[:1], axis=0)
+  offset = tf.reduce_sum(sizes[:context.replica_id_in_sync_group])
+  # Apart, so that the integers stay off the gradient's path.
+  gathered = context.all_gather(candidates, axis=0)
+  slot_item, is_candidate, row_query, row_item = context.all_gather(
+      [slot_item, tf.cast(is_candidate, tf.int32), row_query, row_item],
+      axis=0)
+  return _WholeBatch(gathered, slot_item, tf.cast(is_candidate, tf.bool),
+                     row_query, row_item,
+                     positives + tf.cast(offset, positives.dtype))
 
 
 class MultiStageRetrieval(tf.keras.layers.Layer, tfrs.tasks.base.Task):
@@ -62,6 +122,10 @@ class MultiStageRetrieval(tf.keras.layers.Layer, tfrs.tasks.base.Task):
 
   Rows are weighted by their stage (an order is stronger evidence than a
   click) and averaged, so the loss scale does not depend on the batch size.
+
+  Under a distribution strategy each replica scores its own rows against the
+  candidates of every replica (gathered), with both corrections over the
+  whole batch, so splitting a batch among replicas leaves the loss as it is.
   """
 
   def __init__(self,
@@ -124,35 +188,42 @@ class MultiStageRetrieval(tf.keras.layers.Layer, tfrs.tasks.base.Task):
 
     positives = tf.where(slot_stage >= features.Stage.CLICKED)[:, 0]
     row_example = tf.gather(slot_example, positives)
-    logits = tf.matmul(tf.gather(query_embeddings, row_example), candidates,
-                       transpose_b=True) / self._temperature
-    labels = tf.one_hot(positives, tf.size(slot_stage), on_value=True,
-                        off_value=False)
-    excluded = tf.logical_not(is_candidate)[tf.newaxis, :]
+    row_query = tf.gather(query_keys, row_example)
+    row_item = tf.gather(slot_item, positives)
+    row_stage = tf.gather(slot_stage, positives)
+    # Under a distribution strategy each replica holds a share of the batch:
+    # its rows score the whole batch's candidates.
+    batch = _whole_batch(candidates, slot_item, is_candidate, row_query,
+                         row_item, positives)
+    logits = tf.matmul(tf.gather(query_embeddings, row_example),
+                       batch.candidates, transpose_b=True) / self._temperature
+    labels = tf.one_hot(batch.positives, tf.size(batch.slot_item),
+                        on_value=True, off_value=False)
+    excluded = tf.logical_not(batch.is_candidate)[tf.newaxis, :]
 
     if self._remove_accidental_hits:
-      row_query = tf.gather(query_keys, row_example)
-      same_query = tf.cast(row_query[:, None] == row_query[None, :], tf.float32)
-      row_item = tf.gather(slot_item, positives)
-      same_item = tf.cast(row_item[:, None] == slot_item[None, :], tf.float32)
+      same_query = tf.cast(row_query[:, None] == batch.row_query[None, :],
+                           tf.float32)
+      same_item = tf.cast(batch.row_item[:, None] == batch.slot_item[None, :],
+                          tf.float32)
       # [R, C]: candidate c holds an item that is a positive of r's query.
       positive_of_query = tf.matmul(same_query, same_item) > 0
       excluded = excluded | (positive_of_query & tf.logical_not(labels))
 
     if self._sampling_bias_correction:
-      unique_items, item_index = tf.unique(slot_item)
+      unique_items, item_index = tf.unique(batch.slot_item)
       counts = tf.math.unsorted_segment_sum(
-          tf.cast(is_candidate, tf.float32), item_index, tf.size(unique_items))
+          tf.cast(batch.is_candidate, tf.float32), item_index,
+          tf.size(unique_items))
       logits -= tf.math.log(tf.maximum(tf.gather(counts, item_index), 1.0))
 
     logits = tf.where(excluded, tf.constant(MIN_FLOAT, logits.dtype), logits)
     losses = tf.nn.softmax_cross_entropy_with_logits(
         labels=tf.cast(labels, tf.float32), logits=logits)
-    row_stage = tf.gather(slot_stage, positives)
     weights = tf.where(row_stage == features.Stage.ORDERED,
                        self._ordered_weight, self._clicked_weight)
-    return tf.math.divide_no_nan(
-        tf.reduce_sum(weights * losses), tf.reduce_sum(weights))
+    return replica_share_of_mean(tf.reduce_sum(weights * losses),
+                                 tf.reduce_sum(weights))
 
 
 class StageRankingTask(tf.keras.layers.Layer, tfrs.tasks.base.Task):
@@ -217,5 +288,5 @@ class StageRankingTask(tf.keras.layers.Layer, tfrs.tasks.base.Task):
     else:
       losses = tf.nn.softplus(-score_gap / self._temperature)
     weights = tf.cast(pairs, scores.dtype)
-    return tf.math.divide_no_nan(
-        tf.reduce_sum(losses * weights), tf.reduce_sum(weights))
+    return replica_share_of_mean(tf.reduce_sum(losses * weights),
+                                 tf.reduce_sum(weights))
