@@ -9,6 +9,12 @@ evaluation with `eval_args.num_steps`).
 Progress goes to the log (`training_callbacks.ProgressLog`); curves, in-slate
 Recall/NDCG per epoch and the item embeddings (Projector) to TensorBoard
 under `fn_args.model_run_dir` (`training_callbacks.TensorBoardLog`).
+
+`ModelConfig.distribution` picks the tf.distribute strategy (`distribution`):
+the model is built, compiled and trained under it, with
+`ModelConfig.batch_size` the global batch. With "multi_worker" every worker
+runs this function; all of them train and save, and only the chief's logs
+and towers are kept (the others write to temporary directories).
 """
 import logging
 import math
@@ -24,6 +30,7 @@ from tfx_bsl.public import tfxio
 from contracts import config_io
 from contracts import serving_layout
 from model import config as model_config
+from model import distribution
 from model import export
 from model import in_slate_eval
 from model import mmse
@@ -35,12 +42,22 @@ from model import training_callbacks
 def _dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
              batch_size: int, steps, shuffle: bool,
              seed: Optional[int] = None) -> tf.data.Dataset:
-  return fn_args.data_accessor.tf_dataset_factory(
+  """Batches of `batch_size` transformed slates: global batches.
+
+  Under a multi-worker strategy each worker reads all the files and keeps its
+  share of every batch (sharding by DATA: there may be fewer files than
+  workers); the workers shuffle alike, with the same seed.
+  """
+  dataset = fn_args.data_accessor.tf_dataset_factory(
       files,
       tfxio.TensorFlowDatasetOptions(
           batch_size=batch_size, num_epochs=None if steps else 1,
           shuffle=shuffle, shuffle_seed=seed),
       tf_transform_output.transformed_metadata.schema)
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.DATA)
+  return dataset.with_options(options)
 
 
 def _slate_items(fn_args: tfx.components.FnArgs, tf_transform_output,
@@ -64,7 +81,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   The trained `query_tower/` and `item_tower/` go to
   `fn_args.serving_model_dir`; the initial ones beside it
-  (`serving_layout.initial_towers_dir`), for the evaluator.
+  (`serving_layout.initial_towers_dir`), for the evaluator. Under a
+  multi-worker strategy only the chief writes there, and TensorBoard's logs.
 
   Args:
     fn_args: the Trainer's arguments; see the module docstring.
@@ -74,6 +92,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                custom_config.get("model"))
   text_config = config_io.from_dict(model_config.TextConfig,
                                     custom_config.get("text"))
+  # Before anything else runs TensorFlow: a multi-worker strategy starts the
+  # worker's server.
+  strategy = distribution.strategy(config.distribution)
+  chief = distribution.is_chief(strategy)
+  if strategy.num_replicas_in_sync > 1 or not chief:
+    logging.info("Training on %d replicas (%s), %s",
+                 strategy.num_replicas_in_sync, config.distribution,
+                 "the chief" if chief else "not the chief")
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path or
                                               fn_args.transform_output)
   tf.keras.utils.set_random_seed(config.seed)
@@ -87,18 +113,30 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   steps_per_epoch = (math.ceil(fn_args.train_steps / config.epochs)
                      if fn_args.train_steps else None)
 
-  model = mmse.MMSEModel.from_transform_output(config, text_config,
-                                               tf_transform_output)
-  pretrained_tokens.initialize(model.query_tower.text_encoder,
-                               tf_transform_output,
-                               config.pretrained_token_table)
-  # What the towers score before learning anything: the blessing's floor.
-  export.export_towers(model, tf_transform_output,
-                       serving_layout.initial_towers_dir(
-                           os.path.dirname(fn_args.serving_model_dir)))
-  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-  slate_items = _slate_items(fn_args, tf_transform_output,
-                             config.eval_batch_size)
+  initial_dir = distribution.worker_dir(
+      serving_layout.initial_towers_dir(
+          os.path.dirname(fn_args.serving_model_dir)), chief)
+  with strategy.scope():
+    model = mmse.MMSEModel.from_transform_output(config, text_config,
+                                                 tf_transform_output)
+    pretrained_tokens.initialize(model.query_tower.text_encoder,
+                                 tf_transform_output,
+                                 config.pretrained_token_table)
+    # What the towers score before learning anything: the blessing's floor.
+    # (Tracing the towers builds their variables, under the strategy.)
+    export.export_towers(model, tf_transform_output, initial_dir)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  distribution.remove_worker_dir(initial_dir, chief)
+
+  callbacks = [training_callbacks.ProgressLog(config.batch_size)]
+  slate_items = None
+  if chief:
+    slate_items = _slate_items(fn_args, tf_transform_output,
+                               config.eval_batch_size)
+    # First: it adds the in-slate metrics to the epoch's logs.
+    callbacks.insert(0, training_callbacks.TensorBoardLog(
+        fn_args.model_run_dir, towers.head_kinds(config.num_heads),
+        in_slate=slate_items))
   logging.info("Training MMSE for %d epochs: %s", config.epochs, config)
   model.fit(
       train,
@@ -106,21 +144,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       steps_per_epoch=steps_per_epoch,
       validation_data=evaluation,
       validation_steps=fn_args.eval_steps,
-      callbacks=[
-          # First: it adds the in-slate metrics to the epoch's logs.
-          training_callbacks.TensorBoardLog(
-              fn_args.model_run_dir, towers.head_kinds(config.num_heads),
-              in_slate=slate_items),
-          training_callbacks.ProgressLog(config.batch_size),
-      ],
+      callbacks=callbacks,
       verbose=0)
   results = model.evaluate(evaluation, steps=fn_args.eval_steps,
                            return_dict=True, verbose=0)
   logging.info("Eval: mean_loss=%.4f retrieval_loss=%.4f ranking_loss=%.4f",
                results["mean_loss"], results["retrieval_loss"],
                results["ranking_loss"])
-  projected = training_callbacks.write_item_projector(
-      fn_args.model_run_dir, model, slate_items, tf_transform_output)
-  logging.info("Wrote %d item embeddings for TensorBoard's Projector",
-               projected)
-  export.export_towers(model, tf_transform_output, fn_args.serving_model_dir)
+  if chief:
+    projected = training_callbacks.write_item_projector(
+        fn_args.model_run_dir, model, slate_items, tf_transform_output)
+    logging.info("Wrote %d item embeddings for TensorBoard's Projector",
+                 projected)
+  serving_dir = distribution.worker_dir(fn_args.serving_model_dir, chief)
+  export.export_towers(model, tf_transform_output, serving_dir)
+  distribution.remove_worker_dir(serving_dir, chief)
