@@ -54,6 +54,15 @@ def test_multi_worker_needs_tf_config(monkeypatch):
     distribution.strategy("multi_worker")
 
 
+def test_multi_worker_must_start_before_tensorflow(monkeypatch):
+  tf.config.list_logical_devices()  # TensorFlow has started in this process.
+  monkeypatch.setenv("TF_CONFIG", json.dumps({
+      "cluster": {"worker": [f"localhost:{_free_ports(1)[0]}"]},
+      "task": {"type": "worker", "index": 0}}))
+  with pytest.raises(RuntimeError, match="must start before TensorFlow runs"):
+    distribution.strategy("multi_worker")
+
+
 def test_unknown_distribution_names_the_valid_ones():
   with pytest.raises(ValueError,
                      match="'tpu'; valid: none, mirrored, multi_worker"):
