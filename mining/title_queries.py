@@ -48,17 +48,20 @@ def title_query(words: Sequence[str], rng: np.random.Generator,
       " ".join(rng.choice(words, size=count, replace=False).tolist()))
 
 
-def title_queries(catalog: catalog_lib.Catalog,
-                  config: MiningConfig) -> Iterator[TitleQuery]:
+def title_queries(catalog: catalog_lib.Catalog, config: MiningConfig,
+                  rows: Optional[range] = None) -> Iterator[TitleQuery]:
   """Pseudo-queries for a `title_query_fraction` share of the catalogue.
 
   Whether an item gets one, and its words, are seeded by (seed, item_id):
-  the same catalogue always gives the same pseudo-queries.
+  the same catalogue always gives the same pseudo-queries, and a range of
+  its `rows` (catalogue indexes; all by default) the same ones as the whole.
   """
   if config.title_query_fraction <= 0:
     return
-  for index, (item_id, title) in enumerate(
-      zip(catalog.item_ids.tolist(), catalog.titles.tolist())):
+  rows = rows if rows is not None else range(len(catalog))
+  for index, item_id, title in zip(
+      rows, catalog.item_ids[rows.start:rows.stop].tolist(),
+      catalog.titles[rows.start:rows.stop].tolist()):
     rng = np.random.default_rng(
         splits.stable_hash(config.seed, "title", item_id))
     if rng.random() >= config.title_query_fraction:
@@ -93,13 +96,15 @@ def title_query_slate(pseudo_query: TitleQuery, catalog: catalog_lib.Catalog,
 
 def title_query_examples(catalog: catalog_lib.Catalog,
                          sampler: NegativeSampler, config: MiningConfig,
-                         counts: collections.Counter) -> Iterator[bytes]:
-  """Serialized train slates of the pseudo-queries in the train split.
+                         counts: collections.Counter,
+                         rows: Optional[range] = None) -> Iterator[bytes]:
+  """Serialized train slates of the pseudo-queries in the train split, of
+  the catalogue `rows` (all by default).
 
   Tallies them, and the held-out ones, in `counts`, which is complete once
   the iterator is done.
   """
-  for pseudo_query in title_queries(catalog, config):
+  for pseudo_query in title_queries(catalog, config, rows):
     if pseudo_query.split != splits.TRAIN:
       counts[count_keys.TITLE_QUERIES_HELD_OUT] += 1
       continue

@@ -61,6 +61,7 @@ _BATCH_SIZE = 2048  # Rows per Arrow record batch.
 _LOG_EVERY_ROWS = 250_000
 _LOG_EVERY_QUERIES = 2_000
 _LOG_EVERY_EXAMPLES = 20_000
+_TITLE_ROWS_PER_CHUNK = 2_000
 _QUARANTINE = "quarantine"
 _SHOWN = "shown"
 _COUNTS = "counts"
@@ -252,18 +253,21 @@ class _BuildSlates(beam.DoFn):
       logging.info("MultiStageSamples: built %d slates", self._examples)
 
 
-def _title_query_examples(catalog: catalog_lib.Catalog,
-                          sampler: NegativeSampler,
-                          config: MiningConfig) -> Iterator[Any]:
-  """Title pseudo-query slates of the train split, then their counts."""
+def _title_query_rows(catalog: catalog_lib.Catalog) -> Iterator[range]:
+  """The catalogue's rows in chunks, to build title slates on every worker."""
+  for start in range(0, len(catalog), _TITLE_ROWS_PER_CHUNK):
+    yield range(start, min(start + _TITLE_ROWS_PER_CHUNK, len(catalog)))
+
+
+def _title_query_chunk(rows: range, catalog: catalog_lib.Catalog,
+                       sampler: NegativeSampler,
+                       config: MiningConfig) -> Iterator[Any]:
+  """Title pseudo-query slates of some catalogue rows (train split), then
+  their counts."""
   counts = collections.Counter()
   for example in title_queries.title_query_examples(catalog, sampler, config,
-                                                    counts):
+                                                    counts, rows):
     yield splits.TRAIN, example
-  logging.info("MultiStageSamples: built %d title pseudo-query slates (%d "
-               "held out with the eval split)",
-               counts[count_keys.TITLE_QUERIES],
-               counts[count_keys.TITLE_QUERIES_HELD_OUT])
   yield from _counted(counts)
 
 
@@ -328,10 +332,14 @@ def _mine(pipeline: beam.Pipeline, logs: types.Artifact,
       | "BuildSlates" >> beam.ParDo(
           _BuildSlates(config), catalog_side, sampler).with_outputs(
               _COUNTS, main="examples"))
+  # Each catalogue item gets its own slate; chunks of items spread that
+  # work over the workers.
   titled = (
       catalog
+      | "TitleQueryRows" >> beam.FlatMap(_title_query_rows)
+      | "SpreadTitleQueryRows" >> beam.Reshuffle()
       | "TitleQueries" >> beam.FlatMap(
-          _title_query_examples, sampler, config).with_outputs(
+          _title_query_chunk, catalog_side, sampler, config).with_outputs(
               _COUNTS, main="examples"))
 
   by_split = ((built.examples, titled.examples)

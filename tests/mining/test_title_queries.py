@@ -83,3 +83,21 @@ def test_pseudo_queries_in_eval_are_redrawn_or_held_out():
   for example in examples:
     query = example.features.feature[features.QUERY].bytes_list.value[0]
     assert splits.split_of(query.decode(), config) == splits.TRAIN
+
+
+def test_the_catalogue_in_chunks_gives_the_slates_of_the_whole():
+  catalog = fixtures.catalog(size=50, title="Steel Claw-Hammer {}")
+  sampler = NegativeSampler(np.arange(len(catalog), dtype=np.int64), 0.5)
+  config = MiningConfig(num_context_items=2, num_random_negatives=3,
+                        title_query_fraction=0.5)
+  whole_counts, chunk_counts = collections.Counter(), collections.Counter()
+  whole = list(title_queries.title_query_examples(catalog, sampler, config,
+                                                  whole_counts))
+  chunked = [example for start in range(0, 50, 7)
+             for example in title_queries.title_query_examples(
+                 catalog, sampler, config, chunk_counts,
+                 range(start, min(start + 7, 50)))]
+  # Compared parsed: a map's serialised order is not fixed.
+  assert whole and ([tf.train.Example.FromString(e) for e in chunked] ==
+                    [tf.train.Example.FromString(e) for e in whole])
+  assert chunk_counts == whole_counts
