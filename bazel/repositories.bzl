@@ -94,8 +94,8 @@ _NO_COVERAGE = """\
 #!/bin/sh
 echo "bazel coverage is not available offline: its report generator and \\
 LCOV merger are Bazel's remote_coverage_tools, a Java archive on \\
-mirror.bazel.build that this workspace does not download. Use pytest-cov \\
-from the virtualenv instead." >&2
+mirror.bazel.build that this workspace does not download. The tests \\
+themselves ran: see bazel-testlogs/." >&2
 exit 1
 """
 
