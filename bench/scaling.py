@@ -320,6 +320,9 @@ def main(argv=None):
   parser.add_argument("--repeats", type=int, default=2)
   parser.add_argument("--work-dir", default="")
   parser.add_argument("--results", default=str(RESULTS))
+  parser.add_argument(
+      "--no-example-gen", dest="example_gen", action="store_false",
+      help="Time MultiStageSamples alone (ExampleGen runs once, untimed).")
   args = parser.parse_args(argv)
   scales = [int(s) for s in args.scales.split(",")]
   args_line = " ".join(["python -m bench.scaling",
@@ -333,13 +336,18 @@ def main(argv=None):
                         os.path.join(work_dir, "catalog"), DEFAULT_WORKERS)
   measured: List[Measured] = []
   logs = None
+  if not args.example_gen:
+    logs = example_gen(logs_pattern, os.path.join(work_dir, "logs"),
+                       DEFAULT_WORKERS)
   for _ in range(args.repeats):
     for workers, beam_args in (("1", ONE_WORKER),
                                ("default", DEFAULT_WORKERS)):
-      logs, generated = _example_gen(logs_pattern, impressions, workers,
-                                     beam_args, work_dir)
-      measured += [generated, _mine(logs, catalog, impressions, 1, workers,
-                                    beam_args, work_dir)]
+      if args.example_gen:
+        logs, generated = _example_gen(logs_pattern, impressions, workers,
+                                       beam_args, work_dir)
+        measured.append(generated)
+      measured.append(_mine(logs, catalog, impressions, 1, workers,
+                            beam_args, work_dir))
       _write(measured, scales, args.repeats, args.results, args_line)
   for scale in scales:
     if scale == 1:
