@@ -85,30 +85,13 @@ def cmd_run(args):
     raise SystemExit(f"mmse run: {e}") from e
   if args.accept_drift:
     overrides.append("validation.accept_drift=true")
-  judgments = args.judgments
   log_file = os.path.join(output_dir, console.LOG_FILE)
   _start(args, log_file)
-  if logs is None:
-    from sample_data import simulator  # pylint: disable=g-import-not-at-top
-    sample_dir = os.path.join(output_dir, "sample_data")
-    if not os.path.exists(os.path.join(sample_dir, "catalog.csv")):
-      logging.info("Simulating the embedded sample into %s", sample_dir)
-      simulator.simulate(sample_dir)
-    logs = os.path.join(sample_dir, "logs", "*.csv.gz")
-    catalog = os.path.join(sample_dir, "catalog.csv")
-    judgments = judgments or os.path.join(sample_dir, "judgments.csv")
-    overrides = [*configs.SAMPLE_OVERRIDES, *overrides]
-  if judgments:
-    overrides.append(
-        f"evaluation.judgments_path={os.path.abspath(judgments)}")
   try:
-    config = configs.PipelineConfig(
-        logs_pattern=os.path.abspath(logs),
-        catalog_path=os.path.abspath(catalog),
-        output_dir=output_dir,
-        schema_dir=os.path.abspath(args.schema) if args.schema else "",
-        beam_pipeline_args=beam_args)
-    config = configs.with_overrides(config, overrides)
+    config = configs.run_config(
+        output_dir, logs=logs, catalog=catalog, judgments=args.judgments,
+        schema_dir=args.schema or "", beam_pipeline_args=beam_args,
+        overrides=overrides)
   except ValueError as e:
     raise SystemExit(f"mmse run: {e}") from e
 

@@ -9,8 +9,11 @@ Components receive their section through `contracts.config_io`.
 """
 import dataclasses
 import json
+import logging
 import os
-from typing import Any, Dict, Tuple
+import shutil
+import tempfile
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from contracts import config_io
 from evaluation.config import EvalConfig
@@ -28,6 +31,8 @@ REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What `mmse run` changes for the embedded sample: too small for one epoch
 # (4 chosen on its judged queries; 10 begin to remember training queries).
 SAMPLE_OVERRIDES = ("model.epochs=4",)
+# Where a run without inputs simulates the embedded sample, under its output.
+SAMPLE_SUBDIR = "sample_data"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,3 +183,61 @@ def with_overrides(config: PipelineConfig, assignments) -> PipelineConfig:
     config = dataclasses.replace(
         config, **{section: config_io.from_dict(_SECTIONS[section], merged)})
   return config
+
+
+def embedded_sample(output_dir: str) -> Tuple[str, str, str]:
+  """(logs pattern, catalogue, judgments) of the embedded sample under
+  `output_dir`, simulated there first if it is not there yet.
+
+  Written beside and renamed into place, so that a process racing this one
+  (two parses of an Airflow DAG) never reads half a sample.
+  """
+  sample_dir = os.path.join(output_dir, SAMPLE_SUBDIR)
+  if not os.path.exists(os.path.join(sample_dir, "catalog.csv")):
+    from sample_data import simulator  # pylint: disable=g-import-not-at-top
+    os.makedirs(output_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{SAMPLE_SUBDIR}-", dir=output_dir)
+    logging.info("Simulating the embedded sample into %s", sample_dir)
+    simulator.simulate(staging)
+    try:
+      os.rename(staging, sample_dir)
+    except OSError:  # Another process got there first.
+      shutil.rmtree(staging, ignore_errors=True)
+  return (os.path.join(sample_dir, "logs", "*.csv.gz"),
+          os.path.join(sample_dir, "catalog.csv"),
+          os.path.join(sample_dir, "judgments.csv"))
+
+
+def run_config(output_dir: str, logs: Optional[str] = None,
+               catalog: Optional[str] = None,
+               judgments: Optional[str] = None, schema_dir: str = "",
+               beam_pipeline_args: Tuple[str, ...] = (
+                   PipelineConfig.beam_pipeline_args),
+               overrides: Sequence[str] = ()) -> PipelineConfig:
+  """The configuration of one run, as `mmse run` and the Airflow DAG make it.
+
+  Without `logs` and `catalog` the run is the embedded sample
+  (`embedded_sample`), blessed on its judgments unless `judgments` names
+  others, with `SAMPLE_OVERRIDES` before `overrides`.
+
+  Raises:
+    ValueError: only one of `logs` and `catalog`, or a bad override.
+  """
+  overrides = list(overrides)
+  if (logs is None) != (catalog is None):
+    raise ValueError("give both the logs and the catalogue, or neither for "
+                     "the embedded sample")
+  if logs is None:
+    logs, catalog, sample_judgments = embedded_sample(output_dir)
+    judgments = judgments or sample_judgments
+    overrides = [*SAMPLE_OVERRIDES, *overrides]
+  if judgments:
+    overrides.append(
+        f"evaluation.judgments_path={os.path.abspath(judgments)}")
+  config = PipelineConfig(
+      logs_pattern=os.path.abspath(logs),
+      catalog_path=os.path.abspath(catalog),
+      output_dir=output_dir,
+      schema_dir=os.path.abspath(schema_dir) if schema_dir else "",
+      beam_pipeline_args=tuple(beam_pipeline_args))
+  return with_overrides(config, overrides)

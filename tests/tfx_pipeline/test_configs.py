@@ -85,3 +85,17 @@ def test_portable_profiles_name_their_runner(profile, runner):
 def test_bad_beam_settings_are_clear_errors(profile, overrides, message):
   with pytest.raises(ValueError, match=message):
     configs.beam_pipeline_args(profile, "/tmp/out", overrides)
+
+
+def test_a_run_without_inputs_is_the_embedded_sample_simulated_once(tmp_path):
+  config = configs.run_config(str(tmp_path), overrides=["model.epochs=2"])
+  sample = tmp_path / configs.SAMPLE_SUBDIR
+  assert config.logs_pattern == str(sample / "logs" / "*.csv.gz")
+  assert config.catalog_path == str(sample / "catalog.csv")
+  assert config.evaluation.judgments_path == str(sample / "judgments.csv")
+  assert config.model.epochs == 2  # The run's words come after the sample's.
+  written = (sample / "catalog.csv").stat().st_mtime_ns
+  configs.run_config(str(tmp_path))
+  assert (sample / "catalog.csv").stat().st_mtime_ns == written
+  with pytest.raises(ValueError, match="both the logs and the catalogue"):
+    configs.run_config(str(tmp_path), logs="a.csv")

@@ -35,11 +35,8 @@ an Airflow-only environment on the same metadata database: it reads the
 serialized DAG and needs neither TFX nor this file.
 """
 import datetime
-import logging
 import os
 import shlex
-import shutil
-import tempfile
 from typing import Dict, List, Optional
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -56,7 +53,6 @@ from tfx_pipeline import pipeline
 # pylint: enable=g-import-not-at-top
 
 START_DATE = datetime.datetime(2026, 1, 1)
-SAMPLE_SUBDIR = "sample_data"
 
 
 def setting(name: str, default: Optional[str] = None) -> Optional[str]:
@@ -71,26 +67,6 @@ def _words(name: str) -> List[str]:
   return shlex.split(setting(name, "") or "")
 
 
-def _sample(output_dir: str) -> str:
-  """The embedded sample under `output_dir`, simulated if not there yet.
-
-  Written beside and renamed into place, so that a parse racing this one
-  never reads half a sample.
-  """
-  sample_dir = os.path.join(output_dir, SAMPLE_SUBDIR)
-  if not os.path.exists(os.path.join(sample_dir, "catalog.csv")):
-    from sample_data import simulator  # pylint: disable=g-import-not-at-top
-    os.makedirs(output_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{SAMPLE_SUBDIR}-", dir=output_dir)
-    logging.info("Simulating the embedded sample into %s", sample_dir)
-    simulator.simulate(staging)
-    try:
-      os.rename(staging, sample_dir)
-    except OSError:  # Another parse got there first.
-      shutil.rmtree(staging, ignore_errors=True)
-  return sample_dir
-
-
 def pipeline_config() -> configs.PipelineConfig:
   """The run's configuration from the Variables, environment and defaults."""
   output_dir = os.path.abspath(os.path.expanduser(setting(
@@ -98,29 +74,15 @@ def pipeline_config() -> configs.PipelineConfig:
           os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")),
           "mmse"))))
   logs, catalog = setting("logs"), setting("catalog")
-  judgments = setting("judgments")
-  overrides = _words("set")
   if (logs is None) != (catalog is None):
     raise ValueError("Set both mmse_logs and mmse_catalog, or neither for "
                      "the embedded sample.")
-  if logs is None:
-    sample_dir = _sample(output_dir)
-    logs = os.path.join(sample_dir, "logs", "*.csv.gz")
-    catalog = os.path.join(sample_dir, "catalog.csv")
-    judgments = judgments or os.path.join(sample_dir, "judgments.csv")
-    overrides = [*configs.SAMPLE_OVERRIDES, *overrides]
-  if judgments:
-    overrides.append(
-        f"evaluation.judgments_path={os.path.abspath(judgments)}")
-  schema_dir = setting("schema")
-  config = configs.PipelineConfig(
-      logs_pattern=os.path.abspath(logs),
-      catalog_path=os.path.abspath(catalog),
-      output_dir=output_dir,
-      schema_dir=os.path.abspath(schema_dir) if schema_dir else "",
+  return configs.run_config(
+      output_dir, logs=logs, catalog=catalog, judgments=setting("judgments"),
+      schema_dir=setting("schema") or "",
       beam_pipeline_args=configs.beam_pipeline_args(
-          setting("beam", "local"), output_dir, _words("beam_args")))
-  return configs.with_overrides(config, overrides)
+          setting("beam", "local"), output_dir, _words("beam_args")),
+      overrides=_words("set"))
 
 
 def _schedule() -> Optional[str]:
