@@ -76,3 +76,21 @@ def set_aside_problem(report: Mapping[str, Any],
   return (f"{set_aside / read:.1%} of the log rows were set aside "
           f"({set_aside} of {read}: {reasons}), more than "
           f"validation.max_set_aside_share {limit:.1%}")
+
+
+def rows_read_problem(report: Mapping[str, Any],
+                      logs_examples: Optional[int]) -> Optional[str]:
+  """A sentence when mining read a different number of log rows than the
+  `logs_examples` ExampleGen wrote (as the logs' statistics count them; None
+  when not counted, as in a data gate report older than the count)."""
+  read = report[count_keys.ROWS_READ]
+  if logs_examples is None or read == logs_examples:
+    return None
+  fewer_or_more = "fewer" if read < logs_examples else "more"
+  return (f"mining read {read} log rows but ExampleGen wrote "
+          f"{logs_examples}: the Beam runner delivered "
+          f"{abs(logs_examples - read)} {fewer_or_more} records than were "
+          "written (DirectRunner's multi-processing mode is known to drop "
+          "records on large inputs), rerun with "
+          "--beam-arg=--direct_running_mode=in_memory or a real runner "
+          "(--beam dataflow|flink|spark)")

@@ -6,9 +6,10 @@ files, the schema and every problem, so the run stops before mining and
 nothing is trained or pushed. Otherwise the anomalies that only warn are
 logged and kept, and the logs' statistics are compared with those pushed
 with the served version (`validation.drift`); the evaluator refuses to
-bless while a threshold is exceeded and the drift is not accepted, or
-while mining set aside more of the rows than the report's
-`max_set_aside_share`.
+bless while a threshold is exceeded and the drift is not accepted, while
+mining set aside more of the rows than the report's
+`max_set_aside_share`, or while mining read a different number of log
+rows than ExampleGen wrote (the report's `logs_examples`).
 """
 import json
 import os
@@ -73,6 +74,14 @@ def input_findings(statistics: types.Artifact, schema: types.Artifact,
     for merged_list, new in zip(merged, findings):
       merged_list.extend(s for s in new if s not in merged_list)
   return merged
+
+
+def examples_count(statistics: types.Artifact) -> int:
+  """The examples of every split of one input, as its statistics count."""
+  return sum(
+      tfdv.load_stats_binary(_split_file(
+          statistics, split, spec.STATISTICS_FILE)).datasets[0].num_examples
+      for split in artifact_utils.decode_split_names(statistics.split_names))
 
 
 def rejection_message(name: str, source: Dict[str, str],
@@ -154,6 +163,8 @@ class Executor(base_executor.BaseExecutor):
         os.path.join(report.uri, spec.REPORT_FILE),
         json.dumps({"reported": reported, "compared_with": version,
                     "drift": entries, "drift_accepted": config.accept_drift,
-                    "max_set_aside_share": config.max_set_aside_share},
+                    "max_set_aside_share": config.max_set_aside_share,
+                    spec.LOGS_EXAMPLES: examples_count(
+                        single(schemas.LOGS, spec.STATISTICS_SUFFIX))},
                    indent=2))
     report.set_int_custom_property("drifted", int(drifted))

@@ -31,6 +31,9 @@ SERVING_DIR_KEY = "serving_dir"
 SOURCES_KEY = "sources"
 
 REPORT_FILE = "data_gate.json"  # Inside the DataGateReport artifact.
+# In the report: the log examples ExampleGen wrote, over every split, as the
+# logs' statistics count them; the evaluator compares mining's rows read.
+LOGS_EXAMPLES = "logs_examples"
 DRIFT_SPLIT = "train"  # The logs split compared with the served data's.
 ANOMALIES_FILE = "SchemaDiff.pb"  # ExampleValidator's, per split.
 STATISTICS_FILE = "FeatureStats.pb"  # StatisticsGen's, per split.

@@ -165,7 +165,10 @@ def data_problems(input_dict: Dict[str, List[types.Artifact]]
                       mining_spec.COUNTS_FILE)
   set_aside = counts and gate and mining_report_lib.set_aside_problem(
       counts, gate["max_set_aside_share"])
-  return problems + ([set_aside] if set_aside else []), accepted
+  rows_read = counts and gate and mining_report_lib.rows_read_problem(
+      counts, gate.get(gate_spec.LOGS_EXAMPLES))
+  return problems + [problem for problem in (set_aside, rows_read)
+                     if problem], accepted
 
 
 def _set_metric_properties(artifact: types.Artifact, values: Dict[str, float]):

@@ -85,8 +85,24 @@ def test_clean_inputs_pass_with_nothing_to_compare(tmp_path):
   written, report, _ = _run(tmp_path)
   assert written == {"reported": {"logs": [], "catalog": []},
                      "compared_with": None, "drift": [],
-                     "drift_accepted": False, "max_set_aside_share": 0.05}
+                     "drift_accepted": False, "max_set_aside_share": 0.05,
+                     spec.LOGS_EXAMPLES: len(_logs())}
   assert report.get_int_custom_property("drifted") == 0
+
+
+def test_logs_examples_are_summed_over_the_splits(tmp_path):
+  _, _, inputs = _run(tmp_path)
+  statistics = inputs[spec.key(schemas.LOGS, spec.STATISTICS_SUFFIX)][0]
+  eval_dir = tmp_path / "logs_statistics" / "Split-eval"
+  eval_dir.mkdir()
+  eval_path = search_logs.write_csv(tmp_path / "eval.csv",
+                                    list(features.LOG_COLUMNS),
+                                    search_logs.log_rows(rows=25))
+  (eval_dir / spec.STATISTICS_FILE).write_bytes(schemas.csv_statistics(
+      [eval_path], 10_000).SerializeToString())
+  statistics.split_names = artifact_utils.encode_split_names(
+      ["train", "eval"])
+  assert executor.examples_count(statistics) == len(_logs()) + 25
 
 
 def test_failing_inputs_stop_with_one_message_naming_everything(tmp_path):

@@ -287,6 +287,41 @@ class TestExecutor:
         "the data: accepted for this run: drift against served version 4: "
         "query L-infinity 0.3000")
 
+  def test_log_rows_lost_before_mining_refuse_a_good_model(
+      self, artifacts_dir, tmp_path):
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    mined = tmp_path / "mining"
+    mined.mkdir()
+    (mined / mining_spec.COUNTS_FILE).write_text(json.dumps(
+        mining_report.report_from_counts(
+            {"rows_read": 97, "rows_kept": 97}, MiningConfig())))
+    inputs = {
+        spec.DATA_REPORT_KEY: [_artifact(artifacts.DataGateReport, gate)],
+        spec.MINING_REPORT_KEY: [_artifact(artifacts.MiningReport, mined)],
+    }
+    model = _model(artifacts_dir, "good", 11)
+
+    def run_with_logs_examples(logs_examples):
+      (gate / gate_spec.REPORT_FILE).write_text(json.dumps({
+          "reported": {}, "compared_with": None, "drift": [],
+          "drift_accepted": False, "max_set_aside_share": 0.05,
+          gate_spec.LOGS_EXAMPLES: logs_examples}))
+      return _run(artifacts_dir, tmp_path, model, extra_inputs=inputs)
+
+    report, _, blessing = run_with_logs_examples(100)
+    assert not report["blessed"]
+    [problem] = report["data_problems"]
+    assert problem.startswith(
+        "mining read 97 log rows but ExampleGen wrote 100: the Beam runner "
+        "delivered 3 fewer records than were written")
+    assert report["reason"].startswith("the data: mining read 97 log rows ")
+    assert _blessing_files(blessing) == ["NOT_BLESSED"]
+
+    report, _, blessing = run_with_logs_examples(97)
+    assert report["blessed"] and report["data_problems"] == []
+    assert blessing.get_int_custom_property("blessed") == 1
+
   def test_not_blessed_when_no_better_than_popularity(self, artifacts_dir,
                                                       tmp_path):
     report, _, blessing = _run(artifacts_dir, tmp_path,

@@ -45,3 +45,20 @@ def test_headline_picks_the_counts_worth_a_glance():
       "catalog_items": 30, "train_queries": 3, "eval_queries": 1,
       "train_examples": 5, "eval_examples": 2, "title_queries": 4,
       "title_queries_held_out": 1}
+
+
+def test_rows_read_problem_names_both_counts_and_the_runner():
+  got = report.report_from_counts({count_keys.ROWS_READ: 95},
+                                  fixtures.CONFIG)
+  assert report.rows_read_problem(got, 100) == (
+      "mining read 95 log rows but ExampleGen wrote 100: the Beam runner "
+      "delivered 5 fewer records than were written (DirectRunner's "
+      "multi-processing mode is known to drop records on large inputs), "
+      "rerun with --beam-arg=--direct_running_mode=in_memory or a real "
+      "runner (--beam dataflow|flink|spark)")
+  assert report.rows_read_problem(got, 90).startswith(
+      "mining read 95 log rows but ExampleGen wrote 90: the Beam runner "
+      "delivered 5 more records than were written ")
+  assert report.rows_read_problem(got, 95) is None
+  # A data gate report written before the count: nothing to compare.
+  assert report.rows_read_problem(got, None) is None
