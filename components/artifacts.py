@@ -48,8 +48,9 @@ class DataGateReport(artifact.Artifact):
   Written only when no input failed its schema (a failing input stops the
   run): the anomalies that were reported without blocking, by input, the
   drift measured against the served version (`compared_with`, None on a
-  first run), whether this run accepts it, and the share of log rows
-  mining may set aside. Custom property `drifted` is 1 when a drift
+  first run), whether this run accepts it, the share of log rows
+  mining may set aside, and `logs_examples`, the log rows ExampleGen wrote
+  (mining must read as many). Custom property `drifted` is 1 when a drift
   threshold was exceeded.
   """
   TYPE_NAME = "mmse.DataGateReport"

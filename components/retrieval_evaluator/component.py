@@ -10,7 +10,8 @@ towers at their initial weights and the latest blessed model, and writes a
 `ModelBlessing` the way the stock Evaluator does, so the Pusher and
 `LatestBlessedModelStrategy` take it unchanged. A model is not blessed
 either while its data is suspect: drifted from the served data (DataGate)
-or with too many log rows set aside (MultiStageSamples).
+with too many log rows set aside, or with fewer or more rows mined than
+ExampleGen wrote (MultiStageSamples against DataGate's count).
 """
 from typing import Optional
 
@@ -78,7 +79,8 @@ class RetrievalEvaluator(base_component.BaseComponent):
       data_report: DataGate's `DataGateReport`; drift beyond its
         thresholds, unless accepted, refuses the blessing.
       mining_report: the `MiningReport`; more rows set aside than the data
-        report's `max_set_aside_share` refuses the blessing.
+        report's `max_set_aside_share`, or rows read other than its
+        `logs_examples`, refuses the blessing.
     """
     config = config or EvalConfig()
     blessing.check_config(config)

@@ -22,7 +22,8 @@ EXAMPLES_KEY = "examples"
 CATALOG_KEY = "catalog"
 BASELINE_MODEL_KEY = "baseline_model"
 # Optional, for the data half of the blessing: DataGate's report (drift
-# from the served data) and the MiningReport (rows set aside).
+# from the served data, log rows written) and the MiningReport (rows read and
+# set aside).
 DATA_REPORT_KEY = "data_report"
 MINING_REPORT_KEY = "mining_report"
 # Outputs.
