@@ -53,7 +53,9 @@ from bench import serving_report
 from bench import serving_swap
 from contracts import catalog as catalog_lib
 from contracts import serving_layout
+from evaluation import metrics
 from retrieval import ann
+from retrieval.config import IndexConfig
 from serving import batch_retrieve
 from serving import indexing
 
@@ -66,7 +68,7 @@ DEFAULT_SERVING_DIR = DEFAULT_RUN_OUTPUT / "serving"
 TABLE_FILE = "serving.md"
 JSON_FILE = "serving.json"
 K = 100
-SECTIONS = ("limit", "load", "swap", "ann", "build")
+SECTIONS = ("limit", "plans", "load", "swap", "ann", "build")
 APIS = ("grpc", "rest")
 TOWERS = (serving_layout.QUERY_TOWER, serving_layout.ITEM_TOWER)
 
@@ -129,6 +131,14 @@ def read_query_texts(path: Optional[str], catalog: catalog_lib.Catalog,
   return queries[:limit]
 
 
+def read_judgments(path: str) -> Optional[metrics.Judgments]:
+  """The judgments in `path` when it is a judgments CSV, else None."""
+  try:
+    return metrics.read_judgments(path)
+  except (OSError, ValueError):
+    return None
+
+
 def _ints(text: str) -> List[int]:
   return [int(x) for x in text.split(",") if x.strip()]
 
@@ -147,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--sections", default=",".join(SECTIONS),
                       help="Parts to run (load, ann, build); the others are "
                       "kept from the existing serving.json.")
-  parser.add_argument("--kind", default="scann", choices=ann.KINDS,
+  parser.add_argument("--kind", default=IndexConfig.kind, choices=ann.KINDS,
                       help="Index the server answers through.")
   parser.add_argument("--duration", type=float, default=30.0)
   parser.add_argument("--warmup", type=float, default=3.0)
@@ -185,7 +195,7 @@ def main(argv=None) -> int:
   catalog = catalog_lib.read_catalog(args.catalog)
   results["catalog_items"] = len(catalog)
 
-  if sections & {"limit", "load", "swap", "ann"}:
+  if sections & {"limit", "plans", "load", "swap", "ann"}:
     queries = read_query_texts(
         args.queries if os.path.exists(args.queries) else None, catalog)
     pushed_dir = trained_serving_dir(args.serving_dir)
@@ -201,9 +211,13 @@ def main(argv=None) -> int:
             "rows": serving_limit.in_process_limit(
                 serving_dir, queries, _ints(args.batch_sizes)),
             "parts_ms": serving_limit.request_parts(serving_dir, queries[0]),
-            f"index_recall@{K}": serving_limit.index_recall(serving_dir,
-                                                            queries),
+            **serving_limit.index_quality(serving_dir, queries,
+                                          read_judgments(args.queries)),
         }
+      if "plans" in sections:
+        stamp = serving_report.section_stamp()
+        results["plans"] = {**stamp, "rows": serving_ann.catalogue_plans(
+            serving_dir, queries, read_judgments(args.queries), K)}
       if sections & {"load", "swap"}:
         with serving_process.running_server(serving_dir) as endpoints:
           if "load" in sections:

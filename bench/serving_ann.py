@@ -1,7 +1,8 @@
 """ANN indexes against exact search: recall@k, search and build time."""
 import logging
+import math
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -72,6 +73,71 @@ def catalogue_ann_vs_exact(serving_dir: str, queries: Sequence[str], k: int,
   return ann_vs_exact("benchmark catalogue", index.item_ids, index.embeddings,
                       embedding.embed_queries(query_tower, queries),
                       ("scann", "faiss"), k, single_queries)
+
+
+def _partitioned_scann(num_items: int) -> Dict[str, object]:
+  """ScaNN's partitioned plan at this size (the default above 250k items)."""
+  leaves = int(round(2 * math.sqrt(num_items)))
+  return {"num_leaves": leaves,
+          "leaves_to_search": int(math.ceil(0.3 * leaves))}
+
+
+def _queries_per_second(index: ann.Index, queries: np.ndarray, k: int,
+                        batch: int, seconds: float) -> float:
+  batches = [queries[i:i + batch]
+             for i in range(0, len(queries) - batch + 1, batch)]
+  index.search(batches[0], k)
+  calls, started = 0, time.perf_counter()
+  while time.perf_counter() - started < seconds:
+    index.search(batches[calls % len(batches)], k)
+    calls += 1
+  return calls * batch / (time.perf_counter() - started)
+
+
+def catalogue_plans(serving_dir: str, queries: Sequence[str],
+                    judgments: Optional[metrics.Judgments], k: int,
+                    batch: int = 8, seconds: float = 5.0
+                   ) -> List[Dict[str, object]]:
+  """Each index plan on the served item embeddings, side by side in one
+  process on one search thread: recall against exact search, the judged
+  queries' Recall@k and NDCG@10 through it, and queries/s at `batch`."""
+  served = ann.load(serving_layout.index_dir(
+      serving_layout.latest_version_dir(serving_dir,
+                                        serving_layout.RETRIEVAL))).index
+  query_tower = embedding.load_signature(serving_layout.latest_version_dir(
+      serving_dir, serving_layout.QUERY_TOWER))
+  embedded = embedding.embed_queries(query_tower, queries)
+  ann.set_search_threads(1)
+  plans = (("exact", "exact", None), ("faiss", "faiss", None),
+           ("scann", "scann", None),
+           ("scann, partitioned", "scann", _partitioned_scann(served.size)))
+  exact_ids = None
+  rows = []
+  for name, kind, params in plans:
+    started = time.monotonic()
+    index = ann.build(served.item_ids, served.embeddings, kind, k=k,
+                      params=params)
+    build_s = time.monotonic() - started
+    ids, _ = index.search(embedded, min(max(k, 10), index.size))
+    exact_ids = ids if exact_ids is None else exact_ids
+    row = {"plan": name, "kind": kind, "params": index.params,
+           "build_s": round(build_s, 1),
+           f"recall@{k}": round(metrics.index_recall(ids[:, :k],
+                                                     exact_ids[:, :k]), 4),
+           "qps": round(_queries_per_second(index, embedded, k, batch,
+                                            seconds)),
+           "batch": batch}
+    if judgments:
+      ranked = dict(zip(queries, ids))
+      scores = metrics.score(
+          ranked, {q: g for q, g in judgments.items() if q in ranked},
+          (10, k))
+      row[f"judged_recall@{k}"] = round(scores[f"recall@{k}"], 4)
+      row["judged_ndcg@10"] = round(scores["ndcg@10"], 4)
+    logging.info("Index plan %s: %s", name, row)
+    rows.append(row)
+    del index
+  return rows
 
 
 def synthetic_embeddings(num_items: int, num_queries: int, dim: int,

@@ -10,15 +10,17 @@ encoding the answer for gRPC and for REST) are timed alone too.
 import json
 import os
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from tensorflow_serving.apis import predict_pb2
 
 from contracts import serving_layout
 from evaluation import metrics
+from retrieval import ann
 from retrieval import topk
 from serving import rest
+from serving import server
 from serving import servables
 from serving import tensor_codec
 
@@ -49,7 +51,10 @@ def _rate(fn, batches: Sequence, seconds: float) -> Dict[str, float]:
 def in_process_limit(serving_dir: str, queries: Sequence[str],
                      batch_sizes: Sequence[int],
                      seconds: float = 5.0) -> List[Dict[str, object]]:
-  """Queries/s of tower + index, tower alone and index alone, per batch."""
+  """Queries/s of tower + index, tower alone and index alone, per batch,
+  with the index on the server's threads; and the index on every core."""
+  served_threads = server.ServerOptions().index_threads
+  ann.set_search_threads(served_threads)
   retrieval = _load(serving_dir, serving_layout.RETRIEVAL)
   tower = _load(serving_dir, serving_layout.QUERY_TOWER)
   signature = serving_layout.SERVING_SIGNATURE
@@ -62,19 +67,28 @@ def in_process_limit(serving_dir: str, queries: Sequence[str],
     embeddings = [tower.call(signature, x)[serving_layout.EMBEDDING_OUTPUT]
                   for x in inputs]
     index = retrieval.index
-    rows.append({
+    search = lambda e: index.search_rows(e, index_k(retrieval))
+    row = {
         "batch": size,
         "tower_and_index": _rate(lambda x: retrieval.call(signature, x),
                                  inputs, seconds),
         "tower": _rate(lambda x: tower.call(signature, x), inputs, seconds),
-        "index": _rate(lambda e: index.search_rows(e, index_k(retrieval)),
-                       embeddings, seconds) if index is not None else None,
-    })
+        "index": None, "index_all_cores": None,
+    }
+    if index is not None:
+      row["index"] = _rate(search, embeddings, seconds)
+      ann.set_search_threads(os.cpu_count())
+      row["index_all_cores"] = _rate(search, embeddings, seconds)
+      ann.set_search_threads(served_threads)
+    rows.append(row)
   return rows
 
 
-def index_recall(serving_dir: str, queries: Sequence[str]) -> float:
-  """Share of the exact top-k the served index returns for `queries`."""
+def index_quality(serving_dir: str, queries: Sequence[str],
+                  judgments: Optional[metrics.Judgments] = None
+                 ) -> Dict[str, object]:
+  """Share of the exact top-k the served index returns for `queries`; with
+  judgments of them, also their Recall@k through the index and exact."""
   retrieval = _load(serving_dir, serving_layout.RETRIEVAL)
   tower = _load(serving_dir, serving_layout.QUERY_TOWER)
   index, k = retrieval.index, index_k(retrieval)
@@ -86,7 +100,14 @@ def index_recall(serving_dir: str, queries: Sequence[str]) -> float:
   ])
   found, _ = index.search_rows(embeddings, k)
   exact, _ = topk.exact_top_k(embeddings, index.embeddings, k)
-  return round(metrics.index_recall(found, exact), 4)
+  quality = {f"index_recall@{k}": round(metrics.index_recall(found, exact), 4)}
+  if judgments:
+    for name, rows in (("index", found), ("exact", exact)):
+      ranked = dict(zip(queries, index.item_ids[rows]))
+      judged = {q: g for q, g in judgments.items() if q in ranked}
+      quality[f"judged_recall@{k}_{name}"] = round(
+          metrics.score(ranked, judged, (k,))[f"recall@{k}"], 4)
+  return quality
 
 
 def index_k(retrieval: servables.Servable) -> int:

@@ -59,31 +59,75 @@ def _render_limit(results: Dict[str, object], k: int) -> List[str]:
       f"## The model's own limit: query -> top-{k} in process", "",
       _stamp(limit) + " The `retrieval` servable the server loads (query "
       "tower, then the index search), called on one thread at a fixed "
-      "batch size, and the tower and the index alone. Recall@"
+      "batch size, and the tower and the index alone; the index searches "
+      "on as many threads as in the server (`ServerOptions.index_threads`), "
+      "and on every core in the last column. Recall@"
       f"{k} of the index against exact search on these queries: "
-      f"{limit.get(f'index_recall@{k}', 'not measured')}.", "",
-      "| Batch | Tower + index q/s | ms/batch | Tower q/s | Index q/s |",
-      "|---:|---:|---:|---:|---:|"
+      f"{limit.get(f'index_recall@{k}', 'not measured')}" +
+      (f"; Recall@{k} of the judged items "
+       f"{limit[f'judged_recall@{k}_index']} through the index, "
+       f"{limit[f'judged_recall@{k}_exact']} by exact search"
+       if f"judged_recall@{k}_index" in limit else "") + ".", "",
+      "| Batch | Tower + index q/s | ms/batch | Tower q/s | Index q/s | "
+      "Index q/s, every core |",
+      "|---:|---:|---:|---:|---:|---:|"
   ]
+  missing = {"qps": float("nan")}
   for r in limit["rows"]:
-    index = r["index"] or {"qps": float("nan")}
+    index = r["index"] or missing
+    all_cores = r.get("index_all_cores") or missing
     lines.append(f"| {r['batch']} | {r['tower_and_index']['qps']:,.0f} | "
                  f"{r['tower_and_index']['ms_per_batch']:.2f} | "
-                 f"{r['tower']['qps']:,.0f} | {index['qps']:,.0f} |")
+                 f"{r['tower']['qps']:,.0f} | {index['qps']:,.0f} | "
+                 f"{all_cores['qps']:,.0f} |")
   at8 = _limit_at(results, 8)
   recall = limit.get(f"index_recall@{k}")
   if at8 and at8["index"]:
-    lines += ["", f"- index search at batch 8 >= "
-              f"{TARGET_INDEX_QPS_AT_8:,.0f} queries/s with recall@{k} >= "
-              f"{TARGET_RECALL}: "
-              f"{_mark(at8['index']['qps'] >= TARGET_INDEX_QPS_AT_8 and (recall or 0) >= TARGET_RECALL)} "
-              f"({at8['index']['qps']:,.0f} queries/s, recall@{k} "
-              f"{recall if recall is not None else 'not measured'})"]
+    lines.append("")
+    for label, measured in (("as served", at8["index"]),
+                            ("every core", at8.get("index_all_cores"))):
+      if not measured:
+        continue
+      met = (measured["qps"] >= TARGET_INDEX_QPS_AT_8 and
+             (recall or 0) >= TARGET_RECALL)
+      lines.append(
+          f"- index search at batch 8 ({label}) >= "
+          f"{TARGET_INDEX_QPS_AT_8:,.0f} queries/s with recall@{k} >= "
+          f"{TARGET_RECALL}: {_mark(met)} ({measured['qps']:,.0f} "
+          f"queries/s, recall@{k} "
+          f"{recall if recall is not None else 'not measured'})")
   parts = limit.get("parts_ms")
   if parts:
     lines += ["", "One single-query request's parts, each timed alone (ms): "
               + ", ".join(f"{name} {value:.3f}" for name, value in
                           parts.items()) + "."]
+  return lines + [""]
+
+
+def _render_plans(section: Dict[str, object], k: int) -> List[str]:
+  rows = section["rows"]
+  judged = f"judged_recall@{k}" in rows[0]
+  lines = [
+      "## Index plans on the served embeddings", "",
+      _stamp(section) + " Each plan built over the served item embeddings "
+      "and searched in one process on one thread, queries in batches of "
+      f"{rows[0]['batch']}. *Recall@{k}*: share of the exact top-{k} "
+      "found" + ("; *judged*: Recall@{k} and NDCG@10 of the judged queries "
+                 "(items graded 2.5 or more) through the plan".format(k=k)
+                 if judged else "") + ". *scann, partitioned* is ScaNN's "
+      "plan above 250,000 items (and the default before), searching 30% of "
+      "about 2 sqrt(N) partitions.", "",
+      f"| Plan | Build s | Recall@{k} | "
+      + (f"Judged Recall@{k} | Judged NDCG@10 | " if judged else "")
+      + "Queries/s | Parameters |",
+      "|---|---:|---:|" + ("---:|---:|" if judged else "") + "---:|---|",
+  ]
+  for r in rows:
+    lines.append(
+        f"| {r['plan']} | {r['build_s']} | {r[f'recall@{k}']} | "
+        + (f"{r[f'judged_recall@{k}']} | {r['judged_ndcg@10']} | "
+           if judged else "")
+        + f"{r['qps']:,} | `{json.dumps(r['params'])}` |")
   return lines + [""]
 
 
@@ -238,6 +282,8 @@ def render(results: Dict[str, object]) -> str:
   ]
   if "limit" in results:
     lines += _render_limit(results, k)
+  if "plans" in results:
+    lines += _render_plans(results["plans"], k)
   if "load" in results:
     lines += _render_load(results, k)
   if "swap" in results:

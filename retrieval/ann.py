@@ -1,7 +1,8 @@
 """Nearest-neighbour indexes over item embeddings: ScaNN, FAISS or exact.
 
-Scoring every catalogue item for every query costs O(N * D); a partitioned,
-quantised index answers the same top-k from a small part of the catalogue.
+Scoring every catalogue item for every query costs O(N * D); a quantised
+index scores compact codes instead and re-scores only the best few exactly
+(and, on a large catalogue, scores only some partitions).
 The index is built once per catalogue (IndexBuilder, `mmse index`) and saved
 inside the `retrieval` model's version directory under `assets.extra/index/`
 (TF Serving ignores that folder), so a version is one unit: its exact
@@ -104,6 +105,24 @@ class Index(abc.ABC):
     return cls(item_ids, embeddings, params)
 
 
+# Below this many items an index scores every item's codes: partitions
+# lose the items only some heads match (FaissIndex says why).
+_MAX_SCANNED_ITEMS = 250_000
+# Width the FAISS codes are taken at: on the benchmark's 1,024-wide
+# embeddings, 384 principal directions keep the re-scored top-100's dev
+# recall within 0.005 of exact search (bench/results/serving.md).
+_PROJECTION_DIM = 384
+
+
+def set_search_threads(threads: int) -> None:
+  """Threads one FAISS search may use (OpenMP, process-wide; ScaNN's
+  `search_batched` uses one). A server that overlaps requests wants 1."""
+  if threads < 1:
+    raise ValueError(f"threads must be >= 1, got {threads}")
+  import faiss  # pylint: disable=g-import-not-at-top
+  faiss.omp_set_num_threads(threads)
+
+
 def _partitions_to_search(partitions: int, num_items: int) -> int:
   """30% of the partitions, and enough to hold at least ~15k items."""
   share = max(0.3, min(1.0, 15_000 / num_items))
@@ -126,9 +145,11 @@ def _scann_pybind():
 
 
 class ScannIndex(Index):
-  """ScaNN: k-means tree partitioning, anisotropic quantisation, re-ranking.
+  """ScaNN: anisotropic quantisation, re-ranking, k-means partitions when
+  the catalogue is large.
 
-  A query scores the quantised items of `leaves_to_search` partitions, then
+  A query scores the quantised items (of `leaves_to_search` partitions when
+  `num_leaves` > 1), then
   re-scores the best `reorder_num_neighbors` exactly, so the scores returned
   are true dot products.
   """
@@ -142,17 +163,16 @@ class ScannIndex(Index):
 
   @staticmethod
   def default_params(num_items: int, k: int) -> Dict[str, Any]:
-    # ~2 sqrt(N) partitions of ~sqrt(N)/2 items; searching 30% of them (and
-    # at least ~15k items, since a small catalogue's top-k spans more of its
-    # few, small partitions) and re-ranking 4 k (at least 250) keeps
-    # recall@100 >= 0.95 on clustered embeddings and the benchmark's learned
-    # ones (bench/results/serving.md), at a small share of exact search's
-    # cost; re-ranking more barely moves recall, searching fewer
-    # partitions does.
+    # Up to a few hundred thousand items every item's codes are scored
+    # (partitions lose relevant items, see FaissIndex); above, ~2 sqrt(N)
+    # partitions of ~sqrt(N)/2 items, 30% of them searched (and at least
+    # ~15k items). Re-ranking 4 k (at least 250) keeps recall@100 >= 0.95
+    # (bench/results/serving.md).
     # Below a few thousand items neither partitions nor quantisation pay (nor
     # can quantisation train), so ScaNN scores every item exactly.
     small = num_items < 2000
-    num_leaves = 1 if small else int(round(2 * math.sqrt(num_items)))
+    num_leaves = (1 if num_items < _MAX_SCANNED_ITEMS else
+                  int(round(2 * math.sqrt(num_items))))
     return {
         "scoring": "brute_force" if small else "asymmetric_hashing",
         "num_leaves": num_leaves,
@@ -215,7 +235,21 @@ class ScannIndex(Index):
 
 
 class FaissIndex(Index):
-  """FAISS inverted file (k-means partitions) with exact in-list scoring."""
+  """FAISS: a compressed first pass over every item, re-scored exactly.
+
+  Items are projected onto their top principal directions (learned from
+  the item embeddings, centred, applied without the mean so that a
+  query's ranking is unchanged), then coded with 4-bit product
+  quantisation that FAISS scores with SIMD lookups ("fast scan"). A query
+  scores every code (or the codes of `nprobe` of `nlist` k-means lists on a
+  large catalogue), keeps `k_factor` k candidates (at least
+  `min_candidates`) and re-scores them with
+  the full embeddings kept in 16-bit floats, so the scores returned are the
+  dot products to about 1e-3.
+
+  `pq_dims_per_code` 0 turns the plan into FAISS's inverted file with
+  exact in-list scoring (no projection, no codes, no re-scoring).
+  """
 
   kind = "faiss"
   _NATIVE = "faiss.index"
@@ -223,38 +257,91 @@ class FaissIndex(Index):
   def __init__(self, item_ids, embeddings, params, index=None):
     super().__init__(item_ids, embeddings, params)
     self._index = index or self._build(embeddings, params)
-    if params["nlist"] > 1:
-      self._index.nprobe = params["nprobe"]
+    self._set_search_params(self._index, params)
 
   @staticmethod
   def default_params(num_items: int, k: int) -> Dict[str, Any]:
-    del k  # Every probed list is scored exactly; k does not change the plan.
-    # The same plan as ScaNN's: ~2 sqrt(N) lists, 30% of them probed.
-    nlist = 1 if num_items < 2000 else int(round(2 * math.sqrt(num_items)))
+    del k  # k_factor scales the candidates with each search's k.
+    # On the benchmark's learned embeddings, searching 30% of k-means
+    # partitions found 94% of the exact top-100 but lost relevant items
+    # disproportionately (the lexical and trigram heads match items that do
+    # not cluster with the query's), so up to a few hundred thousand items
+    # every code is scanned; above, ~2 sqrt(N) lists, 30% probed.
+    # Below a few thousand items neither lists nor codes pay (nor can the
+    # quantiser train): one exact scan.
+    small = num_items < 2000
+    nlist = (1 if num_items < _MAX_SCANNED_ITEMS else
+             int(round(2 * math.sqrt(num_items))))
     return {
         "nlist": nlist,
         "nprobe": _partitions_to_search(nlist, num_items),
+        "projection_dim": 0 if small else _PROJECTION_DIM,
+        # Each 4-bit code stands for this many (projected) dimensions.
+        "pq_dims_per_code": 0 if small else 2,
+        # Candidates re-scored: k_factor k, at least min_candidates.
+        "k_factor": 2.0,
+        "min_candidates": 200,
         "training_sample_size": min(num_items, 250_000),
     }
 
   @staticmethod
-  def _build(embeddings, params):
+  def _set_search_params(index, params) -> None:
     import faiss  # pylint: disable=g-import-not-at-top
-    if params["nlist"] == 1:  # A small catalogue: one list is a flat scan.
-      index = faiss.IndexFlatIP(embeddings.shape[1])
-      index.add(embeddings)
-      return index
-    index = faiss.index_factory(embeddings.shape[1],
-                                f"IVF{params['nlist']},Flat",
-                                faiss.METRIC_INNER_PRODUCT)
-    sample = np.random.default_rng(0).choice(
-        len(embeddings), params["training_sample_size"], replace=False)
-    index.train(embeddings[np.sort(sample)])
+    if params["nlist"] > 1:
+      faiss.extract_index_ivf(index).nprobe = params["nprobe"]
+
+  @staticmethod
+  def _projection(sample: np.ndarray, dim: int):
+    """Rows of the top principal directions of `sample`, spun by a fixed
+    random rotation so every product-quantiser block holds as much
+    variance as the next."""
+    import faiss  # pylint: disable=g-import-not-at-top
+    centred = sample - sample.mean(axis=0)
+    _, _, directions = np.linalg.svd(centred, full_matrices=False)
+    rotation, _ = np.linalg.qr(
+        np.random.default_rng(0).standard_normal((dim, dim)))
+    matrix = (directions[:dim].T @ rotation).T.astype(np.float32)
+    # No bias: a query's score moves by q.mean for every item alike.
+    transform = faiss.LinearTransform(sample.shape[1], dim, True)
+    faiss.copy_array_to_vector(matrix.ravel(), transform.A)
+    faiss.copy_array_to_vector(np.zeros(dim, np.float32), transform.b)
+    transform.is_trained = True
+    return transform
+
+  @classmethod
+  def _build(cls, embeddings, params):
+    import faiss  # pylint: disable=g-import-not-at-top
+    num_items, dim = embeddings.shape
+    sample = embeddings[np.sort(np.random.default_rng(0).choice(
+        num_items, params["training_sample_size"], replace=False))]
+    per_code = params["pq_dims_per_code"]
+    coded_dim = min(params["projection_dim"] or dim, dim)
+    if per_code and coded_dim % per_code:
+      raise ValueError(f"pq_dims_per_code {per_code} must divide the coded "
+                       f"width {coded_dim}")
+    lists = f"IVF{params['nlist']}," if params["nlist"] > 1 else ""
+    codes = f"PQ{coded_dim // per_code}x4fs" if per_code else "Flat"
+    base = faiss.index_factory(coded_dim, lists + codes,
+                               faiss.METRIC_INNER_PRODUCT)
+    if coded_dim < dim and per_code:
+      base = faiss.IndexPreTransform(cls._projection(sample, coded_dim), base)
+    index = base
+    if per_code:
+      index = faiss.IndexRefine(base, faiss.IndexScalarQuantizer(
+          dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT))
+    index.train(sample)
     index.add(embeddings)
     return index
 
   def _search_rows(self, queries, k):
-    scores, rows = self._index.search(queries, k)
+    search_params = None
+    if self.params["pq_dims_per_code"]:
+      import faiss  # pylint: disable=g-import-not-at-top
+      candidates = max(self.params["k_factor"] * k,
+                       self.params["min_candidates"])
+      search_params = faiss.IndexRefineSearchParameters(
+          k_factor=min(candidates, self.size) / k)
+    scores, rows = self._index.search(queries, k, params=search_params)
     if (rows < 0).any():
       # The probed lists held fewer than k items; widen to every list.
       missing = (rows < 0).any(axis=1)

@@ -7,8 +7,10 @@ from retrieval import ann
 @dataclasses.dataclass(frozen=True)
 class IndexConfig:
   """Which index serves `retrieval`, and how the catalogue is embedded."""
-  # scann, faiss or exact (`retrieval.ann.KINDS`).
-  kind: str = "scann"
+  # faiss, scann or exact (`retrieval.ann.KINDS`). FAISS's plan answers
+  # faster than ScaNN's at the same judged recall
+  # (bench/results/serving.md, "Index plans").
+  kind: str = "faiss"
   # Items the exported `retrieval` model returns per query (capped at the
   # catalogue size); the index is sized for searches of up to this many.
   k: int = 1000

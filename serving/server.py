@@ -29,6 +29,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from contracts import serving_layout
+from retrieval import ann
 from serving import model_registry
 from serving import prediction
 from serving import rest
@@ -56,6 +57,10 @@ class ServerOptions:
   poll_interval_s: float = 1.0
   batch_timeout_s: float = 0.0
   max_concurrent_batches: int = 1
+  # Threads one index search uses. The event loop and the query tower need
+  # the other cores: an index spreading over all of them slowed the server
+  # (bench/results/serving.md).
+  index_threads: int = 1
 
   @property
   def limits(self) -> prediction.RequestLimits:
@@ -302,6 +307,7 @@ def start(model_base_path: str,
                     "and has no authentication", options.host)
   sources = model_registry.read_sources(model_base_path)
   base_paths = {s.name: s.base_path for s in sources}
+  ann.set_search_threads(options.index_threads)
   loader = servables.make_loader(
       base_paths,
       servables.BatchingOptions(

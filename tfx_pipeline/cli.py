@@ -23,6 +23,7 @@ warnings.filterwarnings("ignore", category=FutureWarning, module="google")
 
 # pylint: disable=g-import-not-at-top
 from retrieval import ann
+from retrieval.config import IndexConfig
 from tfx_pipeline import configs
 from tfx_pipeline import console
 # pylint: enable=g-import-not-at-top
@@ -388,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="A serving dir that `mmse run` pushed to; a new "
                  "retrieval version is written there.")
   p.add_argument("--catalog", required=True, help="Catalogue CSV to index.")
-  p.add_argument("--kind", default="scann", choices=ann.KINDS,
+  p.add_argument("--kind", default=IndexConfig.kind, choices=ann.KINDS,
                  help="Nearest-neighbour index.")
   p.add_argument("-k", type=_positive_int, help="Items per query (default: "
                  "IndexConfig.k, capped at the catalogue size).")

@@ -1,6 +1,7 @@
 """The serving benchmark's parts run end to end on toy towers (briefly)."""
 import shutil
 
+from bench import serving_ann
 from bench import serving_limit
 from bench import serving_load
 from bench import serving_report
@@ -20,8 +21,21 @@ def test_limit_load_swap_and_report(serving_dir, tmp_path):
   parts = serving_limit.request_parts(serving_dir, QUERIES[0], repeats=5)
   assert set(parts) == {"grpc_decode", "tower", "index", "grpc_encode",
                         "rest_decode", "rest_encode"}
-  recall = serving_limit.index_recall(serving_dir, QUERIES)
-  assert 0.0 <= recall <= 1.0
+  assert all(row["index_all_cores"]["qps"] > 0 for row in limit)
+  judgments = {title: {item_id: 3.0}
+               for item_id, title in toy_serving.TITLES.items()}
+  quality = serving_limit.index_quality(serving_dir, QUERIES, judgments)
+  k = toy_serving.K
+  assert set(quality) == {f"index_recall@{k}", f"judged_recall@{k}_index",
+                          f"judged_recall@{k}_exact"}
+  assert all(0.0 <= value <= 1.0 for value in quality.values())
+  plans = serving_ann.catalogue_plans(serving_dir, QUERIES, judgments, k,
+                                      batch=2, seconds=0.1)
+  assert [p["plan"] for p in plans] == ["exact", "faiss", "scann",
+                                        "scann, partitioned"]
+  assert plans[0][f"recall@{k}"] == 1.0
+  assert all(p["qps"] > 0 and 0.0 <= p[f"judged_recall@{k}"] <= 1.0
+             for p in plans)
 
   swap_dir = str(tmp_path / "swap")
   shutil.copytree(serving_dir, swap_dir, symlinks=True)
@@ -44,10 +58,13 @@ def test_limit_load_swap_and_report(serving_dir, tmp_path):
       "environment": serving_report.environment(), "k": toy_serving.K,
       "catalog_items": len(toy_serving.TITLES),
       "limit": {**serving_report.section_stamp(), "rows": limit,
-                "parts_ms": parts, f"index_recall@{toy_serving.K}": recall},
+                "parts_ms": parts, **quality},
+      "plans": {**serving_report.section_stamp(), "rows": plans},
       "load": {**serving_report.section_stamp(), "rows": rows},
       "swap": {**serving_report.section_stamp(), "rows": [swap]},
   }
   table = serving_report.render(results)
   assert "| rest | 2 |" in table and "| grpc | 2 |" in table
   assert "Requests across a hot swap" in table
+  assert "| scann, partitioned |" in table
+  assert "by exact search" in table and "Index q/s, every core" in table

@@ -57,7 +57,7 @@ def test_a_failed_build_removes_the_staging_dir(towers_dir, tmp_path):
   with pytest.raises(ValueError, match="Unknown index kind"):
     indexing.build_index(towers_dir, catalog, kind="annoy")
   # Fails after the exact model was exported into the staging dir.
-  with pytest.raises(ValueError, match="Unknown scann params"):
+  with pytest.raises(ValueError, match="Unknown faiss params"):
     indexing.build_index(towers_dir, catalog, params={"leaves": 3})
   assert os.listdir(os.path.join(towers_dir, "retrieval")) == []
 
