@@ -65,10 +65,12 @@ def test_scaling_report_gives_the_spread_the_speed_up_and_each_size():
 
 
 def test_item_cost_is_the_slope_between_sizes():
-  results = [{"items": 100_000, "dim": 4, "build_seconds": 1.0,
+  results = [{"items": 100_000, "dim": 4, "kind": "faiss",
+              "build_seconds": 1.0,
               "disk_bytes": 1_000_000 + 100_000 * 50,
               "memory_bytes": 100_000 * 40, "params": {}},
-             {"items": 300_000, "dim": 4, "build_seconds": 2.0,
+             {"items": 300_000, "dim": 4, "kind": "faiss",
+              "build_seconds": 2.0,
               "disk_bytes": 1_000_000 + 300_000 * 50,
               "memory_bytes": 300_000 * 40, "params": {}}]
   assert item_cost.per_million(results, "disk_bytes") == 50_000_000
