@@ -20,8 +20,12 @@ from evaluation import blessing
 from validation import drift
 from validation import schemas
 
+# Contexts LocalDagRunner (and Kubeflow) record a run and its components
+# with; TFX's Airflow runner still uses the older launchers, which record a
+# "run" context and give each execution a `component_id` property instead.
 _NODE_CONTEXT = "node"
-_RUN_CONTEXT = "pipeline_run"
+_RUN_CONTEXTS = ("pipeline_run", "run")
+_COMPONENT_ID_PROPERTY = "component_id"
 
 
 def _read_json(path: str):
@@ -71,11 +75,27 @@ def _prefixed(node_id: str, suffix: str) -> str:
   return node_id[:-len(suffix)].lower()
 
 
+def _node_ids(store, run_executions) -> Dict[int, str]:
+  """The component id of each execution of a run, by execution id."""
+  ids = {}
+  for node in store.get_contexts_by_type(_NODE_CONTEXT):
+    for execution in store.get_executions_by_context(node.id):
+      if execution.id in run_executions:
+        ids[execution.id] = node.name.split(".", 1)[-1]
+  for execution in run_executions.values():
+    if (execution.id not in ids and
+        _COMPONENT_ID_PROPERTY in execution.properties):
+      ids[execution.id] = execution.properties[
+          _COMPONENT_ID_PROPERTY].string_value
+  return ids
+
+
 def latest_run(metadata_path: str) -> Dict[str, Any]:
   """Summarises the most recent pipeline run recorded in `metadata_path`."""
   store = metadata_store.MetadataStore(
       metadata.sqlite_metadata_connection_config(metadata_path))
-  runs = store.get_contexts_by_type(_RUN_CONTEXT)
+  runs = [run for context_type in _RUN_CONTEXTS
+          for run in store.get_contexts_by_type(context_type)]
   if not runs:
     raise ValueError(f"No pipeline run recorded in {metadata_path}")
   run = max(runs, key=lambda c: c.create_time_since_epoch)
@@ -84,27 +104,27 @@ def latest_run(metadata_path: str) -> Dict[str, Any]:
 
   components = {}
   outputs = {}
-  for node in store.get_contexts_by_type(_NODE_CONTEXT):
-    node_id = node.name.split(".", 1)[-1]
-    for execution in store.get_executions_by_context(node.id):
-      if execution.id not in run_executions:
-        continue
-      components[node_id] = {
-          "state": metadata_store.proto.Execution.State.Name(
-              execution.last_known_state),
-          "seconds": _seconds(execution),
-          "started": execution.create_time_since_epoch / 1000.0,
-      }
-      events = [e for e in store.get_events_by_execution_ids([execution.id])
-                if e.type == metadata_store.proto.Event.OUTPUT]
-      if execution.last_known_state == cached and events:
-        components[node_id]["computed_seconds"] = _producer_seconds(
-            store, events[0].artifact_id)
-      artifacts = {a.id: a for a in store.get_artifacts_by_id(
-          [e.artifact_id for e in events])}
-      for event in events:
-        key = event.path.steps[0].key if event.path.steps else ""
-        outputs[(node_id, key)] = artifacts[event.artifact_id]
+  node_ids = _node_ids(store, run_executions)
+  for execution in sorted(run_executions.values(), key=lambda e: e.id):
+    node_id = node_ids.get(execution.id)
+    if node_id is None:
+      continue
+    components[node_id] = {
+        "state": metadata_store.proto.Execution.State.Name(
+            execution.last_known_state),
+        "seconds": _seconds(execution),
+        "started": execution.create_time_since_epoch / 1000.0,
+    }
+    events = [e for e in store.get_events_by_execution_ids([execution.id])
+              if e.type == metadata_store.proto.Event.OUTPUT]
+    if execution.last_known_state == cached and events:
+      components[node_id]["computed_seconds"] = _producer_seconds(
+          store, events[0].artifact_id)
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(
+        [e.artifact_id for e in events])}
+    for event in events:
+      key = event.path.steps[0].key if event.path.steps else ""
+      outputs[(node_id, key)] = artifacts[event.artifact_id]
 
   report: Dict[str, Any] = {"run": run.name, "components": components}
   if run_executions:

@@ -18,6 +18,8 @@ from contracts import serving_layout
 from sample_data import simulator
 from tfx_pipeline import configs
 from tfx_pipeline import pipeline
+from tfx_pipeline import report_html
+from tfx_pipeline import run_report
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("airflow") is None,
@@ -163,3 +165,12 @@ def test_airflow_runs_the_pipeline_and_pushes_a_model(tmp_path):
       name: [1] for name in serving_layout.SERVED_MODELS}
   assert os.path.isfile(os.path.join(serving_dir,
                                      serving_layout.MODELS_CONFIG))
+
+  # `mmse report` reads the run back from ML Metadata, as for a local run.
+  report = run_report.latest_run(
+      str(output_dir / report_html.METADATA_FILE))
+  assert {report["components"][c]["state"] for c in CHAIN} == {"COMPLETE"}
+  assert report["blessed"] and report["pushed"]
+  assert report["pushed_version"] == "1"
+  assert report["mining"]["rows_read"] == report["data_gate"]["logs_examples"]
+  assert os.path.isfile(report_html.write(str(output_dir)))
