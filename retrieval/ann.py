@@ -235,7 +235,7 @@ class ScannIndex(Index):
 
 
 class FaissIndex(Index):
-  """FAISS: a compressed first pass over every item, re-scored exactly.
+  """FAISS: compact codes of every item, the best re-scored in full.
 
   Items are projected onto their top principal directions (learned from
   the item embeddings, centred, applied without the mean so that a
@@ -243,9 +243,8 @@ class FaissIndex(Index):
   quantisation that FAISS scores with SIMD lookups ("fast scan"). A query
   scores every code (or the codes of `nprobe` of `nlist` k-means lists on a
   large catalogue), keeps `k_factor` k candidates (at least
-  `min_candidates`) and re-scores them with
-  the full embeddings kept in 16-bit floats, so the scores returned are the
-  dot products to about 1e-3.
+  `min_candidates`) and re-scores them with the full embeddings kept in
+  16-bit floats, so the scores returned are the dot products to about 1e-3.
 
   `pq_dims_per_code` 0 turns the plan into FAISS's inverted file with
   exact in-list scoring (no projection, no codes, no re-scoring).
