@@ -22,6 +22,7 @@ class EvalConfig:
   min_gain_over_initial: float = 0.01
   # ... and is not below the latest blessed model's by more than this: the
   # spread of trainings that differ only in their seed (on the sample's 60
-  # judged queries, Recall@100 0.899-0.931 over three seeds). A larger
-  # judged set spreads less and can take a smaller tolerance.
-  max_regression: float = 0.035
+  # judged queries, Recall@100 0.899-0.952 over the seeds seen, two of them
+  # 0.035 apart). A larger judged set spreads less and can take a smaller
+  # tolerance.
+  max_regression: float = 0.05

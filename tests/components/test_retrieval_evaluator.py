@@ -474,7 +474,7 @@ class TestComponent:
         "judgments_path": "",
         "min_gain_over_popularity": 0.05,
         "min_gain_over_initial": 0.01,
-        "max_regression": 0.035,
+        "max_regression": 0.05,
     }
     assert (evaluator.outputs["blessing"].type ==
             standard_artifacts.ModelBlessing)
