@@ -59,7 +59,7 @@ class ServerOptions:
   max_concurrent_batches: int = 1
   # Threads one index search uses. The event loop and the query tower need
   # the other cores: an index spreading over all of them slowed the server
-  # (bench/results/serving.md).
+  # (docs/serving.md).
   index_threads: int = 1
 
   @property
