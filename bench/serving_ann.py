@@ -1,11 +1,11 @@
 """ANN indexes against exact search: recall@k, search and build time."""
 import logging
-import math
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from bench import serving_limit
 from contracts import serving_layout
 from evaluation import metrics
 from retrieval import ann
@@ -75,25 +75,6 @@ def catalogue_ann_vs_exact(serving_dir: str, queries: Sequence[str], k: int,
                       ("scann", "faiss"), k, single_queries)
 
 
-def _partitioned_scann(num_items: int) -> Dict[str, object]:
-  """ScaNN's partitioned plan at this size (the default above 250k items)."""
-  leaves = int(round(2 * math.sqrt(num_items)))
-  return {"num_leaves": leaves,
-          "leaves_to_search": int(math.ceil(0.3 * leaves))}
-
-
-def _queries_per_second(index: ann.Index, queries: np.ndarray, k: int,
-                        batch: int, seconds: float) -> float:
-  batches = [queries[i:i + batch]
-             for i in range(0, len(queries) - batch + 1, batch)]
-  index.search(batches[0], k)
-  calls, started = 0, time.perf_counter()
-  while time.perf_counter() - started < seconds:
-    index.search(batches[calls % len(batches)], k)
-    calls += 1
-  return calls * batch / (time.perf_counter() - started)
-
-
 def catalogue_plans(serving_dir: str, queries: Sequence[str],
                     judgments: Optional[metrics.Judgments], k: int,
                     batch: int = 8, seconds: float = 5.0
@@ -108,9 +89,14 @@ def catalogue_plans(serving_dir: str, queries: Sequence[str],
       serving_dir, serving_layout.QUERY_TOWER))
   embedded = embedding.embed_queries(query_tower, queries)
   ann.set_search_threads(1)
+  # ScaNN's plan above 250k items (and the default before), at this size.
+  leaves, searched = ann.partition_plan(served.size, partitioned=True)
   plans = (("exact", "exact", None), ("faiss", "faiss", None),
            ("scann", "scann", None),
-           ("scann, partitioned", "scann", _partitioned_scann(served.size)))
+           ("scann, partitioned", "scann",
+            {"num_leaves": leaves, "leaves_to_search": searched}))
+  batches = [embedded[i:i + batch]
+             for i in range(0, len(embedded) - batch + 1, batch)]
   exact_ids = None
   rows = []
   for name, kind, params in plans:
@@ -124,14 +110,11 @@ def catalogue_plans(serving_dir: str, queries: Sequence[str],
            "build_s": round(build_s, 1),
            f"recall@{k}": round(metrics.index_recall(ids[:, :k],
                                                      exact_ids[:, :k]), 4),
-           "qps": round(_queries_per_second(index, embedded, k, batch,
-                                            seconds)),
+           "qps": round(serving_limit.rate(
+               lambda x: index.search(x, k), batches, seconds)["qps"]),
            "batch": batch}
     if judgments:
-      ranked = dict(zip(queries, ids))
-      scores = metrics.score(
-          ranked, {q: g for q, g in judgments.items() if q in ranked},
-          (10, k))
+      scores = serving_limit.judged_scores(queries, ids, judgments, (10, k))
       row[f"judged_recall@{k}"] = round(scores[f"recall@{k}"], 4)
       row["judged_ndcg@10"] = round(scores["ndcg@10"], 4)
     logging.info("Index plan %s: %s", name, row)

@@ -33,7 +33,7 @@ def _load(serving_dir: str, name: str) -> servables.Servable:
       name, int(os.path.basename(version_dir)), version_dir)
 
 
-def _rate(fn, batches: Sequence, seconds: float) -> Dict[str, float]:
+def rate(fn, batches: Sequence, seconds: float) -> Dict[str, float]:
   """Calls `fn` on the batches in turn for `seconds`; rows/s, ms per call."""
   fn(batches[0])
   calls, rows, started = 0, 0, time.perf_counter()
@@ -70,15 +70,15 @@ def in_process_limit(serving_dir: str, queries: Sequence[str],
     search = lambda e: index.search_rows(e, index_k(retrieval))
     row = {
         "batch": size,
-        "tower_and_index": _rate(lambda x: retrieval.call(signature, x),
+        "tower_and_index": rate(lambda x: retrieval.call(signature, x),
                                  inputs, seconds),
-        "tower": _rate(lambda x: tower.call(signature, x), inputs, seconds),
+        "tower": rate(lambda x: tower.call(signature, x), inputs, seconds),
         "index": None, "index_all_cores": None,
     }
     if index is not None:
-      row["index"] = _rate(search, embeddings, seconds)
+      row["index"] = rate(search, embeddings, seconds)
       ann.set_search_threads(os.cpu_count())
-      row["index_all_cores"] = _rate(search, embeddings, seconds)
+      row["index_all_cores"] = rate(search, embeddings, seconds)
       ann.set_search_threads(served_threads)
     rows.append(row)
   return rows
@@ -103,11 +103,19 @@ def index_quality(serving_dir: str, queries: Sequence[str],
   quality = {f"index_recall@{k}": round(metrics.index_recall(found, exact), 4)}
   if judgments:
     for name, rows in (("index", found), ("exact", exact)):
-      ranked = dict(zip(queries, index.item_ids[rows]))
-      judged = {q: g for q, g in judgments.items() if q in ranked}
-      quality[f"judged_recall@{k}_{name}"] = round(
-          metrics.score(ranked, judged, (k,))[f"recall@{k}"], 4)
+      quality[f"judged_recall@{k}_{name}"] = round(judged_scores(
+          queries, index.item_ids[rows], judgments, (k,))[f"recall@{k}"], 4)
   return quality
+
+
+def judged_scores(queries: Sequence[str], ranked_ids: np.ndarray,
+                  judgments: metrics.Judgments,
+                  cutoffs: Sequence[int]) -> Dict[str, float]:
+  """`metrics.score` of the judged queries among `queries`, each ranked by
+  its row of `ranked_ids`."""
+  ranked = dict(zip(queries, ranked_ids))
+  return metrics.score(
+      ranked, {q: g for q, g in judgments.items() if q in ranked}, cutoffs)
 
 
 def index_k(retrieval: servables.Servable) -> int:

@@ -129,6 +129,13 @@ def _partitions_to_search(partitions: int, num_items: int) -> int:
   return max(1, min(partitions, int(math.ceil(share * partitions))))
 
 
+def partition_plan(num_items: int, partitioned: bool) -> Tuple[int, int]:
+  """(partitions, partitions searched): one, or ~2 sqrt(N) of ~sqrt(N)/2
+  items with 30% of them searched (and at least ~15k items)."""
+  partitions = int(round(2 * math.sqrt(num_items))) if partitioned else 1
+  return partitions, _partitions_to_search(partitions, num_items)
+
+
 class ExactIndex(Index):
   """Scores every item (`topk.exact_top_k`); the reference for recall."""
 
@@ -171,12 +178,12 @@ class ScannIndex(Index):
     # Below a few thousand items neither partitions nor quantisation pay (nor
     # can quantisation train), so ScaNN scores every item exactly.
     small = num_items < 2000
-    num_leaves = (1 if num_items < _MAX_SCANNED_ITEMS else
-                  int(round(2 * math.sqrt(num_items))))
+    num_leaves, leaves_to_search = partition_plan(
+        num_items, partitioned=num_items >= _MAX_SCANNED_ITEMS)
     return {
         "scoring": "brute_force" if small else "asymmetric_hashing",
         "num_leaves": num_leaves,
-        "leaves_to_search": _partitions_to_search(num_leaves, num_items),
+        "leaves_to_search": leaves_to_search,
         "reorder_num_neighbors": min(num_items, max(250, 4 * k)),
         "dims_per_block": 2,
         "quantization_threshold": 0.2,
@@ -269,11 +276,11 @@ class FaissIndex(Index):
     # Below a few thousand items neither lists nor codes pay (nor can the
     # quantiser train): one exact scan.
     small = num_items < 2000
-    nlist = (1 if num_items < _MAX_SCANNED_ITEMS else
-             int(round(2 * math.sqrt(num_items))))
+    nlist, nprobe = partition_plan(num_items,
+                                   partitioned=num_items >= _MAX_SCANNED_ITEMS)
     return {
         "nlist": nlist,
-        "nprobe": _partitions_to_search(nlist, num_items),
+        "nprobe": nprobe,
         "projection_dim": 0 if small else _PROJECTION_DIM,
         # Each 4-bit code stands for this many (projected) dimensions.
         "pq_dims_per_code": 0 if small else 2,
