@@ -33,6 +33,8 @@ REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_OVERRIDES = ("model.epochs=4",)
 # Where a run without inputs simulates the embedded sample, under its output.
 SAMPLE_SUBDIR = "sample_data"
+# ML Metadata of a run's output directory (SQLite).
+METADATA_FILE = "metadata.sqlite"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +71,7 @@ class PipelineConfig:
 
   @property
   def metadata_path(self) -> str:
-    return os.path.join(self.output_dir, "metadata.sqlite")
+    return os.path.join(self.output_dir, METADATA_FILE)
 
   @property
   def serving_dir(self) -> str:

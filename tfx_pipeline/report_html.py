@@ -31,10 +31,10 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from components.multistage_samples import spec as mining_spec
 from contracts import catalog as catalog_lib
 from mining import cleaning
+from tfx_pipeline import configs
 from tfx_pipeline import run_report
 
 REPORT_FILE = "report.html"
-METADATA_FILE = "metadata.sqlite"
 
 EXAMPLES_PER_REASON = 3
 # Reading a quarantine stops here even if a reason still lacks examples:
@@ -68,7 +68,7 @@ _COLOURS = {"candidate": "#1f6feb", "exact": "#8b949e", "baseline": "#d9822b",
 
 def write(output_dir: str) -> str:
   """Writes `<output_dir>/report.html` for the latest run; returns its path."""
-  run = run_report.latest_run(os.path.join(output_dir, METADATA_FILE))
+  run = run_report.latest_run(os.path.join(output_dir, configs.METADATA_FILE))
   path = os.path.join(output_dir, REPORT_FILE)
   with tf.io.gfile.GFile(path, "w") as f:
     f.write(render(run))

@@ -168,7 +168,7 @@ def test_airflow_runs_the_pipeline_and_pushes_a_model(tmp_path):
 
   # `mmse report` reads the run back from ML Metadata, as for a local run.
   report = run_report.latest_run(
-      str(output_dir / report_html.METADATA_FILE))
+      str(output_dir / configs.METADATA_FILE))
   assert {report["components"][c]["state"] for c in CHAIN} == {"COMPLETE"}
   assert report["blessed"] and report["pushed"]
   assert report["pushed_version"] == "1"
