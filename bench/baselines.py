@@ -7,9 +7,8 @@ the strongest cheap hybrid. Each function returns rankings in the shape
 `evaluation.metrics.score` takes - query -> item ids, best first - so every
 system in the benchmark is scored by the same code.
 
-torch and sentence-transformers are heavy and only MiniLM needs them (here
-and in `model.pretrained_tokens`), so they come lazily from the `minilm`
-extra.
+MiniLM runs in TensorFlow (`model.minilm`, the pipeline's teacher), so no
+baseline needs torch.
 """
 import hashlib
 import json
@@ -21,7 +20,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from contracts import catalog as catalog_lib
-from model import pretrained_tokens
+from model import minilm
 from retrieval import topk
 
 Rankings = Dict[str, List[int]]
@@ -40,9 +39,6 @@ _TOKEN = re.compile(r"\w+")
 BM25_METHOD = "robertson"
 BM25_K1 = 1.5
 BM25_B = 0.75
-
-# Texts encoded between progress lines (a few minutes of CPU for MiniLM).
-_ENCODE_CHUNK = 8192
 
 
 def tokenize(texts: Sequence[str]) -> List[List[str]]:
@@ -99,9 +95,7 @@ def _encode(model, model_name: str, texts: Sequence[str],
     if os.path.exists(cache_path):
       logging.info("MiniLM: %d embeddings from %s", len(texts), cache_path)
       return np.load(cache_path)
-  embeddings = pretrained_tokens.encode(
-      model, texts, normalize=True, batch_size=128, chunk=_ENCODE_CHUNK,
-      what="texts")
+  embeddings = model.encode(texts, batch_size=128)
   if cache_path:
     os.makedirs(cache_dir, exist_ok=True)
     partial = f"{cache_path}.{os.getpid()}.partial.npy"
@@ -129,15 +123,15 @@ def minilm_rankings(catalog: catalog_lib.Catalog, queries: Sequence[str],
     query -> the top-k item ids, best first.
 
   Raises:
-    ImportError: the `baselines` extra is not installed.
+    FileNotFoundError: the teacher's weights are not installed.
   """
   item_ids, titles = _item_ids_and_titles(catalog)
   depth = _depth(k, len(titles))
   if not queries:
     return {}
-  model, model_name = pretrained_tokens.load_minilm()
-  item_embeddings = _encode(model, model_name, titles, cache_dir)
-  query_embeddings = _encode(model, model_name, list(queries), cache_dir)
+  model = minilm.load()
+  item_embeddings = _encode(model, model.name, titles, cache_dir)
+  query_embeddings = _encode(model, model.name, list(queries), cache_dir)
   logging.info("MiniLM: ranking %d queries", len(queries))
   top, _ = topk.exact_top_k(query_embeddings, item_embeddings, depth)
   return {q: item_ids[row].tolist() for q, row in zip(queries, top)}

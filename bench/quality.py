@@ -17,8 +17,8 @@ hybrid) ask the context for their inputs, which runs each of them once.
 Every trained system shares one pipeline root and ML Metadata store with
 caching on, so an ablation that changes only the model reruns only the
 Trainer and what follows it; one that changes the mining also reruns the
-mining and the Transform. All of them start the token table from the same
-distilled MiniLM word vectors (`model.pretrained_tokens`).
+mining and the Transform. They share one cache directory, so the teacher
+encodes a vocabulary once (`model.pretrained_tokens`).
 """
 import argparse
 import dataclasses
@@ -34,7 +34,6 @@ from bench import report
 from contracts import catalog as catalog_lib
 from contracts import serving_layout
 from evaluation import metrics
-from model import pretrained_tokens
 from retrieval import embedding
 from tfx_pipeline import configs
 
@@ -47,10 +46,8 @@ JUDGMENTS_FILE = "dev_judgments.csv"
 LOGS_GLOB = os.path.join("logs", "*.csv.gz")
 # Deep enough for the largest cut-off in the table and the plot.
 RANKING_DEPTH = 1000
-# Under the work dir: the pipeline every trained system shares, and the
-# distilled word vectors (a cache entry, so every run names the same file).
+# Under the work dir: the pipeline every trained system shares.
 PIPELINE_DIR = "pipeline"
-TOKEN_TABLE_FILE = "token_table.npz"
 
 
 @dataclasses.dataclass
@@ -134,24 +131,14 @@ def _hybrid(ctx: Context) -> SystemRun:
                                           k=60, depth=ctx.depth))
 
 
-def token_table(ctx: Context) -> str:
-  """The catalogue's distilled word vectors, made once per work dir."""
-  path = os.path.join(ctx.cache_dir or ctx.work_dir, TOKEN_TABLE_FILE)
-  if not os.path.exists(path):
-    pretrained_tokens.write_catalog_table(
-        path, ctx.catalog.titles.tolist())
-  return path
-
-
 def pipeline_config(ctx: Context, overrides: Sequence[str]
                    ) -> configs.PipelineConfig:
-  """The benchmark pipeline: shipped defaults, the token table, `overrides`."""
+  """The benchmark pipeline: shipped defaults and `overrides`."""
   config = configs.PipelineConfig(
       logs_pattern=ctx.logs_pattern, catalog_path=ctx.catalog_path,
-      output_dir=os.path.join(ctx.work_dir, PIPELINE_DIR))
-  return configs.with_overrides(
-      config, [f"model.pretrained_token_table={token_table(ctx)}",
-               *overrides])
+      output_dir=os.path.join(ctx.work_dir, PIPELINE_DIR),
+      cache_dir=ctx.cache_dir or "")
+  return configs.with_overrides(config, overrides)
 
 
 def _trained(overrides: Sequence[str]) -> Callable[[Context], SystemRun]:
@@ -207,7 +194,7 @@ _TRAINED = (
     ("no_title_queries", "MMSE without title pseudo-queries",
      ("mining.title_query_fraction=0",)),
     ("no_token_table", "MMSE with a random start for the token table "
-     "instead of distilled MiniLM word vectors",
+     "instead of the teacher's word vectors",
      ("model.pretrained_token_table=",)),
 )
 SYSTEM_OVERRIDES: Dict[str, Sequence[str]] = {

@@ -35,10 +35,10 @@ class ModelConfig:
   # Share of word and trigram ids dropped from each text in training, so
   # queries are matched by parts rather than remembered whole.
   word_dropout: float = 0.25
-  # Word vectors the token table starts from: a file that
-  # `mmse distill-tokens` writes (all-MiniLM-L6-v2, each word alone). Empty:
-  # random start.
-  pretrained_token_table: str = ""
+  # Where the token table starts: "teacher" (each vocabulary word encoded
+  # alone by all-MiniLM-L6-v2, `model.pretrained_tokens`), a table file
+  # (.npz of words and vectors), or empty for a random start.
+  pretrained_token_table: str = "teacher"
   # An id embedding remembers the items seen in training, which does not
   # carry to unseen queries; off by default.
   use_item_id: bool = False

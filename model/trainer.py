@@ -1,7 +1,8 @@
 """TFX Trainer entry point: trains MMSE on transformed slates, exports towers.
 
 The Trainer passes `custom_config` = {"model": asdict(ModelConfig), "text":
-asdict(TextConfig)}. Without `train_args.num_steps` each of
+asdict(TextConfig), "teacher_cache_dir": where the teacher's word vectors are
+kept between runs}. Without `train_args.num_steps` each of
 `ModelConfig.epochs` epochs is one pass over the train split; with it, the
 steps are spread over the epochs on a repeated stream (and likewise for
 evaluation with `eval_args.num_steps`).
@@ -121,7 +122,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                                  tf_transform_output)
     pretrained_tokens.initialize(model.query_tower.text_encoder,
                                  tf_transform_output,
-                                 config.pretrained_token_table)
+                                 config.pretrained_token_table,
+                                 custom_config.get("teacher_cache_dir", ""))
     # What the towers score before learning anything: the blessing's floor.
     # (Tracing the towers builds their variables, under the strategy.)
     export.export_towers(model, tf_transform_output, initial_dir)

@@ -1,5 +1,5 @@
 """The `mmse` command: simulate, schema, run, compile, retrieve, evaluate,
-serve, query, index, distill-tokens.
+serve, query, index.
 
 Each subcommand parses its flags and calls one library function; the work
 lives in the modules named below so it can be imported and tested. Nothing
@@ -198,18 +198,6 @@ def cmd_index(args):
   print(f"Wrote retrieval version {version} under {args.serving_dir}")
 
 
-def cmd_distill_tokens(args):
-  _start(args)
-  # pylint: disable=g-import-not-at-top
-  from contracts import catalog as catalog_lib
-  from model import pretrained_tokens
-  # pylint: enable=g-import-not-at-top
-  titles = catalog_lib.read_catalog(args.catalog).titles
-  written = pretrained_tokens.write_catalog_table(args.out, titles.tolist())
-  print(f"Wrote {written} to {args.out}; train with --set "
-        f"model.pretrained_token_table={os.path.abspath(args.out)}")
-
-
 def _positive_int(text: str) -> int:
   """An argparse type: a whole number of at least 1."""
   try:
@@ -396,13 +384,6 @@ def build_parser() -> argparse.ArgumentParser:
   _add_verbose(p)
   p.set_defaults(func=cmd_index)
 
-  p = sub.add_parser(
-      "distill-tokens", help="Word vectors from all-MiniLM-L6-v2 for the "
-      "catalogue's title words (needs the minilm extra).")
-  p.add_argument("--catalog", required=True, help="Catalogue CSV.")
-  p.add_argument("--out", required=True, help="Table file to write (.npz).")
-  _add_verbose(p)
-  p.set_defaults(func=cmd_distill_tokens)
   return parser
 
 

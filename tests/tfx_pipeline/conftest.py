@@ -7,12 +7,10 @@ import logging
 import os
 
 from absl import logging as absl_logging
-import numpy as np
 import pytest
 
 from bench import quality
 from contracts import catalog as catalog_lib
-from model import pretrained_tokens
 from sample_data import simulator
 from tfx_pipeline import configs
 from tfx_pipeline.runners import local
@@ -41,19 +39,12 @@ def pipeline_run(tmp_path_factory):
   # Laid out as the quality benchmark lays out its work dir, so that its
   # trained systems can be checked against this run.
   work_dir = root / "work"
-  table = work_dir / "cache" / quality.TOKEN_TABLE_FILE
-  table.parent.mkdir(parents=True)
-  catalog = catalog_lib.read_catalog(catalog_csv)
-  words = pretrained_tokens.vocabulary(catalog.titles.tolist())
-  pretrained_tokens.save(str(table), words, np.random.default_rng(0).normal(
-      size=(len(words), 24)).astype(np.float32))
   config = configs.PipelineConfig(
       logs_pattern=os.path.join(data_dir, "logs", "*.csv.gz"),
       catalog_path=os.path.join(data_dir, "catalog.csv"),
-      output_dir=str(work_dir / quality.PIPELINE_DIR))
-  config = configs.with_overrides(
-      config, [f"model.pretrained_token_table={table}",
-               *e2e_overrides(data_dir)])
+      output_dir=str(work_dir / quality.PIPELINE_DIR),
+      cache_dir=str(work_dir / "cache"))
+  config = configs.with_overrides(config, e2e_overrides(data_dir))
   local.run(config, enable_cache=True)
   return config, data_dir
 
