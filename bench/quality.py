@@ -2,10 +2,14 @@
 
   python -m bench.quality [--data-dir ../shared/data/homedepot]
                           [--systems bm25,minilm,hybrid,mmse,...]
+                          [--seeds 1,2,3]
 
 ranks the whole catalogue for each judged dev query with each system, scores
 the rankings with `evaluation.metrics` and writes `bench/results/quality.md`,
-`quality.json` and `recall_at_k.png`.
+`quality.json` and `recall_at_k.png`. A trained system is trained once per
+seed (`model.seed`) and reported as the mean with the min-max. The queries
+that hold a word no catalogue title holds (mostly misspellings) are also
+scored apart.
 
 Systems live in a registry, `SYSTEMS`: an entry is a name, a line of
 description and a function from the benchmark's `Context` to a `SystemRun`.
@@ -33,6 +37,7 @@ from bench import baselines
 from bench import report
 from contracts import catalog as catalog_lib
 from contracts import serving_layout
+from contracts import text
 from evaluation import metrics
 from retrieval import embedding
 from tfx_pipeline import configs
@@ -48,14 +53,20 @@ LOGS_GLOB = os.path.join("logs", "*.csv.gz")
 RANKING_DEPTH = 1000
 # Under the work dir: the pipeline every trained system shares.
 PIPELINE_DIR = "pipeline"
+DEFAULT_SEEDS = (1, 2, 3)
+UNSEEN_WORDS_SUBSET = "a word no title has"
 
 
 @dataclasses.dataclass
 class SystemRun:
   """What a system hands to the report: its rankings and training cost."""
   rankings: Dict[str, List[int]]
-  # Wall time spent fitting to the logs; None when nothing is trained.
+  # Wall time spent fitting to the logs (the mean over seeds); None when
+  # nothing is trained.
   train_seconds: Optional[float] = None
+  # A trained system's rankings, one per seed (`rankings` is the first).
+  seed_rankings: List[Dict[str, List[int]]] = dataclasses.field(
+      default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,11 +90,13 @@ class Context:
     depth: how many items each ranking holds.
     work_dir: where a system may write (pipeline outputs, one folder each).
     cache_dir: where expensive, reusable intermediates go (None: no cache).
+    seeds: the `model.seed` of each training of a trained system.
     run_seconds: wall time of each system's run so far, by name.
   """
 
   def __init__(self, data_dir: str, work_dir: str, cache_dir: Optional[str],
-               registry: Dict[str, System], depth: int = RANKING_DEPTH):
+               registry: Dict[str, System], depth: int = RANKING_DEPTH,
+               seeds: Sequence[int] = DEFAULT_SEEDS):
     self.data_dir = str(data_dir)
     self.catalog_path = os.path.join(self.data_dir, CATALOG_FILE)
     self.logs_pattern = os.path.join(self.data_dir, LOGS_GLOB)
@@ -97,6 +110,7 @@ class Context:
     self.depth = depth
     self.work_dir = str(work_dir)
     self.cache_dir = str(cache_dir) if cache_dir else None
+    self.seeds = list(seeds)
     self._registry = registry
     self._runs: Dict[str, SystemRun] = {}
     self.run_seconds: Dict[str, float] = {}
@@ -142,26 +156,41 @@ def pipeline_config(ctx: Context, overrides: Sequence[str]
 
 
 def _trained(overrides: Sequence[str]) -> Callable[[Context], SystemRun]:
-  """A system that runs the pipeline with `overrides` and ranks with it."""
+  """A system that runs the pipeline with `overrides`, once per seed, and
+  ranks with the towers each run trained."""
 
   def run(ctx: Context) -> SystemRun:
     # pylint: disable=g-import-not-at-top
     from tfx_pipeline import run_report
     from tfx_pipeline.runners import local
     # pylint: enable=g-import-not-at-top
-    config = pipeline_config(ctx, overrides)
-    local.run(config, enable_cache=True)
-    run = run_report.latest_run(config.metadata_path)
-    rankings = embedding.rank_catalog(
-        embedding.load_signature(serving_layout.trained_tower_dir(
-            run["model_dir"], serving_layout.QUERY_TOWER)),
-        embedding.load_signature(serving_layout.trained_tower_dir(
-            run["model_dir"], serving_layout.ITEM_TOWER)),
-        ctx.catalog, ctx.queries, ctx.depth)
-    return SystemRun({q: r.tolist() for q, r in rankings.items()},
-                     train_seconds=run["train_seconds"])
+    seed_rankings, seconds = [], []
+    for seed in ctx.seeds:
+      config = pipeline_config(ctx, [*overrides, f"model.seed={seed}"])
+      local.run(config, enable_cache=True)
+      run = run_report.latest_run(config.metadata_path)
+      rankings = embedding.rank_catalog(
+          embedding.load_signature(serving_layout.trained_tower_dir(
+              run["model_dir"], serving_layout.QUERY_TOWER)),
+          embedding.load_signature(serving_layout.trained_tower_dir(
+              run["model_dir"], serving_layout.ITEM_TOWER)),
+          ctx.catalog, ctx.queries, ctx.depth)
+      seed_rankings.append({q: r.tolist() for q, r in rankings.items()})
+      seconds.append(run["train_seconds"])
+    return SystemRun(seed_rankings[0], train_seconds=sum(seconds) /
+                     len(seconds), seed_rankings=seed_rankings)
 
   return run
+
+
+def unseen_word_queries(queries: Sequence[str],
+                        titles: Sequence[str]) -> List[str]:
+  """The queries holding a word (as the Transform splits words) that no
+  title holds: mostly misspellings, which only sub-word signal can match."""
+  title_words = set()
+  for title in titles:
+    title_words.update(text.words(title))
+  return [q for q in queries if set(text.words(q)) - title_words]
 
 
 # The plain two-tower model of the TFRS tutorials, on the same towers: every
@@ -214,14 +243,14 @@ SYSTEMS: Dict[str, System] = {
 
 def run_benchmark(names: Sequence[str], data_dir: str, results_dir: str,
                   work_dir: str, cache_dir: Optional[str],
-                  registry: Optional[Dict[str, System]] = None
-                  ) -> Dict[str, dict]:
+                  registry: Optional[Dict[str, System]] = None,
+                  seeds: Sequence[int] = DEFAULT_SEEDS) -> Dict[str, dict]:
   """Runs the named systems and writes the report; returns its figures."""
   registry = SYSTEMS if registry is None else registry
   unknown = [n for n in names if n not in registry]
   if unknown:
     raise ValueError(f"Unknown systems {unknown}; known: {sorted(registry)}")
-  ctx = Context(data_dir, work_dir, cache_dir, registry)
+  ctx = Context(data_dir, work_dir, cache_dir, registry, seeds=seeds)
   runs = {name: ctx.result(name) for name in names}
   systems = {name: dataclasses.asdict(run) for name, run in runs.items()}
   description = (
@@ -230,8 +259,10 @@ def run_benchmark(names: Sequence[str], data_dir: str, results_dir: str,
       "graded 2.5 or more, NDCG's gain is grade - 1 (`evaluation.metrics`). "
       "Systems: " + "; ".join(f"{n}: {registry[n].description}"
                               for n in names) + ".")
+  subsets = {UNSEEN_WORDS_SUBSET: unseen_word_queries(
+      ctx.queries, ctx.catalog.titles.tolist())}
   figures = report.write_report(systems, ctx.judgments, results_dir,
-                                description)
+                                description, subsets=subsets)
   for name in names:
     row = figures[name]
     logging.info("%-10s R@10 %.3f R@100 %.3f R@1000 %.3f NDCG@10 %.3f "
@@ -251,6 +282,9 @@ def _parse_args(argv):
   parser.add_argument("--systems", default=",".join(SYSTEMS),
                       help="comma-separated systems to score, from: "
                       + ", ".join(SYSTEMS) + " (default: all)")
+  parser.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
+                      help="model.seed of each training of a trained system "
+                      "(default: %(default)s)")
   parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS_DIR),
                       help="where the table, JSON and plot go")
   parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR),
@@ -268,8 +302,9 @@ def main(argv=None):
   names = [n.strip() for n in args.systems.split(",") if n.strip()]
   cache_dir = None if args.no_cache else os.path.join(args.work_dir, "cache")
   try:
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     run_benchmark(names, args.data_dir, args.results_dir, args.work_dir,
-                  cache_dir)
+                  cache_dir, seeds=seeds)
   except (ValueError, FileNotFoundError, ImportError) as e:
     raise SystemExit(f"bench.quality: {e}") from e
 

@@ -7,13 +7,18 @@ scorer the pipeline's evaluator and `mmse evaluate` use, so the table is
 comparable with what the pipeline reports.
 
 A system is `{"rankings": query -> item ids, "train_seconds": float or
-None}`; None means nothing was trained (a zero-shot or lexical baseline).
+None, "seed_rankings": [rankings, ...]}`; None means nothing was trained (a
+zero-shot or lexical baseline). A system trained with several seeds gives
+each seed's rankings: its figures are their mean, with the min-max beside.
+A subset of the queries (those with a word no title holds) is scored apart.
 """
 import json
 import logging
 import math
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence
+
+import numpy as np
 
 from evaluation import metrics
 
@@ -25,6 +30,8 @@ TABLE_CUTOFFS = (10, 100, 1000)
 TABLE_COLUMNS = (("Recall@10", "recall@10"), ("Recall@100", "recall@100"),
                  ("Recall@1000", "recall@1000"), ("NDCG@10", "ndcg@10"),
                  ("NDCG@100", "ndcg@100"))
+# The figure each query subset gets in the table.
+SUBSET_KEY = "recall@100"
 
 
 def curve_cutoffs(max_k: int = 1000, points: int = 40) -> list:
@@ -33,34 +40,64 @@ def curve_cutoffs(max_k: int = 1000, points: int = 40) -> list:
                  for i in range(points)})
 
 
+def _mean_and_range(per_seed: Sequence[Mapping[str, float]],
+                    keys: Sequence[str]) -> Dict[str, Any]:
+  """{key: mean} and, with more than one seed, {"range": {key: [min, max]}}.
+  """
+  out = {k: float(np.mean([s[k] for s in per_seed])) for k in keys}
+  if len(per_seed) > 1:
+    out["range"] = {k: [float(min(s[k] for s in per_seed)),
+                        float(max(s[k] for s in per_seed))] for k in keys}
+  return out
+
+
 def score_systems(systems: Mapping[str, Mapping[str, Any]],
                   judgments: metrics.Judgments,
-                  curve_ks: Optional[Sequence[int]] = None
+                  curve_ks: Optional[Sequence[int]] = None,
+                  subsets: Optional[Mapping[str, Sequence[str]]] = None
                   ) -> Dict[str, Dict[str, Any]]:
   """The table's figures and the Recall@K curve of each system.
 
   Args:
-    systems: name -> {"rankings": ..., "train_seconds": ...}, in table order.
+    systems: name -> {"rankings": ..., "train_seconds": ...,
+      "seed_rankings": ...}, in table order.
     judgments: query -> {item_id: grade}.
     curve_ks: K values of the plotted curve (default: `curve_cutoffs()`).
+    subsets: name -> queries, each scored apart by `SUBSET_KEY`.
 
   Returns:
-    name -> {"recall@K"/"ndcg@K" for the table's cut-offs, "queries",
-    "recall_queries", "train_seconds", "recall_curve": {"k": [...],
-    "recall": [...]}}.
+    name -> {"recall@K"/"ndcg@K" for the table's cut-offs (the mean over
+    seeds), "range" (min-max over seeds, if several), "seeds", "queries",
+    "train_seconds", "subsets": {subset: {"queries", SUBSET_KEY, "range"}},
+    "recall_curve": {"k": [...], "recall": [...]}}.
   """
   curve_ks = list(curve_ks or curve_cutoffs())
+  subsets = subsets or {}
   figures = {}
   for name, system in systems.items():
     logging.info("Scoring %s", name)
-    rankings = system["rankings"]
-    table = metrics.score(rankings, judgments, cutoffs=TABLE_CUTOFFS)
-    curve = metrics.score(rankings, judgments, cutoffs=curve_ks)
+    runs = system.get("seed_rankings") or [system["rankings"]]
+    tables = [metrics.score(r, judgments, cutoffs=TABLE_CUTOFFS)
+              for r in runs]
+    keys = [key for _, key in TABLE_COLUMNS]
+    curves = [metrics.score(r, judgments, cutoffs=curve_ks) for r in runs]
+    row = dict(tables[0], **_mean_and_range(tables, keys))
+    subset_rows = {}
+    for subset, queries in subsets.items():
+      subset_judgments = {q: judgments[q] for q in queries if q in judgments}
+      scores = [metrics.score(r, subset_judgments, cutoffs=TABLE_CUTOFFS)
+                for r in runs]
+      subset_rows[subset] = dict(queries=len(subset_judgments),
+                                 **_mean_and_range(scores, [SUBSET_KEY]))
     figures[name] = dict(
-        table,
+        row,
+        seeds=len(runs),
+        subsets=subset_rows,
         train_seconds=system.get("train_seconds"),
         recall_curve={"k": curve_ks,
-                      "recall": [curve[f"recall@{k}"] for k in curve_ks]})
+                      "recall": [float(np.mean([c[f"recall@{k}"]
+                                                for c in curves]))
+                                 for k in curve_ks]})
   return figures
 
 
@@ -71,22 +108,36 @@ def _training_time(seconds):
   return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
+def _cell(row: Mapping[str, Any], key: str) -> str:
+  """A figure to three decimals, with its min-max over seeds if any."""
+  if "range" not in row:
+    return f"{row[key]:.3f}"
+  low, high = row["range"][key]
+  return f"{row[key]:.3f} ({low:.3f}-{high:.3f})"
+
+
 def render_table(figures: Mapping[str, Mapping[str, Any]],
                  description: str = "") -> str:
-  """The Markdown results table, figures to three decimals."""
+  """The Markdown results table, figures to three decimals; a trained
+  system of several seeds shows their mean and (min-max)."""
   lines = ["# Retrieval quality", ""]
   if description:
     lines += [description, ""]
-  header = ["System"] + [title for title, _ in TABLE_COLUMNS] + [
-      "Training time"]
+  first = next(iter(figures.values()))
+  subsets = list(first.get("subsets", {}))
+  subset_titles = [f"Recall@100, {s} ({first['subsets'][s]['queries']} "
+                   "queries)" for s in subsets]
+  header = (["System"] + [title for title, _ in TABLE_COLUMNS] +
+            subset_titles + ["Seeds", "Training time"])
   lines.append("| " + " | ".join(header) + " |")
   lines.append("| --- " * len(header) + "|")
   for name, row in figures.items():
-    cells = [name] + [f"{row[key]:.3f}" for _, key in TABLE_COLUMNS] + [
-        _training_time(row["train_seconds"])]
+    cells = ([name] + [_cell(row, key) for _, key in TABLE_COLUMNS] +
+             [_cell(row["subsets"][s], SUBSET_KEY) for s in subsets] +
+             [str(row.get("seeds", 1)), _training_time(row["train_seconds"])])
     lines.append("| " + " | ".join(cells) + " |")
   lines += ["", "Training time \"none\": nothing is fitted to the logs "
-            "(lexical or zero-shot).", ""]
+            "(lexical or zero-shot); for several seeds, their mean.", ""]
   return "\n".join(lines)
 
 
@@ -136,12 +187,14 @@ def write_files(figures: Mapping[str, Mapping[str, Any]], out_dir: str,
 
 def write_report(systems: Mapping[str, Mapping[str, Any]],
                  judgments: metrics.Judgments, out_dir: str,
-                 description: str = "") -> Dict[str, Dict[str, Any]]:
+                 description: str = "",
+                 subsets: Optional[Mapping[str, Sequence[str]]] = None
+                 ) -> Dict[str, Dict[str, Any]]:
   """Scores `systems` and writes quality.md, quality.json and the plot.
 
   Returns:
     The figures written, as `score_systems` returns them.
   """
-  figures = score_systems(systems, judgments)
+  figures = score_systems(systems, judgments, subsets=subsets)
   write_files(figures, out_dir, description)
   return figures

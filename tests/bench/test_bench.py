@@ -147,11 +147,42 @@ def test_report_writes_table_json_and_plot(tmp_path):
   assert curve["recall"][-1] == pytest.approx(1.0, abs=1e-9)
 
   table = (tmp_path / "quality.md").read_text()
-  assert "| a | 0.250 | 0.750 | 1.000 | {:.3f} | {:.3f} | none |".format(
+  assert "| a | 0.250 | 0.750 | 1.000 | {:.3f} | {:.3f} | 1 | none |".format(
       expected_a["ndcg@10"], expected_a["ndcg@100"]) in table
   assert "| b | 1.000 | 1.000 | 1.000 |" in table
   assert "| 2 min 05 s |" in table
   assert (tmp_path / "recall_at_k.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_gives_the_mean_and_min_max_of_seeds_and_scores_subsets(
+    tmp_path):
+  seeds = [{"q1": _ranking({1: 1}), "q2": _ranking({1: 4, 2: 5})},
+           {"q1": _ranking({1: 1}), "q2": _ranking({1: 4})}]
+  systems = {"s": {"rankings": seeds[0], "train_seconds": 10.0,
+                   "seed_rankings": seeds}}
+  figures = report.write_report(systems, JUDGMENTS, str(tmp_path),
+                                subsets={"only q2": ["q2"]})
+  row = figures["s"]
+  # q1 holds one relevant item (1), q2 two (4 and 5): recall 1 then 0.75.
+  assert row["recall@10"] == pytest.approx(0.875, abs=1e-9)
+  assert row["range"]["recall@10"] == pytest.approx([0.75, 1.0], abs=1e-9)
+  assert row["seeds"] == 2
+  assert row["subsets"]["only q2"]["queries"] == 1
+  assert row["subsets"]["only q2"]["recall@100"] == pytest.approx(
+      0.75, abs=1e-9)
+  assert row["subsets"]["only q2"]["range"]["recall@100"] == pytest.approx(
+      [0.5, 1.0], abs=1e-9)
+  table = (tmp_path / "quality.md").read_text()
+  assert "Recall@100, only q2 (1 queries)" in table
+  assert "| s | 0.875 (0.750-1.000) |" in table
+  assert "| 0.750 (0.500-1.000) | 2 | 10 s |" in table
+
+
+def test_unseen_word_queries_hold_a_word_no_title_has():
+  titles = ["Lithium Batteries (4-Pack)", "Garden Hose"]
+  assert quality.unseen_word_queries(
+      ["lithium batteries", "lithium batties", "GARDEN hose", "hose reel"],
+      titles) == ["lithium batties", "hose reel"]
 
 
 def test_curve_cutoffs_span_one_to_max_on_a_log_grid():
