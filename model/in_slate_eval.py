@@ -90,7 +90,7 @@ class SlateItems:
     """Reads both splits once (batches of transformed slates, one epoch)."""
     best_stage = collections.defaultdict(dict)  # query key -> {item: stage}
     query_rows = {}  # query key -> its query features
-    items = _UniqueItems()
+    items = UniqueItems()
     for batch in eval_slates.as_numpy_iterator():
       keys = batch[preprocessing.QUERY_KEY].reshape(-1)
       for row, key in enumerate(keys.tolist()):
@@ -125,12 +125,8 @@ class SlateItems:
     """[N (or limit), D] fused-space item vectors from `model`'s item tower."""
     count = len(self.item_ids) if limit is None else min(limit,
                                                           len(self.item_ids))
-    parts = []
-    for start in range(0, count, _EMBED_BATCH):
-      stop = min(start + _EMBED_BATCH, count)
-      parts.append(model.embed_items(
-          {n: v[start:stop] for n, v in self.item_features.items()}).numpy())
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    return embed_items(model, {n: v[:count]
+                               for n, v in self.item_features.items()})
 
   def evaluate(self, model, cutoffs: Iterable[int] = CUTOFFS
               ) -> Dict[str, float]:
@@ -151,7 +147,19 @@ class SlateItems:
     return recall_and_ndcg(np.concatenate(ranked), self.judgments, cutoffs)
 
 
-class _UniqueItems:
+def embed_items(model, item_features: Mapping[str, np.ndarray]) -> np.ndarray:
+  """[N, D] fused-space vectors of items' transformed features, [N, ...]
+  each, from `model`'s item tower."""
+  count = len(next(iter(item_features.values()))) if item_features else 0
+  parts = []
+  for start in range(0, count, _EMBED_BATCH):
+    parts.append(model.embed_items(
+        {n: v[start:start + _EMBED_BATCH]
+         for n, v in item_features.items()}).numpy())
+  return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+class UniqueItems:
   """Each item's transformed features, from the first slot that holds it."""
 
   def __init__(self):

@@ -131,7 +131,7 @@ class MMSEModel(tfrs.models.Model):
     }
     flat_embeddings = self.embed_items(slots, training)
     item_embeddings = tf.reshape(
-        flat_embeddings, [-1, stage.shape[1], flat_embeddings.shape[-1]])
+        flat_embeddings, [-1, tf.shape(stage)[1], flat_embeddings.shape[-1]])
 
     loss = tf.constant(0.0)
     if self.config.retrieval_weight:

@@ -17,6 +17,7 @@ the model is built, compiled and trained under it, with
 runs this function; all of them train and save, and only the chief's logs
 and towers are kept (the others write to temporary directories).
 """
+import contextlib
 import logging
 import math
 import os
@@ -33,6 +34,7 @@ from contracts import serving_layout
 from model import config as model_config
 from model import distribution
 from model import export
+from model import hard_negatives
 from model import in_slate_eval
 from model import mmse
 from model import pretrained_tokens
@@ -75,6 +77,44 @@ def _slate_items(fn_args: tfx.components.FnArgs, tf_transform_output,
                len(slate_items.judgments), len(slate_items.item_ids),
                time.monotonic() - started)
   return slate_items
+
+
+@contextlib.contextmanager
+def _without_arithmetic_rewrites():
+  """Training without Grappler's arithmetic optimizer.
+
+  Its AddOpsRewrite sums the shared embeddings' gradients through temporary
+  variables; the step that ends an epoch read once stops mid-way and leaves
+  them behind, so the next epoch's first step fails ("AlreadyExistsError:
+  Resource __per_step_0/ArithmeticOptimizer/AddOpsRewrite_add_1/tmp_var",
+  TensorFlow issue 23780). Only around training: with the optimizer off,
+  the teacher's function crashes TensorFlow instead.
+  """
+  tf.config.optimizer.set_experimental_options(
+      {"arithmetic_optimization": False})
+  try:
+    yield
+  finally:
+    tf.config.optimizer.set_experimental_options(
+        {"arithmetic_optimization": True})
+
+
+def _with_hard_negatives(model, config: model_config.ModelConfig,
+                         fn_args: tfx.components.FnArgs,
+                         tf_transform_output) -> tf.data.Dataset:
+  """The train split again, each slate with the model's near misses."""
+  training = hard_negatives.TrainingSet.collect(
+      _dataset(fn_args, fn_args.train_files, tf_transform_output,
+               config.eval_batch_size, steps=None, shuffle=False))
+  mined = hard_negatives.mine(
+      model, training, config.hard_negative_min_rank,
+      config.hard_negative_max_rank, per_query=4 * config.hard_negatives,
+      seed=config.seed)
+  return hard_negatives.append_to_slates(
+      _dataset(fn_args, fn_args.train_files, tf_transform_output,
+               config.batch_size, fn_args.train_steps, shuffle=True,
+               seed=config.seed + 1),
+      training, mined, config.hard_negatives, seed=config.seed)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -140,14 +180,25 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         fn_args.model_run_dir, towers.head_kinds(config.num_heads),
         in_slate=slate_items))
   logging.info("Training MMSE for %d epochs: %s", config.epochs, config)
-  model.fit(
-      train,
-      epochs=config.epochs,
-      steps_per_epoch=steps_per_epoch,
-      validation_data=evaluation,
-      validation_steps=fn_args.eval_steps,
-      callbacks=callbacks,
-      verbose=0)
+  with _without_arithmetic_rewrites():
+    model.fit(
+        train,
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=evaluation,
+        validation_steps=fn_args.eval_steps,
+        callbacks=callbacks,
+        verbose=0)
+    if config.hard_negatives and config.hard_negative_epochs:
+      model.fit(
+          _with_hard_negatives(model, config, fn_args, tf_transform_output),
+          initial_epoch=config.epochs,
+          epochs=config.epochs + config.hard_negative_epochs,
+          steps_per_epoch=steps_per_epoch,
+          validation_data=evaluation,
+          validation_steps=fn_args.eval_steps,
+          callbacks=callbacks,
+          verbose=0)
   results = model.evaluate(evaluation, steps=fn_args.eval_steps,
                            return_dict=True, verbose=0)
   logging.info("Eval: mean_loss=%.4f retrieval_loss=%.4f ranking_loss=%.4f",
