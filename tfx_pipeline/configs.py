@@ -29,8 +29,9 @@ PIPELINE_NAME = "mmse"
 REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # What `mmse run` changes for the embedded sample: too small for one epoch
-# (4 chosen on its judged queries; 10 begin to remember training queries).
-SAMPLE_OVERRIDES = ("model.epochs=4",)
+# (4 chosen on its judged queries; 10 begin to remember training queries)
+# or for the default batch (a few steps an epoch).
+SAMPLE_OVERRIDES = ("model.epochs=4", "model.batch_size=256")
 # Where a run without inputs simulates the embedded sample, under its output.
 SAMPLE_SUBDIR = "sample_data"
 # ML Metadata of a run's output directory (SQLite).
