@@ -225,6 +225,9 @@ _TRAINED = (
     ("no_token_table", "MMSE with a random start for the token table "
      "instead of the teacher's word vectors",
      ("model.pretrained_token_table=",)),
+    ("hard_negatives", "MMSE with a second pass over slates that hold 8 of "
+     "the first pass's near misses (ranks 100-500)",
+     ("model.hard_negatives=8",)),
 )
 SYSTEM_OVERRIDES: Dict[str, Sequence[str]] = {
     name: overrides for name, _, overrides in _TRAINED}
