@@ -49,7 +49,8 @@ def teacher_vectors(words: Sequence[str], cache_dir: str = "") -> np.ndarray:
       return load(path)[1]
   vectors = minilm.load().encode(words, batch_size=512, what="words")
   if path:
-    partial = f"{path}.partial"
+    # Per process: the workers of a multi-worker run may write it at once.
+    partial = f"{path}.{os.getpid()}.partial"
     save(partial, words, vectors)
     tf.io.gfile.rename(partial, path, overwrite=True)  # Never a torn cache.
   return vectors
