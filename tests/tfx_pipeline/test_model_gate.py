@@ -63,7 +63,10 @@ def test_a_first_run_that_cannot_learn_is_refused(pipeline_run, tmp_path):
 
 def test_a_worse_model_leaves_the_served_one_alone(pipeline_run, tmp_path):
   copy = _beside_the_shared_run(pipeline_run, tmp_path)
-  copy, report = _run(copy, "model.learning_rate=0")
+  # Untrained and without the teacher's start: towers from the teacher's
+  # word vectors alone come close to the blessed model on the sample.
+  copy, report = _run(copy, "model.learning_rate=0",
+                      "model.pretrained_token_table=")
   components = report["components"]
   # Everything before training came from the shared run.
   assert components["MultiStageSamples"]["state"] == "CACHED"
