@@ -24,6 +24,9 @@ from model import in_slate_eval
 from model import preprocessing
 
 _SCORE_QUERIES = 512  # Queries scored at once: [512, items] floats.
+# Candidates kept per query for each slot a slate gets, so that every pass
+# over a query's slates draws a different few of them.
+CANDIDATES_PER_SLOT = 4
 
 
 @dataclasses.dataclass

@@ -108,7 +108,8 @@ def _with_hard_negatives(model, config: model_config.ModelConfig,
                config.eval_batch_size, steps=None, shuffle=False))
   mined = hard_negatives.mine(
       model, training, config.hard_negative_min_rank,
-      config.hard_negative_max_rank, per_query=4 * config.hard_negatives,
+      config.hard_negative_max_rank,
+      per_query=hard_negatives.CANDIDATES_PER_SLOT * config.hard_negatives,
       seed=config.seed)
   return hard_negatives.append_to_slates(
       _dataset(fn_args, fn_args.train_files, tf_transform_output,
