@@ -2,6 +2,14 @@
 objectives and training (Trainer)."""
 import dataclasses
 
+# Where training runs, `ModelConfig.distribution` (`model.distribution`
+# builds the strategies): one device, this machine's devices, or the
+# processes TF_CONFIG names.
+NO_DISTRIBUTION = "none"
+MIRRORED = "mirrored"
+MULTI_WORKER = "multi_worker"
+DISTRIBUTIONS = (NO_DISTRIBUTION, MIRRORED, MULTI_WORKER)
+
 
 @dataclasses.dataclass(frozen=True)
 class TextConfig:
@@ -84,4 +92,4 @@ class ModelConfig:
   # Where training runs (`model.distribution`): "none" (one device),
   # "mirrored" (this machine's GPUs) or "multi_worker" (the processes
   # TF_CONFIG names). batch_size is the global batch under all three.
-  distribution: str = "none"
+  distribution: str = NO_DISTRIBUTION

@@ -20,14 +20,14 @@ import tempfile
 
 import tensorflow as tf
 
-NONE = "none"
-MIRRORED = "mirrored"
-MULTI_WORKER = "multi_worker"
-CHOICES = (NONE, MIRRORED, MULTI_WORKER)
+from model.config import DISTRIBUTIONS
+from model.config import MIRRORED
+from model.config import MULTI_WORKER
+from model.config import NO_DISTRIBUTION
 
 
 def strategy(name: str) -> tf.distribute.Strategy:
-  """The strategy `name` (one of `CHOICES`) stands for.
+  """The strategy `name` (one of `DISTRIBUTIONS`) stands for.
 
   "multi_worker" must be built before TensorFlow runs anything in this
   process (it starts the worker's gRPC server), so `run_fn` builds the
@@ -38,7 +38,7 @@ def strategy(name: str) -> tf.distribute.Strategy:
       or with one that names no cluster or no task of it.
     RuntimeError: "multi_worker" after TensorFlow has started in this process.
   """
-  if name == NONE:
+  if name == NO_DISTRIBUTION:
     return tf.distribute.get_strategy()
   if name == MIRRORED:
     return tf.distribute.MirroredStrategy()
@@ -52,7 +52,7 @@ def strategy(name: str) -> tf.distribute.Strategy:
           "anything in this process; run each worker's Trainer in a process "
           f"of its own ({error})") from error
   raise ValueError(
-      f"Unknown distribution {name!r}; valid: {', '.join(CHOICES)}")
+      f"Unknown distribution {name!r}; valid: {', '.join(DISTRIBUTIONS)}")
 
 
 def _check_tf_config() -> None:
@@ -101,3 +101,14 @@ def worker_dir(chief_dir: str, chief: bool) -> str:
 def remove_worker_dir(directory: str, chief: bool) -> None:
   if not chief:
     tf.io.gfile.rmtree(directory)
+
+
+def wait_for_all(distribute: tf.distribute.Strategy) -> None:
+  """Returns once every worker of `distribute` has called it.
+
+  Called after the chief's exports: a worker's Trainer checks, as it ends,
+  that the model directory exists, and only the chief writes it.
+  """
+  if isinstance(distribute, tf.distribute.MultiWorkerMirroredStrategy):
+    distribute.reduce(tf.distribute.ReduceOp.SUM,
+                      distribute.run(lambda: tf.constant(1.0)), axis=None)

@@ -213,3 +213,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   serving_dir = distribution.worker_dir(fn_args.serving_model_dir, chief)
   export.export_towers(model, tf_transform_output, serving_dir)
   distribution.remove_worker_dir(serving_dir, chief)
+  distribution.wait_for_all(strategy)

@@ -132,9 +132,27 @@ def cmd_compile(args):
             args.beam, args.root, args.beam_arg or (),
             setup_file=kubeflow_v2.IMAGE_SETUP_FILE))
     config = configs.with_overrides(config, args.set or ())
+    training = None
+    if args.training_replicas:
+      accelerator, _, count = (args.training_accelerator or "").partition(":")
+      if accelerator and not count.isdigit():
+        raise ValueError("--training-accelerator is TYPE:COUNT, e.g. "
+                         f"NVIDIA_TESLA_T4:1, got {args.training_accelerator!r}")
+      training = kubeflow_v2.VertexTraining(
+          project=args.vertex_project or "", region=args.vertex_region or "",
+          replicas=args.training_replicas,
+          machine_type=args.training_machine_type,
+          accelerator_type=accelerator, accelerator_count=int(count or 0))
+    elif args.vertex_project or args.vertex_region or (
+        args.training_accelerator):
+      raise ValueError("--vertex-project, --vertex-region and "
+                       "--training-accelerator describe the Vertex AI "
+                       "training job of --training-replicas N")
+    written = kubeflow_v2.compile_pipeline(config, args.image, args.out,
+                                           training)
   except ValueError as e:
     raise SystemExit(f"mmse compile: {e}") from e
-  print(f"Wrote {kubeflow_v2.compile_pipeline(config, args.image, args.out)}")
+  print(f"Wrote {written}")
 
 
 def cmd_schema(args):
@@ -308,6 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
   _add_beam_flags(p)
   p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                  help="Override a config knob, as for `mmse run`.")
+  p.add_argument(
+      "--training-replicas", type=int, default=0, metavar="N",
+      help="Train as a Vertex AI custom job of N replicas of the image "
+      "(N >= 2: model.distribution=multi_worker, one chief and N-1 "
+      "workers). Default: the Trainer step trains in its own container.")
+  p.add_argument("--vertex-project", help="GCP project of the training job.")
+  p.add_argument("--vertex-region", help="Region of the training job.")
+  p.add_argument("--training-machine-type", default="n1-standard-8",
+                 help="Machine of each replica (default: %(default)s).")
+  p.add_argument("--training-accelerator", metavar="TYPE:COUNT",
+                 help="Accelerators of each replica, e.g. NVIDIA_TESLA_T4:1.")
   _add_verbose(p)
   p.set_defaults(func=cmd_compile)
 

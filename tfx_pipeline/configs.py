@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from contracts import config_io
 from evaluation.config import EvalConfig
 from mining.config import MiningConfig
+from model import config as model_config
 from model.config import ModelConfig
 from model.config import TextConfig
 from retrieval.config import IndexConfig
@@ -232,7 +233,8 @@ def run_config(output_dir: str, logs: Optional[str] = None,
   others, with `SAMPLE_OVERRIDES` before `overrides`.
 
   Raises:
-    ValueError: only one of `logs` and `catalog`, or a bad override.
+    ValueError: only one of `logs` and `catalog`, a bad override, or a
+      distribution that needs a process per worker.
   """
   overrides = list(overrides)
   if (logs is None) != (catalog is None):
@@ -245,10 +247,16 @@ def run_config(output_dir: str, logs: Optional[str] = None,
   if judgments:
     overrides.append(
         f"evaluation.judgments_path={os.path.abspath(judgments)}")
-  config = PipelineConfig(
+  config = with_overrides(PipelineConfig(
       logs_pattern=os.path.abspath(logs),
       catalog_path=os.path.abspath(catalog),
       output_dir=output_dir,
       schema_dir=os.path.abspath(schema_dir) if schema_dir else "",
-      beam_pipeline_args=tuple(beam_pipeline_args))
-  return with_overrides(config, overrides)
+      beam_pipeline_args=tuple(beam_pipeline_args)), overrides)
+  if config.model.distribution == model_config.MULTI_WORKER:
+    raise ValueError(
+        "model.distribution=multi_worker needs one Trainer process per "
+        "worker, and this runner runs every component in one process; "
+        "compile for Kubeflow with `mmse compile --training-replicas N`, "
+        "or use 'none' or 'mirrored'")
+  return config

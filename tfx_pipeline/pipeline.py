@@ -16,7 +16,7 @@ IndexBuilder (embeds the catalogue once: retrieval model + ANN index)
 """
 import glob
 import os
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
@@ -82,8 +82,20 @@ def _validated(examples, name: str, schema_file: str):
 def create_pipeline(config: configs.PipelineConfig,
                     metadata_connection_config: Optional[
                         metadata_store_pb2.ConnectionConfig] = None,
-                    enable_cache: bool = False) -> tfx.dsl.Pipeline:
-  """Returns the MMSE pipeline for `config`."""
+                    enable_cache: bool = False,
+                    remote_trainer: Optional[Mapping[str, Any]] = None
+                    ) -> tfx.dsl.Pipeline:
+  """Returns the MMSE pipeline for `config`.
+
+  Args:
+    config: the run's configuration.
+    metadata_connection_config: ML Metadata, for runners that need it here.
+    enable_cache: reuse outputs of unchanged components.
+    remote_trainer: custom_config keys of TFX's Vertex AI Trainer
+      (`tfx.extensions.google_cloud_ai_platform.Trainer`): the Trainer step
+      then submits that training job and waits for it. None: the step
+      trains itself.
+  """
   logs_gen = _csv_example_gen(config.logs_pattern, "LogsExampleGen")
   catalog_gen = _csv_example_gen(config.catalog_path, "CatalogExampleGen")
   checks, checked = [], {}
@@ -134,7 +146,9 @@ def create_pipeline(config: configs.PipelineConfig,
       preprocessing_fn=PREPROCESSING_FN,
       custom_config={"text": config_io.to_dict(config.text)})
 
-  trainer = tfx.components.Trainer(
+  trainer_class = (tfx.components.Trainer if remote_trainer is None else
+                   tfx.extensions.google_cloud_ai_platform.Trainer)
+  trainer = trainer_class(
       run_fn=RUN_FN,
       examples=transform.outputs["transformed_examples"],
       transform_graph=transform.outputs["transform_graph"],
@@ -145,6 +159,7 @@ def create_pipeline(config: configs.PipelineConfig,
           "model": config_io.to_dict(config.model),
           "text": config_io.to_dict(config.text),
           "teacher_cache_dir": config.teacher_cache_dir,
+          **(remote_trainer or {}),
       })
 
   index_builder = IndexBuilder(

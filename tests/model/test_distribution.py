@@ -152,19 +152,27 @@ def _wait(started, timeout: float = TIMEOUT):
   return outputs
 
 
+# The tasks of a Vertex AI job of two replicas (`mmse compile
+# --training-replicas 2`): pool 0 is the chief, the others are workers.
+TASKS = (("chief", 0), ("worker", 0))
+
+
 @pytest.fixture(scope="module")
 def workers(transformed):
-  """Two worker processes running `run_fn` together (started, not waited)."""
-  ports = _free_ports(2)
-  cluster = {"worker": [f"localhost:{port}" for port in ports]}
+  """A chief and a worker process running `run_fn` together into one output
+  directory, as the replicas of a Vertex AI job (started, not waited)."""
+  ports = _free_ports(len(TASKS))
+  cluster = {"chief": [f"localhost:{ports[0]}"],
+             "worker": [f"localhost:{port}" for port in ports[1:]]}
   started = []
-  for index in range(2):
-    tf_config = {"cluster": cluster, "task": {"type": "worker",
+  for task_type, index in TASKS:
+    tf_config = {"cluster": cluster, "task": {"type": task_type,
                                               "index": index}}
     started.append(_start(
-        ["worker", str(transformed), str(transformed / f"worker{index}"),
+        ["worker", str(transformed), str(transformed / "cluster"),
          json.dumps(OPTIONS)],
-        transformed / f"worker{index}.log", TF_CONFIG=json.dumps(tf_config)))
+        transformed / f"{task_type}{index}.log",
+        TF_CONFIG=json.dumps(tf_config)))
   yield started
   for process, _ in started:  # After a failed test.
     if process.poll() is None:
@@ -231,9 +239,9 @@ def _assert_towers_like_single_worker(serving: pathlib.Path,
 def test_two_workers_train_together_and_the_chief_exports_the_towers(
     transformed, workers, single_worker):
   outputs = _wait(workers)
-  for output in outputs:
-    assert "Training on 2 replicas (multi_worker)" in output
-  chief, other = transformed / "worker0", transformed / "worker1"
+  assert "Training on 2 replicas (multi_worker), the chief" in outputs[0]
+  assert "Training on 2 replicas (multi_worker), not the chief" in outputs[1]
+  chief = transformed / "cluster"
   _assert_towers_like_single_worker(chief / "serving", single_worker)
   initial = pathlib.Path(serving_layout.initial_towers_dir(str(chief)))
   assert (initial / serving_layout.QUERY_TOWER).is_dir()
@@ -243,8 +251,11 @@ def test_two_workers_train_together_and_the_chief_exports_the_towers(
   trained_queries, _ = _embeddings(chief / "serving")
   initial_queries, _ = _embeddings(initial)
   assert np.abs(trained_queries - initial_queries).max() > 1e-3
-  # The other worker trained and saved too, into directories it removed.
-  assert not other.exists()
+  # The worker trained and saved too, into directories it removed, and
+  # returned only once the chief's towers were there (the fixture checks).
+  assert {p.name for p in chief.iterdir()} == {
+      "serving", "run", os.path.basename(
+          serving_layout.initial_towers_dir(str(chief)))}
 
 
 def test_a_batch_split_between_two_replicas_trains_as_on_one_device(tmp_path):

@@ -122,3 +122,89 @@ def test_compile_for_kubeflow_names_every_component_and_no_local_path(
                      os.path.expanduser("~")}:
     assert local_path not in text, local_path
 
+
+
+def _compile(tmp_path, *extra):
+  output = tmp_path / "mmse_pipeline.json"
+  code = cli.main(["compile", "--target", "kubeflow", "--image",
+                   "gcr.io/example/mmse:1", "--out", str(output), "--logs",
+                   "gs://bucket/logs/*.csv.gz", "--catalog",
+                   "gs://bucket/catalog.csv", "--root", "gs://bucket/mmse",
+                   *extra])
+  assert code == 0
+  return json_format.ParseDict(
+      json.loads(output.read_text())["pipelineSpec"],
+      pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=True)
+
+
+def _trainer_custom_config(spec):
+  parameters = spec.root.dag.tasks["Trainer"].inputs.parameters
+  return json.loads(parameters["custom_config"].runtime_value.constant_value
+                    .string_value)
+
+
+def test_compile_with_training_replicas_trains_as_a_vertex_job_of_workers(
+    tmp_path, logging_restored):
+  del logging_restored
+  spec = _compile(tmp_path, "--training-replicas", "3", "--vertex-project",
+                  "p", "--vertex-region", "europe-west4",
+                  "--training-machine-type", "n1-highmem-16",
+                  "--training-accelerator", "NVIDIA_TESLA_T4:2",
+                  "--set", "model.epochs=2")
+  custom_config = _trainer_custom_config(spec)
+  assert custom_config["model"]["distribution"] == "multi_worker"
+  assert custom_config["model"]["epochs"] == 2
+  assert custom_config["ai_platform_enable_vertex"] is True
+  assert custom_config["ai_platform_vertex_region"] == "europe-west4"
+  job = custom_config["ai_platform_training_args"]
+  assert job["project"] == "p"
+  machine = {"machine_type": "n1-highmem-16",
+             "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 2}
+  # One chief, then the workers; every replica runs the pipeline's image.
+  assert job["job_spec"]["worker_pool_specs"] == [
+      {"machine_spec": machine, "replica_count": count,
+       "container_spec": {"image_uri": "gcr.io/example/mmse:1"}}
+      for count in (1, 2)]
+  executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
+  trainer_executor = executors[
+      spec.root.dag.tasks["Trainer"].component_ref.name.replace(
+          "Trainer", "Trainer_executor", 1)]
+  assert "google_cloud_ai_platform.trainer.executor.GenericExecutor" in (
+      json.dumps(trainer_executor))
+
+
+def test_compile_without_training_replicas_trains_in_the_step(
+    tmp_path, logging_restored):
+  del logging_restored
+  spec = _compile(tmp_path)
+  custom_config = _trainer_custom_config(spec)
+  assert custom_config["model"]["distribution"] == "none"
+  assert not any(key.startswith("ai_platform") for key in custom_config)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--training-replicas", "2"], "--vertex-project and --vertex-region"),
+    (["--vertex-project", "p"], "of --training-replicas N"),
+    (["--training-replicas", "2", "--vertex-project", "p", "--vertex-region",
+      "r", "--training-accelerator", "T4"], "TYPE:COUNT"),
+    (["--training-replicas", "2", "--vertex-project", "p", "--vertex-region",
+      "r", "--set", "model.distribution=mirrored"],
+     "multi_worker, not 'mirrored'"),
+    (["--training-replicas", "1", "--vertex-project", "p", "--vertex-region",
+      "r", "--set", "model.distribution=multi_worker"],
+     "--training-replicas 2 or more"),
+    (["--set", "model.distribution=multi_worker"],
+     "--training-replicas 2 or more"),
+])
+def test_compile_refuses_a_training_job_it_cannot_run(tmp_path, flags,
+                                                      message, capsys):
+  with pytest.raises(SystemExit, match=message):
+    _compile(tmp_path, *flags)
+  del capsys
+
+
+def test_local_runs_refuse_multi_worker_before_starting(tmp_path):
+  with pytest.raises(ValueError, match="one Trainer process per worker"):
+    configs.run_config(str(tmp_path), logs=str(tmp_path / "l.csv"),
+                       catalog=str(tmp_path / "c.csv"),
+                       overrides=["model.distribution=multi_worker"])
