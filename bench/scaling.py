@@ -15,7 +15,16 @@ process:
    "drill c3"), so a copy is new queries of the same shape, not duplicate
    rows; per size the wall time, impressions per second and peak memory.
    (The copies are made from LogsExampleGen's output: at 16x ExampleGen
-   itself would take over an hour here.)
+   itself would take over an hour here.) `--size-mode in_memory` (the
+   default) runs them in DirectRunner's in-memory mode, one process:
+   its multi-processing mode loses a few percent of the rows of inputs this
+   large (see README), and a size whose mining read fewer rows than it was
+   given stops the benchmark.
+
+`--examples DIR` takes the logs' Examples from an earlier ExampleGen (its
+`Split-*` directories) instead of running it; `--repeats 0` skips part 1;
+`--keep-previous` adds this run's rows to those of `scaling.json` (each row
+keeps the command and date that measured it).
 
 Memory is sampled every 0.2 s as resident set size: of this process (under
 DirectRunner it launches the workers and holds the data between stages,
@@ -60,6 +69,12 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 ONE_WORKER = ("--direct_running_mode=multi_processing",
               "--direct_num_workers=1")
 DEFAULT_WORKERS = configs.BEAM_PROFILES["local"]
+# How the sizes run (`--size-mode`).
+SIZE_MODES = {
+    "in_memory": ("--direct_running_mode=in_memory",
+                  "--direct_num_workers=1"),
+    "default": DEFAULT_WORKERS,
+}
 _MIB = 1 << 20
 
 
@@ -195,6 +210,8 @@ class Measured:
   launcher_mib: float
   worker_mib: float
   total_mib: float
+  command: str = ""  # The benchmark command that measured it.
+  date: str = ""
 
   @property
   def per_second(self) -> float:
@@ -207,7 +224,8 @@ def _measure(step, workers, scale, impressions, run) -> Measured:
     run()
   measured = Measured(step, workers, scale, impressions,
                       time.monotonic() - started, memory.launcher / _MIB,
-                      memory.worker / _MIB, memory.total / _MIB)
+                      memory.worker / _MIB, memory.total / _MIB,
+                      date=time.strftime("%Y-%m-%d"))
   print(f"{step} workers={workers} scale={scale}: "
         f"{measured.seconds:.1f} s, {measured.per_second:,.0f} impressions/s,"
         f" launcher {measured.launcher_mib:,.0f} MiB, largest worker "
@@ -248,22 +266,23 @@ def _spread(values: List[float], fmt: str = "{:,.1f}") -> str:
           f" ({fmt.format(min(values))}-{fmt.format(max(values))})")
 
 
-def report(measured: List[Measured], scales, repeats, args_line) -> str:
+def report(measured: List[Measured]) -> str:
   """The Markdown page of `measured`."""
+  commands = sorted({(m.date, m.command) for m in measured})
   lines = [
       "# Scaling of the data path",
       "",
-      f"`{args_line}` on {os.cpu_count()} cores "
-      f"({platform.processor() or platform.machine()}), "
-      f"{time.strftime('%Y-%m-%d')}. DirectRunner in multi-processing mode "
-      "(the `local` Beam profile); the executors run as the pipeline runs "
-      "them. See the module docstring for what is measured.",
+      f"On {os.cpu_count()} cores ({platform.processor() or platform.machine()})"
+      "; the executors run as the pipeline runs them. See the module "
+      "docstring for what is measured. Measured by:",
       "",
-      f"## One worker against the default (1x logs, {repeats} runs each, "
-      "median and range)",
+      *(f"- `{command}` ({date})" for date, command in commands),
       "",
-      "| step | workers | seconds | impressions/s |",
-      "| --- | --- | ---: | ---: |",
+      "## One worker against the default (1x logs, multi-processing "
+      "DirectRunner, median and range of the runs)",
+      "",
+      "| step | workers | runs | seconds | impressions/s |",
+      "| --- | --- | ---: | ---: | ---: |",
   ]
   by = {}
   for m in measured:
@@ -273,43 +292,66 @@ def report(measured: List[Measured], scales, repeats, args_line) -> str:
       runs = by.get((step, workers, 1), [])
       if runs:
         lines.append(
-            f"| {step} | {workers} | {_spread([r.seconds for r in runs])} | "
+            f"| {step} | {workers} | {len(runs)} | "
+            f"{_spread([r.seconds for r in runs])} | "
             f"{_spread([r.per_second for r in runs], '{:,.0f}')} |")
     one = by.get((step, "1", 1))
     default = by.get((step, "default", 1))
     if one and default:
       ratio = (statistics.median(r.seconds for r in one) /
                statistics.median(r.seconds for r in default))
-      lines.append(f"| {step} | speed-up | {ratio:.2f}x | |")
+      lines.append(f"| {step} | speed-up | | {ratio:.2f}x | |")
   lines += [
       "",
-      "## Size: MultiStageSamples, default workers",
+      "## Size: MultiStageSamples (the last run of each)",
       "",
-      "| step | scale | impressions | seconds | impressions/s | "
+      "| mode | scale | impressions | seconds | impressions/s | "
       "launcher MiB | largest worker MiB | all MiB |",
       "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ]
-  for step in ("MultiStageSamples",):
+  for mode in SIZE_MODES:
+    scales = sorted({m.scale for m in measured
+                     if m.step == "MultiStageSamples" and m.workers == mode})
     for scale in scales:
-      runs = by.get((step, "default", scale), [])
-      if runs:
-        r = runs[-1]
-        lines.append(
-            f"| {step} | {scale}x | {r.impressions:,} | {r.seconds:.1f} | "
-            f"{r.per_second:,.0f} | {r.launcher_mib:,.0f} | "
-            f"{r.worker_mib:,.0f} | {r.total_mib:,.0f} |")
+      r = by[("MultiStageSamples", mode, scale)][-1]
+      lines.append(
+          f"| {mode} | {scale}x | {r.impressions:,} | {r.seconds:.1f} | "
+          f"{r.per_second:,.0f} | {r.launcher_mib:,.0f} | "
+          f"{r.worker_mib:,.0f} | {r.total_mib:,.0f} |")
   return "\n".join(lines) + "\n"
 
 
-def _write(measured, scales, repeats, results_dir, args_line) -> None:
+def _write(measured, results_dir) -> None:
   os.makedirs(results_dir, exist_ok=True)
   with open(os.path.join(results_dir, "scaling.md"), "w",
             encoding="utf-8") as f:
-    f.write(report(measured, scales, repeats, args_line))
+    f.write(report(measured))
   with open(os.path.join(results_dir, "scaling.json"), "w",
             encoding="utf-8") as f:
     json.dump([{**dataclasses.asdict(m), "impressions_per_second":
                 m.per_second} for m in measured], f, indent=1)
+
+
+def _previous(results_dir) -> List[Measured]:
+  path = os.path.join(results_dir, "scaling.json")
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    rows = json.load(f)
+  fields = {f.name for f in dataclasses.fields(Measured)}
+  return [Measured(**{k: v for k, v in row.items() if k in fields})
+          for row in rows]
+
+
+def _existing_examples(directory: str):
+  examples = standard_artifacts.Examples()
+  examples.uri = directory
+  splits = sorted(os.path.basename(p)[len("Split-"):]
+                  for p in glob.glob(os.path.join(directory, "Split-*")))
+  if not splits:
+    raise SystemExit(f"--examples {directory}: no Split-* directory there")
+  examples.split_names = artifact_utils.encode_split_names(splits)
+  return examples
 
 
 def main(argv=None):
@@ -318,6 +360,11 @@ def main(argv=None):
       configs.REPOSITORY_DIR, "..", "shared", "data", "homedepot"))
   parser.add_argument("--scales", default="1,4,16")
   parser.add_argument("--repeats", type=int, default=2)
+  parser.add_argument("--size-mode", choices=sorted(SIZE_MODES),
+                      default="in_memory")
+  parser.add_argument("--examples", metavar="DIR",
+                      help="The logs' Examples from an earlier ExampleGen.")
+  parser.add_argument("--keep-previous", action="store_true")
   parser.add_argument("--work-dir", default="")
   parser.add_argument("--results", default=str(RESULTS))
   parser.add_argument(
@@ -325,8 +372,8 @@ def main(argv=None):
       help="Time MultiStageSamples alone (ExampleGen runs once, untimed).")
   args = parser.parse_args(argv)
   scales = [int(s) for s in args.scales.split(",")]
-  args_line = " ".join(["python -m bench.scaling",
-                        *(sys.argv[1:] if argv is None else argv)])
+  command = " ".join(["python -m bench.scaling",
+                      *(sys.argv[1:] if argv is None else argv)])
   logs_pattern = os.path.join(args.data_dir, "logs", "*.csv.gz")
   impressions = sum(1 for path in glob.glob(logs_pattern)
                     for _ in gzip.open(path)) - len(glob.glob(logs_pattern))
@@ -334,9 +381,15 @@ def main(argv=None):
   os.makedirs(work_dir, exist_ok=True)
   catalog = example_gen(os.path.join(args.data_dir, "catalog.csv"),
                         os.path.join(work_dir, "catalog"), DEFAULT_WORKERS)
-  measured: List[Measured] = []
-  logs = None
-  if not args.example_gen:
+  measured: List[Measured] = (_previous(args.results) if args.keep_previous
+                              else [])
+
+  def record(row: Measured) -> None:
+    measured.append(dataclasses.replace(row, command=command))
+    _write(measured, args.results)
+
+  logs = _existing_examples(args.examples) if args.examples else None
+  if logs is None and not (args.example_gen and args.repeats):
     logs = example_gen(logs_pattern, os.path.join(work_dir, "logs"),
                        DEFAULT_WORKERS)
   for _ in range(args.repeats):
@@ -345,19 +398,15 @@ def main(argv=None):
       if args.example_gen:
         logs, generated = _example_gen(logs_pattern, impressions, workers,
                                        beam_args, work_dir)
-        measured.append(generated)
-      measured.append(_mine(logs, catalog, impressions, 1, workers,
-                            beam_args, work_dir))
-      _write(measured, scales, args.repeats, args.results, args_line)
+        record(generated)
+      record(_mine(logs, catalog, impressions, 1, workers, beam_args,
+                   work_dir))
   for scale in scales:
-    if scale == 1:
-      continue
     copied = replicate_examples(logs, scale,
                                 os.path.join(work_dir, f"logs-x{scale}"))
-    measured.append(_mine(copied, catalog, impressions * scale, scale,
-                          "default", DEFAULT_WORKERS, work_dir))
+    record(_mine(copied, catalog, impressions * scale, scale, args.size_mode,
+                 SIZE_MODES[args.size_mode], work_dir))
     shutil.rmtree(copied.uri)
-    _write(measured, scales, args.repeats, args.results, args_line)
   print(f"Wrote {os.path.join(args.results, 'scaling.md')}")
 
 

@@ -45,9 +45,9 @@ def test_a_copy_renames_queries_and_requests_and_keeps_the_rest(tmp_path):
 
 
 def test_scaling_report_gives_the_spread_the_speed_up_and_each_size():
-  def run(step, workers, scale, seconds):
+  def run(step, workers, scale, seconds, command="cmd"):
     return scaling.Measured(step, workers, scale, 1_000_000 * scale, seconds,
-                            900.0, 800.0, 2_500.0)
+                            900.0, 800.0, 2_500.0, command, "2026-12-05")
   text = scaling.report([
       run("LogsExampleGen", "1", 1, 100.0), run("LogsExampleGen", "1", 1,
                                                 120.0),
@@ -55,12 +55,16 @@ def test_scaling_report_gives_the_spread_the_speed_up_and_each_size():
       run("LogsExampleGen", "default", 1, 50.0),
       run("MultiStageSamples", "1", 1, 40.0),
       run("MultiStageSamples", "default", 1, 20.0),
-      run("MultiStageSamples", "default", 4, 80.0)], [1, 4], 2, "cmd")
-  assert "| LogsExampleGen | 1 | 110.0 (100.0-120.0) | 9,167 (8,333-10,000) |" \
+      run("MultiStageSamples", "in_memory", 1, 25.0, "cmd2"),
+      run("MultiStageSamples", "in_memory", 4, 80.0, "cmd2")])
+  assert "- `cmd` (2026-12-05)" in text and "- `cmd2` (2026-12-05)" in text
+  assert ("| LogsExampleGen | 1 | 2 | 110.0 (100.0-120.0) | "
+          "9,167 (8,333-10,000) |") in text
+  assert "| LogsExampleGen | speed-up | | 2.00x | |" in text
+  assert "| MultiStageSamples | speed-up | | 2.00x | |" in text
+  assert "| default | 1x | 1,000,000 | 20.0 | 50,000 | 900 | 800 | 2,500 |" \
       in text
-  assert "| LogsExampleGen | speed-up | 2.00x | |" in text
-  assert "| MultiStageSamples | speed-up | 2.00x | |" in text
-  assert ("| MultiStageSamples | 4x | 4,000,000 | 80.0 | 50,000 | 900 | 800 "
+  assert ("| in_memory | 4x | 4,000,000 | 80.0 | 50,000 | 900 | 800 "
           "| 2,500 |") in text
 
 
