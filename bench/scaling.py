@@ -3,28 +3,28 @@
   python -m bench.scaling [--data-dir ../shared/data/homedepot]
       [--scales 1,4,16] [--repeats 2] [--work-dir DIR]
 
-Both components run as the pipeline runs them (their executors' `Do` under
-the `local` Beam profile, DirectRunner in multi-processing mode), in this
-process:
+Both components run as the pipeline runs them (their executors' `Do`), in
+this process:
 
-1. Workers: on the benchmark logs, with one Beam worker process
-   (`--direct_num_workers=1`) and with the default (one per core),
-   alternated `--repeats` times.
+1. Workers: on the benchmark logs, DirectRunner in multi-processing mode
+   with one Beam worker process (`--direct_num_workers=1`) and with one per
+   core (the `local-parallel` profile), alternated `--repeats` times.
 2. Size: MultiStageSamples on the benchmark logs' Examples copied 1, 4 and
    16 times, each copy's queries and request ids renamed ("drill" ->
    "drill c3"), so a copy is new queries of the same shape, not duplicate
    rows; per size the wall time, impressions per second and peak memory.
    (The copies are made from LogsExampleGen's output: at 16x ExampleGen
    itself would take over an hour here.) `--size-mode in_memory` (the
-   default) runs them in DirectRunner's in-memory mode, one process:
-   its multi-processing mode loses a few percent of the rows of inputs this
-   large (see README), and a size whose mining read fewer rows than it was
-   given stops the benchmark.
+   default, the `local` profile) runs them in DirectRunner's in-memory
+   mode, one process; `all_cores` as `local-parallel`, which loses a few
+   percent of the rows of inputs this large (see README). A size whose
+   mining read fewer rows than it was given stops the benchmark.
 
 `--examples DIR` takes the logs' Examples from an earlier ExampleGen (its
 `Split-*` directories) instead of running it; `--repeats 0` skips part 1;
 `--keep-previous` adds this run's rows to those of `scaling.json` (each row
-keeps the command and date that measured it).
+keeps the command and date that measured it); `--report-only` rewrites
+`scaling.md` from `scaling.json`.
 
 Memory is sampled every 0.2 s as resident set size: of this process (under
 DirectRunner it launches the workers and holds the data between stages,
@@ -68,12 +68,11 @@ from tfx_pipeline import pipeline
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 ONE_WORKER = ("--direct_running_mode=multi_processing",
               "--direct_num_workers=1")
-DEFAULT_WORKERS = configs.BEAM_PROFILES["local"]
-# How the sizes run (`--size-mode`).
+ALL_CORES = configs.BEAM_PROFILES["local-parallel"]
+# How the sizes run (`--size-mode`): the `local` profile, or all cores.
 SIZE_MODES = {
-    "in_memory": ("--direct_running_mode=in_memory",
-                  "--direct_num_workers=1"),
-    "default": DEFAULT_WORKERS,
+    "in_memory": configs.BEAM_PROFILES["local"],
+    "all_cores": ALL_CORES,
 }
 _MIB = 1 << 20
 
@@ -278,8 +277,8 @@ def report(measured: List[Measured]) -> str:
       "",
       *(f"- `{command}` ({date})" for date, command in commands),
       "",
-      "## One worker against the default (1x logs, multi-processing "
-      "DirectRunner, median and range of the runs)",
+      "## One worker process against one per core (1x logs, "
+      "multi-processing DirectRunner, median and range of the runs)",
       "",
       "| step | workers | runs | seconds | impressions/s |",
       "| --- | --- | ---: | ---: | ---: |",
@@ -288,7 +287,7 @@ def report(measured: List[Measured]) -> str:
   for m in measured:
     by.setdefault((m.step, m.workers, m.scale), []).append(m)
   for step in ("LogsExampleGen", "MultiStageSamples"):
-    for workers in ("1", "default"):
+    for workers in ("1", "all_cores"):
       runs = by.get((step, workers, 1), [])
       if runs:
         lines.append(
@@ -296,10 +295,10 @@ def report(measured: List[Measured]) -> str:
             f"{_spread([r.seconds for r in runs])} | "
             f"{_spread([r.per_second for r in runs], '{:,.0f}')} |")
     one = by.get((step, "1", 1))
-    default = by.get((step, "default", 1))
-    if one and default:
+    every = by.get((step, "all_cores", 1))
+    if one and every:
       ratio = (statistics.median(r.seconds for r in one) /
-               statistics.median(r.seconds for r in default))
+               statistics.median(r.seconds for r in every))
       lines.append(f"| {step} | speed-up | | {ratio:.2f}x | |")
   lines += [
       "",
@@ -343,7 +342,7 @@ def _previous(results_dir) -> List[Measured]:
           for row in rows]
 
 
-def _existing_examples(directory: str):
+def existing_examples(directory: str):
   examples = standard_artifacts.Examples()
   examples.uri = directory
   splits = sorted(os.path.basename(p)[len("Split-"):]
@@ -365,12 +364,18 @@ def main(argv=None):
   parser.add_argument("--examples", metavar="DIR",
                       help="The logs' Examples from an earlier ExampleGen.")
   parser.add_argument("--keep-previous", action="store_true")
+  parser.add_argument("--report-only", action="store_true",
+                      help="Rewrite scaling.md from scaling.json; measure "
+                      "nothing.")
   parser.add_argument("--work-dir", default="")
   parser.add_argument("--results", default=str(RESULTS))
   parser.add_argument(
       "--no-example-gen", dest="example_gen", action="store_false",
       help="Time MultiStageSamples alone (ExampleGen runs once, untimed).")
   args = parser.parse_args(argv)
+  if args.report_only:
+    _write(_previous(args.results), args.results)
+    return
   scales = [int(s) for s in args.scales.split(",")]
   command = " ".join(["python -m bench.scaling",
                       *(sys.argv[1:] if argv is None else argv)])
@@ -380,7 +385,8 @@ def main(argv=None):
   work_dir = args.work_dir or tempfile.mkdtemp(prefix="mmse-scaling-")
   os.makedirs(work_dir, exist_ok=True)
   catalog = example_gen(os.path.join(args.data_dir, "catalog.csv"),
-                        os.path.join(work_dir, "catalog"), DEFAULT_WORKERS)
+                        os.path.join(work_dir, "catalog"),
+                        configs.BEAM_PROFILES["local"])
   measured: List[Measured] = (_previous(args.results) if args.keep_previous
                               else [])
 
@@ -388,13 +394,12 @@ def main(argv=None):
     measured.append(dataclasses.replace(row, command=command))
     _write(measured, args.results)
 
-  logs = _existing_examples(args.examples) if args.examples else None
+  logs = existing_examples(args.examples) if args.examples else None
   if logs is None and not (args.example_gen and args.repeats):
     logs = example_gen(logs_pattern, os.path.join(work_dir, "logs"),
-                       DEFAULT_WORKERS)
+                       configs.BEAM_PROFILES["local"])
   for _ in range(args.repeats):
-    for workers, beam_args in (("1", ONE_WORKER),
-                               ("default", DEFAULT_WORKERS)):
+    for workers, beam_args in (("1", ONE_WORKER), ("all_cores", ALL_CORES)):
       if args.example_gen:
         logs, generated = _example_gen(logs_pattern, impressions, workers,
                                        beam_args, work_dir)

@@ -90,7 +90,7 @@ def rows_read_problem(report: Mapping[str, Any],
   return (f"mining read {read} log rows but ExampleGen wrote "
           f"{logs_examples}: the Beam runner delivered "
           f"{abs(logs_examples - read)} {fewer_or_more} records than were "
-          "written (DirectRunner's multi-processing mode is known to drop "
-          "records on large inputs), rerun with "
-          "--beam-arg=--direct_running_mode=in_memory or a real runner "
+          "written (DirectRunner's multi-processing and multi-threading "
+          "modes lose records of large inputs), rerun with --beam local "
+          "(the default, in one process) or a real runner "
           "(--beam dataflow|flink|spark)")

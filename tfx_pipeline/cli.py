@@ -238,13 +238,15 @@ def _add_verbose(parser: argparse.ArgumentParser) -> None:
 def _add_beam_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
       "--beam", choices=sorted(configs.BEAM_PROFILES), default="local",
-      help="Where the Beam components run: local (DirectRunner over all "
-      "cores, the default), dataflow (needs --beam-arg=--project=P and "
+      help="Where the Beam components run: local (DirectRunner in this "
+      "process, the default), local-parallel (DirectRunner, a worker "
+      "process per core; loses rows of inputs of millions of rows, see "
+      "README), dataflow (needs --beam-arg=--project=P and "
       "--beam-arg=--region=R), flink or spark (a cluster's job endpoint).")
   parser.add_argument(
       "--beam-arg", action="append", metavar="--FLAG=VALUE",
       help="A Beam pipeline option, replacing the profile's flag of that "
-      "name, e.g. --beam-arg=--direct_num_workers=1 (repeatable; write it "
+      "name, e.g. --beam-arg=--max_num_threads=4 (repeatable; write it "
       "with '=').")
 
 

@@ -1,6 +1,7 @@
 """Tests of the scaling and item-cost benchmarks' own logic (no timing)."""
 import tensorflow as tf
 
+from bench import beam_record_loss
 from bench import item_cost
 from bench import scaling
 from contracts import features
@@ -51,10 +52,10 @@ def test_scaling_report_gives_the_spread_the_speed_up_and_each_size():
   text = scaling.report([
       run("LogsExampleGen", "1", 1, 100.0), run("LogsExampleGen", "1", 1,
                                                 120.0),
-      run("LogsExampleGen", "default", 1, 60.0),
-      run("LogsExampleGen", "default", 1, 50.0),
+      run("LogsExampleGen", "all_cores", 1, 60.0),
+      run("LogsExampleGen", "all_cores", 1, 50.0),
       run("MultiStageSamples", "1", 1, 40.0),
-      run("MultiStageSamples", "default", 1, 20.0),
+      run("MultiStageSamples", "all_cores", 1, 20.0),
       run("MultiStageSamples", "in_memory", 1, 25.0, "cmd2"),
       run("MultiStageSamples", "in_memory", 4, 80.0, "cmd2")])
   assert "- `cmd` (2026-12-05)" in text and "- `cmd2` (2026-12-05)" in text
@@ -62,8 +63,8 @@ def test_scaling_report_gives_the_spread_the_speed_up_and_each_size():
           "9,167 (8,333-10,000) |") in text
   assert "| LogsExampleGen | speed-up | | 2.00x | |" in text
   assert "| MultiStageSamples | speed-up | | 2.00x | |" in text
-  assert "| default | 1x | 1,000,000 | 20.0 | 50,000 | 900 | 800 | 2,500 |" \
-      in text
+  assert ("| all_cores | 1x | 1,000,000 | 20.0 | 50,000 | 900 | 800 "
+          "| 2,500 |") in text
   assert ("| in_memory | 4x | 4,000,000 | 80.0 | 50,000 | 900 | 800 "
           "| 2,500 |") in text
 
@@ -80,3 +81,26 @@ def test_item_cost_is_the_slope_between_sizes():
   assert item_cost.per_million(results, "disk_bytes") == 50_000_000
   assert "(50 bytes an item)" in item_cost.report(results, "cmd")
   assert "(40 bytes an item)" in item_cost.report(results, "cmd")
+
+
+def test_record_loss_report_counts_the_short_runs_and_the_worst_share():
+  text = beam_record_loss.report(
+      1_000, {"in_memory": [1_000, 1_000], "multi_processing:2": [990, 1_000,
+                                                                   950]},
+      16, "cmd")
+  assert "over 16 gzip TFRecord files holding 1,000 records" in text
+  assert "| in_memory | 1 | 2 | 0 | 1,000, 1,000 | 1,000, 0.00% |" in text
+  assert ("| multi_processing | 2 | 3 | 2 | 990, 1,000, 950 | "
+          "950, 5.00% |") in text
+
+
+def test_record_loss_counts_what_beam_delivers_against_tf_data(tmp_path):
+  split = tmp_path / "examples" / "Split-train"
+  split.mkdir(parents=True)
+  _write_examples(split / "data.gz", [(b"drill", b"r1"), (b"saw", b"r2")])
+  results = tmp_path / "loss.md"
+  beam_record_loss.main(["--examples", str(tmp_path / "examples"),
+                         "--copies", "2", "--modes", "in_memory",
+                         "--repeats", "1", "--work-dir", str(tmp_path / "w"),
+                         "--results", str(results)])
+  assert "| in_memory | 1 | 1 | 0 | 4 | 4, 0.00% |" in results.read_text()

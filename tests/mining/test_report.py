@@ -53,9 +53,9 @@ def test_rows_read_problem_names_both_counts_and_the_runner():
   assert report.rows_read_problem(got, 100) == (
       "mining read 95 log rows but ExampleGen wrote 100: the Beam runner "
       "delivered 5 fewer records than were written (DirectRunner's "
-      "multi-processing mode is known to drop records on large inputs), "
-      "rerun with --beam-arg=--direct_running_mode=in_memory or a real "
-      "runner (--beam dataflow|flink|spark)")
+      "multi-processing and multi-threading modes lose records of large "
+      "inputs), rerun with --beam local (the default, in one process) or a "
+      "real runner (--beam dataflow|flink|spark)")
   assert report.rows_read_problem(got, 90).startswith(
       "mining read 95 log rows but ExampleGen wrote 90: the Beam runner "
       "delivered 5 more records than were written ")

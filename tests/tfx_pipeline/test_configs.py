@@ -40,18 +40,20 @@ def test_a_moved_knob_keeps_its_old_words():
   assert config.index.k == 50
 
 
-def test_the_local_beam_profile_is_the_default_and_uses_every_core():
+def test_the_local_beam_profile_is_the_default_and_runs_in_process():
   assert configs.beam_pipeline_args("local", "/tmp/out") == (
       _config().beam_pipeline_args)
-  assert "--direct_running_mode=multi_processing" in (
-      _config().beam_pipeline_args)
+  assert "--direct_running_mode=in_memory" in _config().beam_pipeline_args
+  parallel = configs.beam_pipeline_args("local-parallel", "/tmp/out")
+  assert "--direct_running_mode=multi_processing" in parallel
   # Zero: as many DirectRunner workers as the machine has cores.
-  assert "--direct_num_workers=0" in _config().beam_pipeline_args
+  assert "--direct_num_workers=0" in parallel
 
 
 def test_beam_args_replace_the_profile_flag_of_the_same_name():
   args = configs.beam_pipeline_args(
-      "local", "/tmp/out", ["--direct_num_workers=1", "--max_num_threads=4"])
+      "local-parallel", "/tmp/out",
+      ["--direct_num_workers=1", "--max_num_threads=4"])
   assert args == ("--direct_running_mode=multi_processing",
                   "--direct_num_workers=1", "--max_num_threads=4")
 

@@ -1,0 +1,125 @@
+"""Does DirectRunner deliver every record? Counts, per running mode.
+
+  python -m bench.beam_record_loss --examples DIR [--copies 4]
+      [--modes in_memory,multi_processing:2,multi_processing:1,multi_threading:2]
+      [--repeats 3] [--work-dir DIR]
+
+Copies the logs' Examples of an earlier ExampleGen (`DIR`, its `Split-*`
+directories of gzip TFRecord files) `--copies` times, as `bench.scaling`
+does, counts their records with `tf.data` (the truth), then runs a pipeline
+of nothing but `beam.io.ReadFromTFRecord` and `beam.combiners.Count.Globally`
+over them under each DirectRunner mode (`MODE[:WORKERS]`), `--repeats`
+times, each run in a process of its own. No code of this project or of TFX
+runs inside Beam. Writes `bench/results/beam_record_loss.md`; the figures
+are why the `local` Beam profile runs in one process (README, "Where Beam
+runs").
+"""
+import argparse
+import glob
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List
+
+RESULTS = (pathlib.Path(__file__).resolve().parent / "results" /
+           "beam_record_loss.md")
+# Run in a fresh process per count: argv = pattern, mode, workers.
+_COUNT = """
+import sys
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+pattern, mode, workers = sys.argv[1:]
+options = PipelineOptions([f"--direct_running_mode={mode}",
+                           f"--direct_num_workers={workers}"])
+with beam.Pipeline(options=options) as pipeline:
+  _ = (pipeline | beam.io.ReadFromTFRecord(pattern)
+       | beam.combiners.Count.Globally()
+       | beam.Map(lambda n: print("RECORDS", n, flush=True)))
+"""
+
+
+def true_count(pattern: str) -> int:
+  """Records in the files of `pattern`, read by tf.data."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(pattern))
+  return sum(1 for _ in tf.data.TFRecordDataset(files, "GZIP"))
+
+
+def beam_count(pattern: str, mode: str, workers: str) -> int:
+  """Records a Beam pipeline in `mode` counts in the files of `pattern`."""
+  done = subprocess.run([sys.executable, "-c", _COUNT, pattern, mode, workers],
+                        capture_output=True, text=True, check=True)
+  return int(next(line.split()[1] for line in done.stdout.splitlines()
+                  if line.startswith("RECORDS ")))
+
+
+def report(truth: int, counts: Dict[str, List[int]], files: int,
+           command: str) -> str:
+  """The Markdown page: per mode, each run's count against `truth`."""
+  lines = [
+      "# Records DirectRunner delivers, per running mode",
+      "",
+      f"`{command}` on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}: "
+      f"a pipeline of `beam.io.ReadFromTFRecord` and a global count over "
+      f"{files} gzip TFRecord files holding {truth:,} records (counted by "
+      "`tf.data`). Each run is a process of its own.",
+      "",
+      "| mode | workers | runs | runs short | records delivered (each run) |"
+      " fewest, share lost |",
+      "| --- | ---: | ---: | ---: | --- | ---: |",
+  ]
+  for label, delivered in counts.items():
+    mode, _, workers = label.partition(":")
+    workers = workers or "1"
+    short = sum(1 for n in delivered if n != truth)
+    fewest = min(delivered)
+    lines.append(
+        f"| {mode} | {workers} | {len(delivered)} | {short} | "
+        f"{', '.join(f'{n:,}' for n in delivered)} | "
+        f"{fewest:,}, {(truth - fewest) / truth:.2%} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--examples", required=True, metavar="DIR")
+  parser.add_argument("--copies", type=int, default=4)
+  parser.add_argument("--modes", default="in_memory,multi_processing:2,"
+                      "multi_processing:1,multi_threading:2")
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--work-dir", default="")
+  parser.add_argument("--results", default=str(RESULTS))
+  args = parser.parse_args(argv)
+  command = " ".join(["python -m bench.beam_record_loss",
+                      *(sys.argv[1:] if argv is None else argv)])
+  # pylint: disable=g-import-not-at-top
+  from bench import scaling
+  # pylint: enable=g-import-not-at-top
+  work_dir = args.work_dir or tempfile.mkdtemp(prefix="mmse-record-loss-")
+  copied_dir = os.path.join(work_dir, f"x{args.copies}")
+  shutil.rmtree(copied_dir, ignore_errors=True)
+  scaling.replicate_examples(scaling.existing_examples(args.examples),
+                             args.copies, copied_dir)
+  pattern = os.path.join(copied_dir, "Split-*", "*.gz")
+  truth = true_count(pattern)
+  print(f"{truth:,} records in {pattern}", flush=True)
+  counts: Dict[str, List[int]] = {}
+  for _ in range(args.repeats):
+    for label in args.modes.split(","):
+      mode, _, workers = label.partition(":")
+      counts.setdefault(label, []).append(
+          beam_count(pattern, mode, workers or "1"))
+      print(f"{label}: {counts[label][-1]:,}", flush=True)
+      os.makedirs(os.path.dirname(args.results), exist_ok=True)
+      with open(args.results, "w", encoding="utf-8") as f:
+        f.write(report(truth, counts, len(glob.glob(pattern)), command))
+  shutil.rmtree(copied_dir)
+  print(f"Wrote {args.results}")
+
+
+if __name__ == "__main__":
+  main()
