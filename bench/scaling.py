@@ -6,9 +6,10 @@
 Both components run as the pipeline runs them (their executors' `Do`), in
 this process:
 
-1. Workers: on the benchmark logs, DirectRunner in multi-processing mode
-   with one Beam worker process (`--direct_num_workers=1`) and with one per
-   core (the `local-parallel` profile), alternated `--repeats` times.
+1. Workers: on the benchmark logs, DirectRunner in this process (the
+   `local` profile), in multi-processing mode with one Beam worker process
+   (`--direct_num_workers=1`) and with one per core (the `local-parallel`
+   profile), alternated `--repeats` times.
 2. Size: MultiStageSamples on the benchmark logs' Examples copied 1, 4 and
    16 times, each copy's queries and request ids renamed ("drill" ->
    "drill c3"), so a copy is new queries of the same shape, not duplicate
@@ -69,6 +70,12 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 ONE_WORKER = ("--direct_running_mode=multi_processing",
               "--direct_num_workers=1")
 ALL_CORES = configs.BEAM_PROFILES["local-parallel"]
+# What part 1 compares, by the label of its rows.
+WORKER_MODES = {
+    "in_memory": configs.BEAM_PROFILES["local"],
+    "1": ONE_WORKER,
+    "all_cores": ALL_CORES,
+}
 # How the sizes run (`--size-mode`): the `local` profile, or all cores.
 SIZE_MODES = {
     "in_memory": configs.BEAM_PROFILES["local"],
@@ -277,8 +284,8 @@ def report(measured: List[Measured]) -> str:
       "",
       *(f"- `{command}` ({date})" for date, command in commands),
       "",
-      "## One worker process against one per core (1x logs, "
-      "multi-processing DirectRunner, median and range of the runs)",
+      "## In process, one worker process, one per core (1x logs, median "
+      "and range of the runs)",
       "",
       "| step | workers | runs | seconds | impressions/s |",
       "| --- | --- | ---: | ---: | ---: |",
@@ -287,19 +294,21 @@ def report(measured: List[Measured]) -> str:
   for m in measured:
     by.setdefault((m.step, m.workers, m.scale), []).append(m)
   for step in ("LogsExampleGen", "MultiStageSamples"):
-    for workers in ("1", "all_cores"):
+    for workers in WORKER_MODES:
       runs = by.get((step, workers, 1), [])
       if runs:
         lines.append(
             f"| {step} | {workers} | {len(runs)} | "
             f"{_spread([r.seconds for r in runs])} | "
             f"{_spread([r.per_second for r in runs], '{:,.0f}')} |")
-    one = by.get((step, "1", 1))
     every = by.get((step, "all_cores", 1))
-    if one and every:
-      ratio = (statistics.median(r.seconds for r in one) /
-               statistics.median(r.seconds for r in every))
-      lines.append(f"| {step} | speed-up | | {ratio:.2f}x | |")
+    for workers in ("in_memory", "1"):
+      runs = by.get((step, workers, 1))
+      if runs and every:
+        ratio = (statistics.median(r.seconds for r in runs) /
+                 statistics.median(r.seconds for r in every))
+        lines.append(f"| {step} | all_cores against {workers} | | "
+                     f"{ratio:.2f}x | |")
   lines += [
       "",
       "## Size: MultiStageSamples (the last run of each)",
@@ -376,7 +385,7 @@ def main(argv=None):
   if args.report_only:
     _write(_previous(args.results), args.results)
     return
-  scales = [int(s) for s in args.scales.split(",")]
+  scales = [int(s) for s in args.scales.split(",") if s]
   command = " ".join(["python -m bench.scaling",
                       *(sys.argv[1:] if argv is None else argv)])
   logs_pattern = os.path.join(args.data_dir, "logs", "*.csv.gz")
@@ -399,7 +408,7 @@ def main(argv=None):
     logs = example_gen(logs_pattern, os.path.join(work_dir, "logs"),
                        configs.BEAM_PROFILES["local"])
   for _ in range(args.repeats):
-    for workers, beam_args in (("1", ONE_WORKER), ("all_cores", ALL_CORES)):
+    for workers, beam_args in WORKER_MODES.items():
       if args.example_gen:
         logs, generated = _example_gen(logs_pattern, impressions, workers,
                                        beam_args, work_dir)

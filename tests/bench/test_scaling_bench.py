@@ -61,8 +61,10 @@ def test_scaling_report_gives_the_spread_the_speed_up_and_each_size():
   assert "- `cmd` (2026-12-05)" in text and "- `cmd2` (2026-12-05)" in text
   assert ("| LogsExampleGen | 1 | 2 | 110.0 (100.0-120.0) | "
           "9,167 (8,333-10,000) |") in text
-  assert "| LogsExampleGen | speed-up | | 2.00x | |" in text
-  assert "| MultiStageSamples | speed-up | | 2.00x | |" in text
+  assert "| LogsExampleGen | all_cores against 1 | | 2.00x | |" in text
+  assert "| MultiStageSamples | all_cores against 1 | | 2.00x | |" in text
+  assert "| MultiStageSamples | all_cores against in_memory | | 1.25x | |" \
+      in text
   assert ("| all_cores | 1x | 1,000,000 | 20.0 | 50,000 | 900 | 800 "
           "| 2,500 |") in text
   assert ("| in_memory | 4x | 4,000,000 | 80.0 | 50,000 | 900 | 800 "
