@@ -7,9 +7,10 @@
 Copies the logs' Examples of an earlier ExampleGen (`DIR`, its `Split-*`
 directories of gzip TFRecord files) `--copies` times, as `bench.scaling`
 does, counts their records with `tf.data` (the truth), then runs a pipeline
-of nothing but `beam.io.ReadFromTFRecord` and `beam.combiners.Count.Globally`
-over them under each DirectRunner mode (`MODE[:WORKERS]`), `--repeats`
-times, each run in a process of its own. No code of this project or of TFX
+of nothing but `beam.io.ReadFromTFRecord` (one per split, flattened, as
+TFX's readers do) and `beam.combiners.Count.Globally` over them under each
+DirectRunner mode (`MODE[:WORKERS]`), `--repeats` times, each run in a
+process of its own. No code of this project or of TFX
 runs inside Beam. Writes `bench/results/beam_record_loss.md`; the figures
 are why the `local` Beam profile runs in one process (README, "Where Beam
 runs").
@@ -27,17 +28,21 @@ from typing import Dict, List
 
 RESULTS = (pathlib.Path(__file__).resolve().parent / "results" /
            "beam_record_loss.md")
-# Run in a fresh process per count: argv = pattern, mode, workers.
+# Run in a fresh process per count: argv = mode, workers, split patterns.
+# One read per split, flattened, as TFX's readers read Examples (tfx_bsl's
+# `record_based_tfxio.ReadTfRecord`).
 _COUNT = """
 import sys
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
-pattern, mode, workers = sys.argv[1:]
+mode, workers, *patterns = sys.argv[1:]
 options = PipelineOptions([f"--direct_running_mode={mode}",
                            f"--direct_num_workers={workers}"])
 with beam.Pipeline(options=options) as pipeline:
-  _ = (pipeline | beam.io.ReadFromTFRecord(pattern)
-       | beam.combiners.Count.Globally()
+  reads = [pipeline | f"Read{i}" >> beam.io.ReadFromTFRecord(
+               pattern, coder=beam.coders.BytesCoder())
+           for i, pattern in enumerate(patterns)]
+  _ = (reads | beam.Flatten() | beam.combiners.Count.Globally()
        | beam.Map(lambda n: print("RECORDS", n, flush=True)))
 """
 
@@ -49,10 +54,11 @@ def true_count(pattern: str) -> int:
   return sum(1 for _ in tf.data.TFRecordDataset(files, "GZIP"))
 
 
-def beam_count(pattern: str, mode: str, workers: str) -> int:
-  """Records a Beam pipeline in `mode` counts in the files of `pattern`."""
-  done = subprocess.run([sys.executable, "-c", _COUNT, pattern, mode, workers],
-                        capture_output=True, text=True, check=True)
+def beam_count(patterns: List[str], mode: str, workers: str) -> int:
+  """Records a Beam pipeline in `mode` counts in the files of `patterns`."""
+  done = subprocess.run([sys.executable, "-c", _COUNT, mode, workers,
+                         *patterns], capture_output=True, text=True,
+                        check=True)
   return int(next(line.split()[1] for line in done.stdout.splitlines()
                   if line.startswith("RECORDS ")))
 
@@ -64,7 +70,8 @@ def report(truth: int, counts: Dict[str, List[int]], files: int,
       "# Records DirectRunner delivers, per running mode",
       "",
       f"`{command}` on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}: "
-      f"a pipeline of `beam.io.ReadFromTFRecord` and a global count over "
+      f"a pipeline of `beam.io.ReadFromTFRecord` (one per split, "
+      "flattened) and a global count over "
       f"{files} gzip TFRecord files holding {truth:,} records (counted by "
       "`tf.data`). Each run is a process of its own.",
       "",
@@ -105,6 +112,8 @@ def main(argv=None):
   scaling.replicate_examples(scaling.existing_examples(args.examples),
                              args.copies, copied_dir)
   pattern = os.path.join(copied_dir, "Split-*", "*.gz")
+  splits = [os.path.join(d, "*") for d in
+            sorted(glob.glob(os.path.join(copied_dir, "Split-*")))]
   truth = true_count(pattern)
   print(f"{truth:,} records in {pattern}", flush=True)
   counts: Dict[str, List[int]] = {}
@@ -112,7 +121,7 @@ def main(argv=None):
     for label in args.modes.split(","):
       mode, _, workers = label.partition(":")
       counts.setdefault(label, []).append(
-          beam_count(pattern, mode, workers or "1"))
+          beam_count(splits, mode, workers or "1"))
       print(f"{label}: {counts[label][-1]:,}", flush=True)
       os.makedirs(os.path.dirname(args.results), exist_ok=True)
       with open(args.results, "w", encoding="utf-8") as f:
