@@ -77,10 +77,7 @@ WORKER_MODES = {
     "all_cores": ALL_CORES,
 }
 # How the sizes run (`--size-mode`): the `local` profile, or all cores.
-SIZE_MODES = {
-    "in_memory": configs.BEAM_PROFILES["local"],
-    "all_cores": ALL_CORES,
-}
+SIZE_MODES = {mode: WORKER_MODES[mode] for mode in ("in_memory", "all_cores")}
 _MIB = 1 << 20
 
 

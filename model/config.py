@@ -89,7 +89,5 @@ class ModelConfig:
   seed: int = 1
   learning_rate: float = 2e-3
   eval_batch_size: int = 512
-  # Where training runs (`model.distribution`): "none" (one device),
-  # "mirrored" (this machine's GPUs) or "multi_worker" (the processes
-  # TF_CONFIG names). batch_size is the global batch under all three.
+  # One of DISTRIBUTIONS; batch_size is the global batch under all three.
   distribution: str = NO_DISTRIBUTION

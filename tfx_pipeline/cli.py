@@ -132,22 +132,11 @@ def cmd_compile(args):
             args.beam, args.root, args.beam_arg or (),
             setup_file=kubeflow_v2.IMAGE_SETUP_FILE))
     config = configs.with_overrides(config, args.set or ())
-    training = None
-    if args.training_replicas:
-      accelerator, _, count = (args.training_accelerator or "").partition(":")
-      if accelerator and not count.isdigit():
-        raise ValueError("--training-accelerator is TYPE:COUNT, e.g. "
-                         f"NVIDIA_TESLA_T4:1, got {args.training_accelerator!r}")
-      training = kubeflow_v2.VertexTraining(
-          project=args.vertex_project or "", region=args.vertex_region or "",
-          replicas=args.training_replicas,
-          machine_type=args.training_machine_type,
-          accelerator_type=accelerator, accelerator_count=int(count or 0))
-    elif args.vertex_project or args.vertex_region or (
-        args.training_accelerator):
-      raise ValueError("--vertex-project, --vertex-region and "
-                       "--training-accelerator describe the Vertex AI "
-                       "training job of --training-replicas N")
+    training = kubeflow_v2.training_job(
+        args.training_replicas, project=args.vertex_project or "",
+        region=args.vertex_region or "",
+        machine_type=args.training_machine_type,
+        accelerator=args.training_accelerator or "")
     written = kubeflow_v2.compile_pipeline(config, args.image, args.out,
                                            training)
   except ValueError as e:

@@ -71,8 +71,8 @@ class VertexTraining:
       raise ValueError("a Vertex AI training job needs --vertex-project and "
                        "--vertex-region")
     if bool(self.accelerator_type) != (self.accelerator_count > 0):
-      raise ValueError("give an accelerator as TYPE:COUNT, e.g. "
-                       "NVIDIA_TESLA_T4:1")
+      raise ValueError("an accelerator needs a type and a count, e.g. "
+                       "NVIDIA_TESLA_T4:1 (TYPE:COUNT)")
 
   def trainer_custom_config(self, image: str) -> Dict[str, Any]:
     """The custom_config keys of TFX's Vertex AI Trainer for this job."""
@@ -93,6 +93,37 @@ class VertexTraining:
             "job_spec": {"worker_pool_specs": pools},
         },
     }
+
+
+def training_job(replicas: int, project: str = "", region: str = "",
+                 machine_type: str = VertexTraining.machine_type,
+                 accelerator: str = "") -> Optional[VertexTraining]:
+  """The job `mmse compile`'s training flags describe; None without
+  replicas (the Trainer step trains itself).
+
+  Args:
+    replicas: --training-replicas; 0 for none.
+    project, region, machine_type: the job's --vertex-* and machine flags.
+    accelerator: --training-accelerator, TYPE:COUNT or empty.
+
+  Raises:
+    ValueError: job flags without replicas, or an accelerator that is not
+      TYPE:COUNT.
+  """
+  if not replicas:
+    if project or region or accelerator:
+      raise ValueError("--vertex-project, --vertex-region and "
+                       "--training-accelerator describe the Vertex AI "
+                       "training job of --training-replicas N")
+    return None
+  accelerator_type, _, count = accelerator.partition(":")
+  if accelerator_type and not count.isdigit():
+    raise ValueError("--training-accelerator is TYPE:COUNT, e.g. "
+                     f"NVIDIA_TESLA_T4:1, got {accelerator!r}")
+  return VertexTraining(project=project, region=region, replicas=replicas,
+                        machine_type=machine_type,
+                        accelerator_type=accelerator_type,
+                        accelerator_count=int(count or 0))
 
 
 def with_training(config: configs.PipelineConfig,
