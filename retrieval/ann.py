@@ -295,6 +295,24 @@ class FaissIndex(Index):
     import faiss  # pylint: disable=g-import-not-at-top
     if params["nlist"] > 1:
       faiss.extract_index_ivf(index).nprobe = params["nprobe"]
+    fast_scan = FaissIndex._flat_fast_scan(index)
+    if fast_scan is not None:
+      # One query at a time over every code block, candidates kept in a
+      # reservoir: the same results as FAISS's automatic choice, and faster
+      # from batches of 8 up (bench/results/serving.md, index plans).
+      fast_scan.implem = 15
+
+  @staticmethod
+  def _flat_fast_scan(index):
+    """The 4-bit PQ scan of every item inside `index`, or None (an inverted
+    file, or no codes)."""
+    import faiss  # pylint: disable=g-import-not-at-top
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexRefine):
+      index = faiss.downcast_index(index.base_index)
+    if isinstance(index, faiss.IndexPreTransform):
+      index = faiss.downcast_index(index.index)
+    return index if isinstance(index, faiss.IndexPQFastScan) else None
 
   @staticmethod
   def _projection(sample: np.ndarray, dim: int):

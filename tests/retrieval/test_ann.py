@@ -81,6 +81,27 @@ def test_faiss_projection_keeps_the_ranking_of_off_centre_items():
   assert metrics.index_recall(ids, exact_ids) >= 0.95
 
 
+def test_faiss_scan_answers_as_the_automatic_choice_after_a_reload(
+    tmp_path):
+  """The index picks FAISS's one-query-at-a-time scan for speed; it must
+  return what FAISS's own choice returns, also once read back from disk."""
+  items, queries = _clustered(6000, 64, dim=64)
+  index = ann.build(np.arange(6000), items, "faiss", k=10,
+                    params={"projection_dim": 32})
+  ann.save(index, str(tmp_path / "index"), k=10)
+  loaded = ann.load(str(tmp_path / "index")).index
+  chosen = ann.FaissIndex._flat_fast_scan(loaded._index)  # pylint: disable=protected-access
+  picked = chosen.implem
+  assert picked != 0
+  for batch in (1, 8, 64):
+    chosen.implem = picked
+    ids, scores = loaded.search(queries[:batch], 10)
+    chosen.implem = 0  # FAISS's automatic choice.
+    auto_ids, auto_scores = loaded.search(queries[:batch], 10)
+    np.testing.assert_array_equal(ids, auto_ids)
+    np.testing.assert_allclose(scores, auto_scores, atol=1e-6)
+
+
 @pytest.mark.parametrize("kind", ["scann", "faiss", "exact"])
 def test_save_load_after_the_directory_moves(tmp_path, kind):
   items, queries = _clustered(3000, 20)
