@@ -43,10 +43,14 @@ class Batcher:
 
   def __init__(self, fn: Callable[[Tensors], Tensors], max_batch_rows: int,
                executor: concurrent.futures.Executor,
-               max_concurrent_batches: int = 1, batch_timeout_s: float = 0.0):
+               max_concurrent_batches: int = 1, batch_timeout_s: float = 0.0,
+               on_batch: Callable[[int, float], None] = lambda rows, s: None):
+    """`on_batch(rows, seconds)` is told of every call of `fn` that
+    answered."""
     if max_batch_rows < 1 or max_concurrent_batches < 1:
       raise ValueError("max_batch_rows and max_concurrent_batches must be >= 1")
     self._fn = fn
+    self._on_batch = on_batch
     self._max_rows = max_batch_rows
     self._executor = executor
     self._max_running = max_concurrent_batches
@@ -123,12 +127,15 @@ class Batcher:
                  np.concatenate([t.inputs[name] for t in batch]))
           for name in batch[0].inputs
       }
+      started = time.perf_counter()
       outputs = self._fn(inputs)
+      seconds = time.perf_counter() - started
       total = sum(t.rows for t in batch)
       for name, value in outputs.items():
         if len(value) != total:
           raise RuntimeError(f"output {name!r} has {len(value)} rows for a "
                              f"batch of {total}")
+      self._on_batch(total, seconds)
     except Exception as e:  # pylint: disable=broad-except
       if len(batch) == 1:
         return [(None, e)]

@@ -7,6 +7,7 @@ The routes and JSON shapes are TF Serving's (its "RESTful API" guide):
          {"signature_name": ..., "inputs": ...}       -> {"outputs": ...}
     GET  /v1/models/<name>[/versions/<v>]             -> version status
     GET  /v1/models/<name>[/versions/<v>]/metadata    -> signature defs
+    GET  /monitoring/prometheus/metrics               -> `serving.metrics`
 
 `instances` is the row format: a list of one value per row when the
 signature has one input, or of objects naming every input. `inputs` is the
@@ -30,6 +31,7 @@ from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from serving import metrics
 from serving import model_registry
 from serving import prediction
 from serving import tensor_codec
@@ -312,8 +314,15 @@ def make_app(registry: model_registry.ModelRegistry,
       web.get(f"{base}/versions/{_VERSION}", api.status),
       web.get(f"{base}/metadata", api.metadata),
       web.get(f"{base}/versions/{_VERSION}/metadata", api.metadata),
+      web.get(metrics.PATH, _metrics),
   ])
   return app
+
+
+async def _metrics(request: web.Request) -> web.Response:
+  del request
+  return web.Response(body=metrics.exposition(),
+                      headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 async def start(app: web.Application, host: str,

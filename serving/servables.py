@@ -11,9 +11,11 @@ metadata is reported exactly as TF Serving would for the same directory.
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import os
 import threading
+import time
 import weakref
 from typing import Callable, Dict, Optional
 
@@ -27,6 +29,7 @@ from contracts import serving_layout
 from contracts import serving_warmup
 from retrieval import ann
 from serving import batching
+from serving import metrics
 from serving import tensor_codec
 
 # Extra output of an index-backed `retrieval` whose index carries titles.
@@ -123,9 +126,10 @@ class Servable:
     self.warmup_requests = 0
     self._runners = runners
     self._batchers = {
-        key: batching.Batcher(fn, options.max_batch_rows, _MODEL_THREADS,
-                              options.max_concurrent_batches,
-                              options.batch_timeout_s)
+        key: batching.Batcher(
+            fn, options.max_batch_rows, _MODEL_THREADS,
+            options.max_concurrent_batches, options.batch_timeout_s,
+            on_batch=functools.partial(metrics.observe_batch, name, key))
         for key, fn in runners.items() if _is_batched(signature_defs[key])
     }
 
@@ -308,11 +312,20 @@ def load_retrieval(name: str, version: int, path: str,
   search_index = index.index
   titles = index.titles
 
+  tower_seconds = metrics.RETRIEVAL_STAGE_SECONDS.labels(
+      name, metrics.QUERY_TOWER_STAGE)
+  index_seconds = metrics.RETRIEVAL_STAGE_SECONDS.labels(name,
+                                                         metrics.INDEX_STAGE)
+
   def retrieve(inputs):
     queries = inputs[serving_layout.QUERY_INPUT]
+    started = time.perf_counter()
     embeddings = embed({serving_layout.QUERY_INPUT: queries})[
         serving_layout.EMBEDDING_OUTPUT]
+    embedded = time.perf_counter()
     rows, scores = search_index.search_rows(embeddings, k)
+    tower_seconds.inc(embedded - started)
+    index_seconds.inc(time.perf_counter() - embedded)
     outputs = {serving_layout.ITEM_IDS_OUTPUT: search_index.item_ids[rows],
                serving_layout.SCORES_OUTPUT: scores}
     if titles is not None:

@@ -42,7 +42,10 @@ async def _settle():
 
 def test_concurrent_requests_share_a_batch_and_get_their_own_rows(executor):
   fn = _Doubler()
-  batcher = batching.Batcher(fn, max_batch_rows=8, executor=executor)
+  observed = []
+  batcher = batching.Batcher(
+      fn, max_batch_rows=8, executor=executor,
+      on_batch=lambda rows, seconds: observed.append((rows, seconds)))
 
   async def scenario():
     fn.gate.clear()
@@ -59,11 +62,16 @@ def test_concurrent_requests_share_a_batch_and_get_their_own_rows(executor):
   assert first["y"].tolist() == [200]
   assert [r["y"].tolist() for r in rest] == [[2 * v] for v in range(1, 10)]
   assert fn.batches == [1, 8, 1]
+  assert [rows for rows, _ in observed] == [1, 8, 1]
+  assert all(seconds >= 0 for _, seconds in observed)
 
 
 def test_a_failing_request_does_not_fail_its_batch_mates(executor):
   fn = _Doubler()
-  batcher = batching.Batcher(fn, max_batch_rows=8, executor=executor)
+  observed = []
+  batcher = batching.Batcher(
+      fn, max_batch_rows=8, executor=executor,
+      on_batch=lambda rows, seconds: observed.append(rows))
 
   async def scenario():
     fn.gate.clear()
@@ -78,6 +86,8 @@ def test_a_failing_request_does_not_fail_its_batch_mates(executor):
   good, bad, also_good = asyncio.run(scenario())
   assert good["y"].tolist() == [2] and also_good["y"].tolist() == [4]
   assert isinstance(bad, ValueError)
+  # The merged batch failed; its good requests answered alone.
+  assert observed == [1, 1, 1]
 
 
 def test_a_cancelled_request_is_dropped_before_it_runs(executor):

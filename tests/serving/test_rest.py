@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import requests
 
+from serving import metrics
 from serving import server
 from tests.fixtures import toy_serving
 
@@ -168,6 +169,34 @@ def test_bad_request(url, case):
 def test_unknown_route_is_a_json_404(url):
   response = requests.get(f"{url}/v1/nothing", timeout=30)
   assert response.status_code == 404 and "error" in response.json()
+
+
+def _scrape(url):
+  response = requests.get(f"{url}/monitoring/prometheus/metrics", timeout=30)
+  assert response.status_code == 200
+  assert response.headers["Content-Type"].startswith("text/plain")
+  return metrics.samples(response.text)
+
+
+def test_metrics_count_batches_and_the_retrieval_stages(url):
+  """At TF Serving's Prometheus path: a request's batch, its rows and
+  seconds, and the seconds of the query tower and of the index search."""
+  before = _scrape(url)
+  assert _predict(url, "retrieval", {
+      "instances": ["cordless drill", "led light bulb"]}).status_code == 200
+  after = _scrape(url)
+
+  def grew(name, **labels):
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0) - before.get(key, 0)
+
+  batch = dict(model="retrieval", signature="serving_default")
+  assert grew("mmse_batch_rows_count", **batch) == 1
+  assert grew("mmse_batch_rows_sum", **batch) == 2
+  assert grew("mmse_batch_seconds_sum", **batch) > 0
+  for stage in ("query_tower", "index"):
+    assert grew("mmse_retrieval_stage_seconds_total", model="retrieval",
+                stage=stage) > 0
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
