@@ -14,6 +14,7 @@ import dataclasses
 import enum
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
@@ -151,6 +152,17 @@ def _stamp(version_dir: str) -> tuple:
   return tuple(sorted(stamps))
 
 
+# Polls an unloaded servable may wait for its last request before the
+# registry lets go of it anyway.
+_MAX_RETIRED_POLLS = 60
+
+
+@dataclasses.dataclass
+class _Retired:
+  servable: object
+  polls: int = 0
+
+
 class ModelRegistry:
   """Loads, swaps and unloads versions of the configured models."""
 
@@ -176,6 +188,8 @@ class ModelRegistry:
     self._changed = False  # This poll loaded a version.
     self._unloaded = False  # This poll unloaded one.
     self._pending: Dict[str, Set[int]] = {}  # Unfinished pushes, by dir.
+    # Unloaded servables, until no request holds them (`_release_retired`).
+    self._retired: List[_Retired] = []
     self._lock = threading.Lock()
     self._stop = threading.Event()
     self._thread: Optional[threading.Thread] = None
@@ -206,6 +220,7 @@ class ModelRegistry:
 
   def poll(self) -> None:
     """One pass over every model: load, swap, unload as the policy says."""
+    self._release_retired()
     self._changed = False
     self._unloaded = False
     # Read once per pass, so the models of one push are taken together.
@@ -319,14 +334,29 @@ class ModelRegistry:
     for version in versions:
       self._set_status(model, version, State.UNLOADING)
     with self._lock:
+      self._retired += [_Retired(model.loaded[v]) for v in versions]
       model.loaded = {v: s for v, s in model.loaded.items()
                       if v not in versions}
     self._unloaded = True
-    # Requests still holding an old servable finish with it; it is freed
-    # when the last one drops its reference.
+    # Requests still holding an old servable finish with it; the next poll
+    # frees it (`_release_retired`).
     for version in versions:
       self._set_status(model, version, State.END)
       logging.info("%s version %d unloaded", model.source.name, version)
+
+  def _release_retired(self) -> None:
+    """Frees the unloaded servables no request holds any more, here on the
+    polling thread. Freeing one takes milliseconds (an index's memory); had
+    the last request to use it dropped it, the event loop would have paid
+    them, in the first request on the new version. One still held after
+    `_MAX_RETIRED_POLLS` polls (a reference cycle, a stuck request) is left
+    to whoever drops it last, or to the garbage collector."""
+    for retired in self._retired:
+      retired.polls += 1
+    # Unheld: referenced only by its entry and getrefcount's argument.
+    self._retired = [retired for retired in self._retired
+                     if sys.getrefcount(retired.servable) > 2 and
+                     retired.polls < _MAX_RETIRED_POLLS]
 
   def get(self, name: str, version: Optional[int] = None):
     """The servable for a request; the newest loaded one without version."""

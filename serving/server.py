@@ -288,7 +288,7 @@ def _collect_and_freeze() -> None:
   while every request waits. Frozen objects are never traversed, so full
   collections during serving stay short; the one pause left is this call,
   once per poll that swapped a version, before the new version answers (the
-  version it replaces is freed by the next call).
+  version it replaces is freed by a later poll, once no request holds it).
   """
   gc.unfreeze()
   gc.collect()

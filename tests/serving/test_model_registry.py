@@ -1,6 +1,7 @@
 """Version policy: newest complete version served, partial/corrupt ignored."""
 import logging
 import os
+import threading
 
 import pytest
 
@@ -93,6 +94,43 @@ def test_corrupt_version_keeps_the_previous_serving_until_fixed(registry):
   _write_version(base, 2, content="fixed!")
   reg.poll()
   assert reg.get("m") == ("m", 2, "fixed!")
+
+
+def test_an_unloaded_version_is_freed_by_a_poll_not_its_last_request(
+    tmp_path):
+  base = str(tmp_path / "m")
+  _write_version(base, 1)
+  freed = []
+
+  class Servable:
+
+    def __init__(self, version):
+      self.version = version
+
+    def __del__(self):
+      freed.append((self.version, threading.current_thread().name))
+
+  reg = model_registry.ModelRegistry(
+      [model_registry.ModelSource("m", base)],
+      lambda name, version, path: Servable(version))
+  reg.poll()
+  in_flight = reg.get("m")  # A request still answering on version 1.
+  _write_version(base, 2)
+  reg.poll()
+  assert reg.get("m").version == 2 and not freed
+  del in_flight  # The request finishes, on the event loop in the server...
+  assert not freed  # ...without paying for freeing the version.
+  poll = threading.Thread(target=reg.poll, name="poll")
+  poll.start()
+  poll.join()
+  assert freed == [(1, "poll")]
+  # One held for ever is let go after a while, not kept by the registry.
+  stuck = reg.get("m")
+  _write_version(base, 3)
+  for _ in range(model_registry._MAX_RETIRED_POLLS + 1):  # pylint: disable=protected-access
+    reg.poll()
+  del stuck
+  assert freed[-1] == (2, threading.current_thread().name)
 
 
 def test_on_change_runs_after_a_swap_only(tmp_path):
