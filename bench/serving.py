@@ -225,7 +225,8 @@ def main(argv=None) -> int:
             rows = [serving_load.load_test(
                 endpoints.grpc_address if api == "grpc" else
                 endpoints.rest_url, queries, clients, args.duration,
-                args.warmup, K, api=api, server_pid=endpoints.pid)
+                args.warmup, K, api=api, server_pid=endpoints.pid,
+                metrics_url=endpoints.rest_url)
                     for api in args.apis.split(",")
                     for clients in _ints(args.clients)]
             results["load"] = {**stamp, "rows": rows}

@@ -1,11 +1,13 @@
 """Closed-loop load on `retrieval` over gRPC and REST: latency percentiles,
-queries/s, and the CPU the clients and the server used."""
+queries/s, the CPU the clients and the server used, and from the server's
+metrics the batches it ran and where their time went."""
 import asyncio
 import contextlib
 import json
 import logging
 import os
 import time
+import urllib.request
 from typing import Callable, Dict, List, Optional, Sequence
 
 import aiohttp
@@ -15,6 +17,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from contracts import serving_layout
+from serving import metrics
 from serving import tensor_codec
 
 # Clients walk the query list from places this far apart.
@@ -57,6 +60,38 @@ def summarize(latencies_s: Sequence[float], failures: Sequence[str],
   return result
 
 
+def scrape_metrics(rest_url: str) -> Dict[tuple, float]:
+  """The server's metrics (`serving.metrics`), by (sample name, labels)."""
+  with urllib.request.urlopen(rest_url + metrics.PATH, timeout=30) as r:
+    return metrics.samples(r.read().decode("utf-8"))
+
+
+def batch_breakdown(before: Dict[tuple, float],
+                    after: Dict[tuple, float]) -> Dict[str, float]:
+  """The `retrieval` batches run between two scrapes: how many, their mean
+  rows, and milliseconds a batch in the model, the query tower and the
+  index."""
+  def grew(name, **labels):
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+  batch = {"model": serving_layout.RETRIEVAL,
+           "signature": serving_layout.SERVING_SIGNATURE}
+  batches = grew("mmse_batch_rows_count", **batch)
+  if not batches:
+    return {"batches": 0}
+  per_batch = lambda seconds: round(1000 * seconds / batches, 2)
+  stage = lambda name: grew("mmse_retrieval_stage_seconds_total",
+                            model=serving_layout.RETRIEVAL, stage=name)
+  return {"batches": int(batches),
+          "mean_batch_rows": round(grew("mmse_batch_rows_sum", **batch) /
+                                   batches, 2),
+          "model_ms_per_batch": per_batch(grew("mmse_batch_seconds_sum",
+                                               **batch)),
+          "tower_ms_per_batch": per_batch(stage(metrics.QUERY_TOWER_STAGE)),
+          "index_ms_per_batch": per_batch(stage(metrics.INDEX_STAGE))}
+
+
 def process_cpu_seconds(pid: int) -> float:
   """User + system CPU seconds a process has used (Linux /proc)."""
   with open(f"/proc/{pid}/stat", encoding="ascii") as f:
@@ -97,11 +132,14 @@ async def _closed_loop(clients: int, duration_s: float, warmup_s: float,
 
 def _grpc_client(address: str, requests: Sequence[predict_pb2.PredictRequest],
                  k: int):
-  """`open_client` for gRPC: one channel per client."""
+  """`open_client` for gRPC: one channel, and connection, per client."""
 
   @contextlib.asynccontextmanager
   async def open_client():
-    async with grpc.aio.insecure_channel(address) as channel:
+    # Channels of one process share their connections unless told not to;
+    # separate clients do not.
+    async with grpc.aio.insecure_channel(
+        address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
       stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
       await channel.channel_ready()
 
@@ -152,7 +190,8 @@ def _rest_client(url: str, queries: Sequence[str], k: int):
 def load_test(address: str, queries: Sequence[str], clients: int,
               duration_s: float, warmup_s: float, k: int,
               api: str = "grpc",
-              server_pid: Optional[int] = None) -> Dict[str, object]:
+              server_pid: Optional[int] = None,
+              metrics_url: Optional[str] = None) -> Dict[str, object]:
   """Closed-loop clients, each on its own connection, one query per call.
 
   The clients are coroutines on one asyncio loop (grpc.aio or aiohttp), the
@@ -160,7 +199,8 @@ def load_test(address: str, queries: Sequence[str], clients: int,
   Latency is measured around each call; calls started in the warm-up are
   not counted, and neither is a call still running when the time is up. A
   response without `k` item ids is a failure. `address` is host:port for
-  gRPC and the REST root URL for REST.
+  gRPC and the REST root URL for REST; `metrics_url`, the REST root URL
+  whose metrics tell the server's batches (warm-up included).
   """
   latencies, failures = [], []
   open_client = (_grpc_client(address, predict_requests(queries), k)
@@ -168,6 +208,7 @@ def load_test(address: str, queries: Sequence[str], clients: int,
   cpu = {"client": time.process_time()}
   if server_pid:
     cpu["server"] = process_cpu_seconds(server_pid)
+  scraped = scrape_metrics(metrics_url) if metrics_url else None
   started = time.monotonic()
   asyncio.run(_closed_loop(clients, duration_s, warmup_s, open_client,
                            latencies, failures))
@@ -180,5 +221,8 @@ def load_test(address: str, queries: Sequence[str], clients: int,
   if server_pid:
     result["server_cores"] = round(
         (process_cpu_seconds(server_pid) - cpu["server"]) / wall, 2)
+  if scraped is not None:
+    result["server_batches"] = batch_breakdown(scraped,
+                                               scrape_metrics(metrics_url))
   logging.info("%s load with %d clients: %s", api, clients, result)
   return result

@@ -155,6 +155,7 @@ def _render_load(results: Dict[str, object], k: int) -> List[str]:
         f"{r['failed']} | {r['qps']:.0f} | {share} | {r['p50_ms']:.2f} | "
         f"{r['p99_ms']:.2f} | {r['mean_ms']:.2f} | "
         f"{r.get('client_cores', '-')} | {r.get('server_cores', '-')} |")
+  lines += _render_batches(rows)
   at8 = next((r for r in rows
               if r["clients"] == 8 and r.get("api", "grpc") == "grpc"), None)
   failed = sum(r["failed"] for r in rows)
@@ -175,6 +176,30 @@ def _render_load(results: Dict[str, object], k: int) -> List[str]:
         " p50)",
     ]
   lines += [f"- zero failed requests: {_mark(failed == 0)} ({failed})", ""]
+  return lines
+
+
+def _render_batches(rows: List[Dict[str, object]]) -> List[str]:
+  """Where the server's time went under each load, from its metrics."""
+  measured = [r for r in rows if r.get("server_batches", {}).get("batches")]
+  if not measured:
+    return []
+  lines = [
+      "", "Inside the server, from its metrics (`GET "
+      "/monitoring/prometheus/metrics`, warm-up included): the `retrieval` "
+      "batches each load ran, their mean rows, and the milliseconds a batch "
+      "took in the model, of which in the query tower and in the index "
+      "search.", "",
+      "| API | Clients | Batches | Mean rows | Model ms/batch | Tower ms | "
+      "Index ms |",
+      "|---|---:|---:|---:|---:|---:|---:|"
+  ]
+  for r in measured:
+    b = r["server_batches"]
+    lines.append(
+        f"| {r.get('api', 'grpc')} | {r['clients']} | {b['batches']:,} | "
+        f"{b['mean_batch_rows']:.2f} | {b['model_ms_per_batch']:.2f} | "
+        f"{b['tower_ms_per_batch']:.2f} | {b['index_ms_per_batch']:.2f} |")
   return lines
 
 

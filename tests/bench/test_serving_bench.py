@@ -45,13 +45,20 @@ def test_limit_load_swap_and_report(serving_dir, tmp_path):
   try:
     rows = [serving_load.load_test(
         running.address if api == "grpc" else running.rest_url, QUERIES, 2,
-        0.5, 0.2, toy_serving.K, api=api) for api in ("grpc", "rest")]
+        0.5, 0.2, toy_serving.K, api=api, metrics_url=running.rest_url)
+            for api in ("grpc", "rest")]
     swap = serving_swap.hot_swap(running.address, swap_dir, QUERIES,
                                  with_warmup=False, settle_s=0.3)
   finally:
     running.stop()
   for row in rows:
     assert row["requests"] > 0 and row["failed"] == 0
+    # Every request ran in some batch of the server's.
+    batches = row["server_batches"]
+    assert 1 <= batches["batches"] and batches["mean_batch_rows"] >= 1
+    rows_run = batches["batches"] * batches["mean_batch_rows"]
+    assert rows_run >= row["requests"] - 0.01 * batches["batches"]
+    assert batches["model_ms_per_batch"] > 0
   assert swap["version"] == 3 and swap["first_new_ms"] > 0
 
   results = {
@@ -65,6 +72,7 @@ def test_limit_load_swap_and_report(serving_dir, tmp_path):
   }
   table = serving_report.render(results)
   assert "| rest | 2 |" in table and "| grpc | 2 |" in table
+  assert "Inside the server, from its metrics" in table
   assert "Requests across a hot swap" in table
   assert "| scann, partitioned |" in table
   assert "by exact search" in table and "Index q/s, every core" in table
