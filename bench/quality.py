@@ -26,12 +26,13 @@ encodes a vocabulary once (`model.pretrained_tokens`).
 """
 import argparse
 import dataclasses
+import importlib.util
 import logging
 import os
 import pathlib
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from bench import baselines
 from bench import report
@@ -67,6 +68,9 @@ class SystemRun:
   # A trained system's rankings, one per seed (`rankings` is the first).
   seed_rankings: List[Dict[str, List[int]]] = dataclasses.field(
       default_factory=list)
+  # Wall time to embed the catalogue and the queries, where a system
+  # reports it apart (the mean over seeds).
+  encode_seconds: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +79,10 @@ class System:
   name: str
   description: str
   run: Callable[["Context"], SystemRun]
+  # The optional extra of setup.py the system needs, if any, and the
+  # modules that tell it is installed.
+  extra: str = ""
+  extra_modules: Tuple[str, ...] = ()
 
 
 class Context:
@@ -143,6 +151,28 @@ def _hybrid(ctx: Context) -> SystemRun:
   return SystemRun(baselines.rrf_rankings(ctx.result("bm25").rankings,
                                           ctx.result("minilm").rankings,
                                           k=60, depth=ctx.depth))
+
+
+def _finetuned_minilm(ctx: Context) -> SystemRun:
+  # pylint: disable=g-import-not-at-top
+  from bench import finetuned_minilm
+  results = [finetuned_minilm.rankings(
+      ctx.catalog, ctx.queries, ctx.depth, ctx.logs_pattern, seed,
+      ctx.cache_dir, ctx.work_dir) for seed in ctx.seeds]
+  mean = lambda values: sum(values) / len(values)
+  return SystemRun(results[0].rankings,
+                   train_seconds=mean([r.train_seconds for r in results]),
+                   seed_rankings=[r.rankings for r in results],
+                   encode_seconds=mean([r.encode_seconds for r in results]))
+
+
+def _finetuned_hybrid(ctx: Context) -> SystemRun:
+  bm25 = ctx.result("bm25").rankings
+  tuned = ctx.result("finetuned_minilm")
+  fused = [baselines.rrf_rankings(bm25, rankings, k=60, depth=ctx.depth)
+           for rankings in tuned.seed_rankings]
+  return SystemRun(fused[0], train_seconds=tuned.train_seconds,
+                   seed_rankings=fused, encode_seconds=tuned.encode_seconds)
 
 
 def pipeline_config(ctx: Context, overrides: Sequence[str]
@@ -232,12 +262,22 @@ _TRAINED = (
 SYSTEM_OVERRIDES: Dict[str, Sequence[str]] = {
     name: overrides for name, _, overrides in _TRAINED}
 
+# Fine-tuning runs in torch, which the core install leaves out.
+_MINILM_EXTRA = ("minilm", ("torch", "sentence_transformers"))
+
 SYSTEMS: Dict[str, System] = {
     s.name: s for s in (
         System("bm25", "BM25 over titles (bm25s)", _bm25),
         System("minilm", "all-MiniLM-L6-v2, zero-shot", _minilm),
         System("hybrid", "Reciprocal-rank fusion of bm25 and minilm (k=60)",
                _hybrid),
+        System("finetuned_minilm", "all-MiniLM-L6-v2 fine-tuned on the "
+               "logs' clicked and ordered (query, title) pairs, "
+               "sentence-transformers' in-batch softmax "
+               "(`bench.finetuned_minilm`)", _finetuned_minilm,
+               *_MINILM_EXTRA),
+        System("finetuned_hybrid", "Reciprocal-rank fusion of bm25 and "
+               "finetuned_minilm (k=60)", _finetuned_hybrid, *_MINILM_EXTRA),
         *(System(name, description, _trained(overrides))
           for name, description, overrides in _TRAINED),
     )
@@ -253,6 +293,15 @@ def run_benchmark(names: Sequence[str], data_dir: str, results_dir: str,
   unknown = [n for n in names if n not in registry]
   if unknown:
     raise ValueError(f"Unknown systems {unknown}; known: {sorted(registry)}")
+  lacking = [n for n in names
+             if any(importlib.util.find_spec(m) is None
+                    for m in registry[n].extra_modules)]
+  if lacking:
+    extras = sorted({registry[n].extra for n in lacking})
+    raise ValueError(
+        f"{', '.join(lacking)} need the {' and '.join(extras)} extra "
+        f"(pip install -e '.[{','.join(extras)}]'), or leave them out of "
+        "--systems")
   ctx = Context(data_dir, work_dir, cache_dir, registry, seeds=seeds)
   runs = {name: ctx.result(name) for name in names}
   systems = {name: dataclasses.asdict(run) for name, run in runs.items()}

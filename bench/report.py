@@ -7,8 +7,8 @@ scorer the pipeline's evaluator and `mmse evaluate` use, so the table is
 comparable with what the pipeline reports.
 
 A system is `{"rankings": query -> item ids, "train_seconds": float or
-None, "seed_rankings": [rankings, ...]}`; None means nothing was trained (a
-zero-shot or lexical baseline). A system trained with several seeds gives
+None, "seed_rankings": [rankings, ...]}`, optionally with "encode_seconds";
+None means nothing was trained (a zero-shot or lexical baseline). A system trained with several seeds gives
 each seed's rankings: its figures are their mean, with the min-max beside.
 A subset of the queries (those with a word no title holds) is scored apart.
 """
@@ -68,7 +68,7 @@ def score_systems(systems: Mapping[str, Mapping[str, Any]],
   Returns:
     name -> {"recall@K"/"ndcg@K" for the table's cut-offs (the mean over
     seeds), "range" (min-max over seeds, if several), "seeds", "queries",
-    "train_seconds", "subsets": {subset: {"queries", SUBSET_KEY, "range"}},
+    "train_seconds", "encode_seconds", "subsets": {subset: {"queries", SUBSET_KEY, "range"}},
     "recall_curve": {"k": [...], "recall": [...]}}.
   """
   curve_ks = list(curve_ks or curve_cutoffs())
@@ -94,6 +94,7 @@ def score_systems(systems: Mapping[str, Mapping[str, Any]],
         seeds=len(runs),
         subsets=subset_rows,
         train_seconds=system.get("train_seconds"),
+        encode_seconds=system.get("encode_seconds"),
         recall_curve={"k": curve_ks,
                       "recall": [float(np.mean([c[f"recall@{k}"]
                                                 for c in curves]))
@@ -101,9 +102,9 @@ def score_systems(systems: Mapping[str, Mapping[str, Any]],
   return figures
 
 
-def _training_time(seconds):
+def _duration(seconds, none="none"):
   if seconds is None:
-    return "none"
+    return none
   minutes, secs = divmod(round(seconds), 60)
   return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
@@ -127,17 +128,27 @@ def render_table(figures: Mapping[str, Mapping[str, Any]],
   subsets = list(first.get("subsets", {}))
   subset_titles = [f"Recall@100, {s} ({first['subsets'][s]['queries']} "
                    "queries)" for s in subsets]
+  # Only systems that embed the catalogue apart from training report it.
+  with_encoding = any(row.get("encode_seconds") is not None
+                      for row in figures.values())
   header = (["System"] + [title for title, _ in TABLE_COLUMNS] +
-            subset_titles + ["Seeds", "Training time"])
+            subset_titles + ["Seeds", "Training time"] +
+            ["Encoding time"] * with_encoding)
   lines.append("| " + " | ".join(header) + " |")
   lines.append("| --- " * len(header) + "|")
   for name, row in figures.items():
     cells = ([name] + [_cell(row, key) for _, key in TABLE_COLUMNS] +
              [_cell(row["subsets"][s], SUBSET_KEY) for s in subsets] +
-             [str(row.get("seeds", 1)), _training_time(row["train_seconds"])])
+             [str(row.get("seeds", 1)), _duration(row["train_seconds"])]
+             + [_duration(row.get("encode_seconds"), none="-")]
+             * with_encoding)
     lines.append("| " + " | ".join(cells) + " |")
   lines += ["", "Training time \"none\": nothing is fitted to the logs "
-            "(lexical or zero-shot); for several seeds, their mean.", ""]
+            "(lexical or zero-shot); for several seeds, their mean."]
+  if with_encoding:
+    lines.append("Encoding time: embedding the catalogue and the queries "
+                 "with the trained encoder, where a system reports it.")
+  lines.append("")
   return "\n".join(lines)
 
 

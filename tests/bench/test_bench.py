@@ -154,6 +154,18 @@ def test_report_writes_table_json_and_plot(tmp_path):
   assert (tmp_path / "recall_at_k.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_report_gives_encoding_time_where_a_system_reports_it(tmp_path):
+  systems = _systems()
+  report.write_report(systems, JUDGMENTS, str(tmp_path))
+  assert "Encoding time" not in (tmp_path / "quality.md").read_text()
+  systems["b"]["encode_seconds"] = 301.0
+  report.write_report(systems, JUDGMENTS, str(tmp_path))
+  table = (tmp_path / "quality.md").read_text()
+  assert "| Training time | Encoding time |" in table
+  assert "| 1 | none | - |" in table  # a
+  assert "| 1 | 2 min 05 s | 5 min 01 s |" in table  # b
+
+
 def test_report_gives_the_mean_and_min_max_of_seeds_and_scores_subsets(
     tmp_path):
   seeds = [{"q1": _ranking({1: 1}), "q2": _ranking({1: 4, 2: 5})},
@@ -241,6 +253,18 @@ def test_benchmark_rejects_unknown_systems_before_reading_data(tmp_path):
   with pytest.raises(SystemExit, match="Unknown systems"):
     quality.main(["--systems", "bm25,nope", "--data-dir",
                   str(tmp_path / "missing")])
+
+
+def test_benchmark_names_a_missing_extra_before_reading_data(tmp_path):
+  registry = dict(quality.SYSTEMS)
+  registry["needy"] = quality.System(
+      "needy", "needs an extra", lambda ctx: None, extra="shiny",
+      extra_modules=("json", "no_such_module_of_mmse"))
+  with pytest.raises(ValueError, match=r"needy need the shiny extra "
+                     r"\(pip install -e '\.\[shiny\]'\)"):
+    quality.run_benchmark(["bm25", "needy"], str(tmp_path / "missing"),
+                          str(tmp_path / "results"), str(tmp_path / "work"),
+                          cache_dir=None, registry=registry)
 
 
 def test_benchmark_reports_missing_data(tmp_path):
