@@ -62,8 +62,8 @@ class Result:
 def click_pairs(logs_pattern: str,
                 catalog: catalog_lib.Catalog) -> List[Pair]:
   """Distinct (query, title) pairs of clicked or ordered impressions, in a
-  fixed order. Rows with an empty query or an item the catalogue lacks are
-  left out (the data's dirt)."""
+  fixed order. Rows with an empty query, an item the catalogue lacks or
+  unreadable flags are left out (the data's dirt)."""
   paths = sorted(glob.glob(logs_pattern))
   if not paths:
     raise FileNotFoundError(f"{logs_pattern}: matches no file")
@@ -75,12 +75,12 @@ def click_pairs(logs_pattern: str,
     missing = set(_LOG_COLUMNS) - set(logs.columns)
     if missing:
       raise ValueError(f"{path}: lacks the columns {sorted(missing)}")
-    engaged = logs[(logs.clicked.astype(int) == 1) |
-                   (logs.ordered.astype(int) == 1)]
+    flag = lambda column: pd.to_numeric(logs[column], errors="coerce") == 1
+    engaged = logs[flag("clicked") | flag("ordered")]
     for query, item_id in zip(engaged["query"].str.strip(),
                               pd.to_numeric(engaged.item_id,
                                             errors="coerce")):
-      if query and item_id == item_id and int(item_id) in titles:
+      if query and pd.notna(item_id) and int(item_id) in titles:
         pairs.add((query, titles[int(item_id)]))
   logging.info("Fine-tuning MiniLM: %d distinct (query, title) pairs from %d "
                "files", len(pairs), len(paths))

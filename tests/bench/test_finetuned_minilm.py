@@ -38,9 +38,10 @@ def test_pairs_are_the_distinct_clicked_or_ordered_titles(tmp_path):
       "r4,4,u,hose,3,2,0,0,0\n",       # shown only
       "r5,5,u,,4,1,1,0,0\n",           # empty query
       "r6,6,u,bulb,99,1,1,0,0\n",      # an item the catalogue lacks
+      "r7,7,u,drill,2,2,x,0,\n",       # unreadable flags
   ])
   _write_logs(tmp_path / "logs" / "b.csv.gz",
-              ["r7,7,u, roller ,4,3,1,0,0\n"])
+              ["r8,8,u, roller ,4,3,1,0,0\n"])
   pairs = finetuned_minilm.click_pairs(str(tmp_path / "logs" / "*.csv.gz"),
                                        _catalog(tmp_path))
   assert pairs == [("drill", "cordless drill 20v"),
