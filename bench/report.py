@@ -8,9 +8,10 @@ comparable with what the pipeline reports.
 
 A system is `{"rankings": query -> item ids, "train_seconds": float or
 None, "seed_rankings": [rankings, ...]}`, optionally with "encode_seconds";
-None means nothing was trained (a zero-shot or lexical baseline). A system trained with several seeds gives
-each seed's rankings: its figures are their mean, with the min-max beside.
-A subset of the queries (those with a word no title holds) is scored apart.
+None means nothing was trained (a zero-shot or lexical baseline). A system
+trained with several seeds gives each seed's rankings: its figures are their
+mean, with the min-max beside. A subset of the queries (those with a word no
+title holds) is scored apart.
 """
 import json
 import logging
@@ -68,7 +69,8 @@ def score_systems(systems: Mapping[str, Mapping[str, Any]],
   Returns:
     name -> {"recall@K"/"ndcg@K" for the table's cut-offs (the mean over
     seeds), "range" (min-max over seeds, if several), "seeds", "queries",
-    "train_seconds", "encode_seconds", "subsets": {subset: {"queries", SUBSET_KEY, "range"}},
+    "train_seconds", "encode_seconds",
+    "subsets": {subset: {"queries", SUBSET_KEY, "range"}},
     "recall_curve": {"k": [...], "recall": [...]}}.
   """
   curve_ks = list(curve_ks or curve_cutoffs())
@@ -102,9 +104,9 @@ def score_systems(systems: Mapping[str, Mapping[str, Any]],
   return figures
 
 
-def _duration(seconds, none="none"):
+def _duration(seconds, missing="none"):
   if seconds is None:
-    return none
+    return missing
   minutes, secs = divmod(round(seconds), 60)
   return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
@@ -140,7 +142,7 @@ def render_table(figures: Mapping[str, Mapping[str, Any]],
     cells = ([name] + [_cell(row, key) for _, key in TABLE_COLUMNS] +
              [_cell(row["subsets"][s], SUBSET_KEY) for s in subsets] +
              [str(row.get("seeds", 1)), _duration(row["train_seconds"])]
-             + [_duration(row.get("encode_seconds"), none="-")]
+             + [_duration(row.get("encode_seconds"), missing="-")]
              * with_encoding)
     lines.append("| " + " | ".join(cells) + " |")
   lines += ["", "Training time \"none\": nothing is fitted to the logs "
