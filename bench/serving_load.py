@@ -3,6 +3,7 @@ queries/s, the CPU the clients and the server used, and from the server's
 metrics the batches it ran and where their time went."""
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -71,10 +72,7 @@ def batch_breakdown(before: Dict[tuple, float],
   """The `retrieval` batches run between two scrapes: how many, their mean
   rows, and milliseconds a batch in the model, the query tower and the
   index."""
-  def grew(name, **labels):
-    key = (name, tuple(sorted(labels.items())))
-    return after.get(key, 0.0) - before.get(key, 0.0)
-
+  grew = functools.partial(metrics.growth, before, after)
   batch = {"model": serving_layout.RETRIEVAL,
            "signature": serving_layout.SERVING_SIGNATURE}
   batches = grew("mmse_batch_rows_count", **batch)

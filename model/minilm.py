@@ -81,8 +81,8 @@ class MiniLM:
 
   def _dense(self, x, name):
     # Torch stores a linear layer's kernel as [out, in]. One 2-D product
-    # over every token: TensorFlow's broadcasting [B, L, in] x [in, out]
-    # product is an order of magnitude slower on CPU.
+    # over every token: TensorFlow's broadcasting [B, L, in] x [out, in]^T
+    # product is several times slower on CPU.
     kernel = self._w[f"{name}.weight"]
     flat = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[-1]]), kernel,
                      transpose_b=True)

@@ -54,3 +54,11 @@ def samples(text: str) -> Dict[Tuple[str, tuple], float]:
   return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
           for family in parser.text_string_to_metric_families(text)
           for sample in family.samples}
+
+
+def growth(before: Dict[Tuple[str, tuple], float],
+           after: Dict[Tuple[str, tuple], float], name: str,
+           **labels: str) -> float:
+  """How much a sample grew between two scrapes (`samples`); 0 if absent."""
+  key = (name, tuple(sorted(labels.items())))
+  return after.get(key, 0.0) - before.get(key, 0.0)

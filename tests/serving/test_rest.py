@@ -1,6 +1,7 @@
 """TF Serving's REST API: its documented calls, both JSON formats, every bad
 request, with `requests` and with `curl`."""
 import base64
+import functools
 import json
 import shutil
 import subprocess
@@ -186,10 +187,7 @@ def test_metrics_count_batches_and_the_retrieval_stages(url):
       "instances": ["cordless drill", "led light bulb"]}).status_code == 200
   after = _scrape(url)
 
-  def grew(name, **labels):
-    key = (name, tuple(sorted(labels.items())))
-    return after.get(key, 0) - before.get(key, 0)
-
+  grew = functools.partial(metrics.growth, before, after)
   batch = dict(model="retrieval", signature="serving_default")
   assert grew("mmse_batch_rows_count", **batch) == 1
   assert grew("mmse_batch_rows_sum", **batch) == 2
