@@ -6,15 +6,14 @@ clicked, would start as random vectors that no training slate moves. Encoding
 each word alone with all-MiniLM-L6-v2 (`model.minilm`, in TensorFlow) gives
 every word a vector that already places "faucet" near "tap", in the spirit of
 Model2Vec's static embeddings. By default the trainer distils the Transform's
-word vocabulary this way (cached by the vocabulary's fingerprint), starts
+word vocabulary this way (`teacher_vectors`: a cache of every text the
+teacher has encoded, shared with `sentence_teacher`), starts
 the token table from these vectors, projected to its width, and fine-tunes
 it; the served towers stay plain lookups, so no encoder ships with them.
 
 A table file is an `.npz` with `words` (str) and `vectors` (float32 [N, D]).
 """
-import hashlib
 import io
-import json
 import logging
 import os
 from typing import Optional, Sequence, Tuple
@@ -30,30 +29,41 @@ from model import preprocessing
 TEACHER = "teacher"
 
 
-def teacher_vectors(words: Sequence[str], cache_dir: str = "") -> np.ndarray:
-  """[len(words), D] float32: each word encoded alone by the teacher.
+def teacher_vectors(texts: Sequence[str], cache_dir: str = "",
+                    what: str = "words") -> np.ndarray:
+  """[len(texts), D] float32: each text (a word, a query, a title) encoded
+  alone by the teacher.
 
   Args:
-    words: what to encode.
-    cache_dir: where a table is kept between runs, under the fingerprint of
-      the teacher and `words` (so a changed vocabulary is re-encoded); empty
-      encodes every time.
+    texts: what to encode.
+    cache_dir: where the teacher's vectors are kept between runs, one table
+      of every text it has encoded (`{minilm.NAME}.npz`): a run encodes only
+      the texts no earlier run did. Empty: encode every time.
+    what: what `texts` are, for the progress log.
   """
-  path = ""
-  if cache_dir:
-    digest = hashlib.sha256(
-        json.dumps([minilm.NAME, list(words)]).encode("utf-8")).hexdigest()
-    path = os.path.join(cache_dir, f"token-table-{digest[:24]}.npz")
-    if tf.io.gfile.exists(path):
-      logging.info("Token table: %d word vectors from %s", len(words), path)
-      return load(path)[1]
-  vectors = minilm.load().encode(words, batch_size=512, what="words")
-  if path:
-    # Per process: the workers of a multi-worker run may write it at once.
-    partial = f"{path}.{os.getpid()}.partial"
-    save(partial, words, vectors)
-    tf.io.gfile.rename(partial, path, overwrite=True)  # Never a torn cache.
-  return vectors
+  texts = list(texts)
+  if not texts:
+    return np.zeros((0, 0), np.float32)
+  known_texts, known_vectors = [], None
+  path = os.path.join(cache_dir, f"{minilm.NAME}.npz") if cache_dir else ""
+  if path and tf.io.gfile.exists(path):
+    known_texts, known_vectors = load(path)
+  row = {text: n for n, text in enumerate(known_texts)}
+  new = sorted(set(texts) - set(row))
+  logging.info("Teacher: %d %s, %d of them in the cache", len(texts), what,
+               sum(t in row for t in texts))
+  if new:
+    encoded = minilm.load().encode(new, batch_size=512, what=what)
+    known_vectors = (encoded if known_vectors is None else
+                     np.vstack([known_vectors, encoded]))
+    row.update((text, len(known_texts) + n) for n, text in enumerate(new))
+    known_texts = known_texts + new
+    if path:
+      # Per process: the workers of a multi-worker run may write it at once.
+      partial = f"{path}.{os.getpid()}.partial"
+      save(partial, known_texts, known_vectors)
+      tf.io.gfile.rename(partial, path, overwrite=True)  # Never a torn cache.
+  return known_vectors[[row[t] for t in texts]]
 
 
 def save(path: str, words: Sequence[str], vectors: np.ndarray) -> None:

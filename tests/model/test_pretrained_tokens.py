@@ -60,7 +60,7 @@ def test_token_table_fills_known_words_after_the_padding_row():
   np.testing.assert_array_equal(table[4:], initial[4:])
 
 
-def test_teacher_vectors_are_the_teachers_and_cached_by_vocabulary(
+def test_teacher_vectors_are_the_teachers_and_each_text_is_encoded_once(
     tmp_path, monkeypatch):
   calls = []
 
@@ -77,9 +77,15 @@ def test_teacher_vectors_are_the_teachers_and_cached_by_vocabulary(
   again = pretrained_tokens.teacher_vectors(["a", "bbb"], cache)
   np.testing.assert_array_equal(again, vectors)
   assert calls == [["a", "bbb"]]  # The second call read the cache.
-  pretrained_tokens.teacher_vectors(["a", "cc"], cache)  # A new vocabulary.
-  assert calls[-1] == ["a", "cc"]
-  assert len(list((tmp_path / "cache").glob("token-table-*.npz"))) == 2
+  # New texts: only they are encoded, and the answer keeps the order asked.
+  mixed = pretrained_tokens.teacher_vectors(["cc", "a", "dddd a"], cache)
+  assert calls[-1] == ["cc", "dddd a"]
+  np.testing.assert_array_equal(mixed, [[2, 1], [1, 1], [6, 1]])
+  assert [p.name for p in (tmp_path / "cache").iterdir()] == [
+      f"{minilm.NAME}.npz"]
+  # Without a cache directory every call encodes.
+  pretrained_tokens.teacher_vectors(["a"])
+  assert calls[-1] == ["a"]
 
 
 def test_model_config_starts_the_table_from_the_teacher_by_default():
