@@ -59,6 +59,14 @@ class ModelConfig:
   # Weight of a positive in the retrieval loss by its stage.
   ordered_weight: float = 2.0
   clicked_weight: float = 1.0
+  # Distillation (`tasks.TeacherDistillation`): each query's softmax over
+  # the batch's items learns the teacher's (all-MiniLM-L6-v2 over whole
+  # queries and titles, `model.sentence_teacher`), at this weight; 0: off.
+  distillation_weight: float = 0.2
+  teacher_temperature: float = 0.05
+  # Items the teacher ranks highest for a slate's query, added to the slate
+  # for the distillation objective alone (a random batch seldom holds them).
+  teacher_picks: int = 4
   # Ranking loss over each slate's pairs: "hinge" (margin per stage of
   # difference, on fused scores) or "logistic" (scaled by the temperature).
   ranking_loss: str = "hinge"

@@ -14,6 +14,7 @@ import tensorflow_recommenders as tfrs
 from model import config as model_config
 from model import fusion
 from model import preprocessing
+from model import sentence_teacher
 from model import tasks
 from model import towers
 
@@ -56,7 +57,8 @@ class MMSEModel(tfrs.models.Model):
         `preprocessing.PRICE`).
     """
     super().__init__()
-    if not (config.retrieval_weight or config.ranking_weight):
+    if not (config.retrieval_weight or config.ranking_weight or
+            config.distillation_weight):
       raise ValueError("retrieval_weight and ranking_weight are both 0: "
                        "nothing to train")
     self.config = config
@@ -84,13 +86,22 @@ class MMSEModel(tfrs.models.Model):
         use_unclicked=config.use_unclicked,
         use_random_negatives=config.use_random_negatives,
         name="ranking")
+    self.distillation_task = tasks.TeacherDistillation(
+        temperature=config.temperature,
+        teacher_temperature=config.teacher_temperature,
+        use_unclicked=config.use_unclicked,
+        use_random_negatives=config.use_random_negatives,
+        name="distillation")
     # Epoch means of each objective (the base class reports the last batch).
     self.retrieval_loss = tf.keras.metrics.Mean(name="retrieval_loss")
     self.ranking_loss = tf.keras.metrics.Mean(name="ranking_loss")
+    self.distillation_loss = tf.keras.metrics.Mean(name="distillation_loss")
     self.mean_loss = tf.keras.metrics.Mean(name="mean_loss")
     # This batch's value of each objective, for per-step curves in TensorBoard.
     self.batch_retrieval_loss = _LatestBatch(name="batch_retrieval_loss")
     self.batch_ranking_loss = _LatestBatch(name="batch_ranking_loss")
+    self.batch_distillation_loss = _LatestBatch(
+        name="batch_distillation_loss")
     # The batch's total: the logs' `loss`, one value under any strategy.
     self.batch_loss = _LatestBatch(name="batch_loss")
 
@@ -147,6 +158,15 @@ class MMSEModel(tfrs.models.Model):
       self.ranking_loss.update_state(ranking)
       self.batch_ranking_loss.update_state(ranking)
       loss += self.config.ranking_weight * ranking
+    if (self.config.distillation_weight and
+        sentence_teacher.TEACHER_QUERY in inputs):
+      distillation = self.distillation_task(
+          query_embeddings, item_embeddings, stage,
+          inputs[sentence_teacher.TEACHER_QUERY],
+          inputs[sentence_teacher.TEACHER_ITEMS])
+      self.distillation_loss.update_state(distillation)
+      self.batch_distillation_loss.update_state(distillation)
+      loss += self.config.distillation_weight * distillation
     self.mean_loss.update_state(loss)
     self.batch_loss.update_state(loss)
     return loss

@@ -18,6 +18,7 @@ runs this function; all of them train and save, and only the chief's logs
 and towers are kept (the others write to temporary directories).
 """
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -30,6 +31,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from contracts import config_io
+from contracts import features
 from contracts import serving_layout
 from model import config as model_config
 from model import distribution
@@ -38,8 +40,10 @@ from model import hard_negatives
 from model import in_slate_eval
 from model import mmse
 from model import pretrained_tokens
+from model import sentence_teacher
 from model import towers
 from model import training_callbacks
+from model import training_set
 
 
 def _dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
@@ -99,23 +103,29 @@ def _without_arithmetic_rewrites():
         {"arithmetic_optimization": True})
 
 
+def _training_set(fn_args: tfx.components.FnArgs, files, tf_transform_output,
+                  batch_size: int) -> training_set.TrainingSet:
+  return training_set.TrainingSet.collect(
+      _dataset(fn_args, files, tf_transform_output, batch_size, steps=None,
+               shuffle=False))
+
+
 def _with_hard_negatives(model, config: model_config.ModelConfig,
-                         fn_args: tfx.components.FnArgs,
-                         tf_transform_output) -> tf.data.Dataset:
+                         fn_args: tfx.components.FnArgs, tf_transform_output,
+                         training: training_set.TrainingSet
+                        ) -> tf.data.Dataset:
   """The train split again, each slate with the model's near misses."""
-  training = hard_negatives.TrainingSet.collect(
-      _dataset(fn_args, fn_args.train_files, tf_transform_output,
-               config.eval_batch_size, steps=None, shuffle=False))
   mined = hard_negatives.mine(
       model, training, config.hard_negative_min_rank,
       config.hard_negative_max_rank,
       per_query=hard_negatives.CANDIDATES_PER_SLOT * config.hard_negatives,
       seed=config.seed)
-  return hard_negatives.append_to_slates(
+  return training_set.append_to_slates(
       _dataset(fn_args, fn_args.train_files, tf_transform_output,
                config.batch_size, fn_args.train_steps, shuffle=True,
                seed=config.seed + 1),
-      training, mined, config.hard_negatives, seed=config.seed)
+      training, mined, config.hard_negatives, features.Stage.RANDOM,
+      seed=config.seed)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -171,6 +181,23 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   distribution.remove_worker_dir(initial_dir, chief)
 
+  training = None
+  if config.distillation_weight or config.hard_negatives:
+    training = _training_set(fn_args, fn_args.train_files,
+                             tf_transform_output, config.eval_batch_size)
+  with_teacher = lambda slates: slates
+  if config.distillation_weight:
+    # The eval split too, so that validation reports the objective.
+    teacher = sentence_teacher.TeacherVectors.encode(
+        [training, _training_set(fn_args, fn_args.eval_files,
+                                 tf_transform_output, config.eval_batch_size)],
+        pretrained_tokens.read_token_vocabulary(tf_transform_output),
+        custom_config.get("teacher_cache_dir", ""))
+    with_teacher = functools.partial(teacher.add_to, training=training,
+                                     picks=config.teacher_picks,
+                                     seed=config.seed)
+    train, evaluation = with_teacher(train), teacher.add_to(evaluation)
+
   callbacks = [training_callbacks.ProgressLog(config.batch_size)]
   slate_items = None
   if chief:
@@ -192,7 +219,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         verbose=0)
     if config.hard_negatives and config.hard_negative_epochs:
       model.fit(
-          _with_hard_negatives(model, config, fn_args, tf_transform_output),
+          with_teacher(_with_hard_negatives(model, config, fn_args,
+                                            tf_transform_output, training)),
           initial_epoch=config.epochs,
           epochs=config.epochs + config.hard_negative_epochs,
           steps_per_epoch=steps_per_epoch,

@@ -4,7 +4,7 @@
   examples/s) and one per epoch. Keras' progress bar redraws a terminal
   line; in a log file it is noise.
 - `TensorBoardLog`: every few steps the batch's losses (total, retrieval,
-  ranking), the learning rate and the post-fusion head weights; each epoch
+  ranking, distillation), the learning rate and the post-fusion head weights; each epoch
   the mean losses of train and validation and Recall@K/NDCG@K of the eval
   queries over the slates' items (`in_slate_eval`). Run `train` holds the
   training curves, run `validation` the held-out ones; the x axis is the
@@ -30,6 +30,7 @@ STEP_TAGS = {
     "loss": "loss/total",
     "batch_retrieval_loss": "loss/retrieval",
     "batch_ranking_loss": "loss/ranking",
+    "batch_distillation_loss": "loss/distillation",
 }
 LEARNING_RATE_TAG = "optimizer/learning_rate"
 HEAD_WEIGHT_TAG = "fusion/head_weight_{kind}"
@@ -38,6 +39,7 @@ EPOCH_TAGS = {
     "mean_loss": "epoch/loss",
     "retrieval_loss": "epoch/retrieval_loss",
     "ranking_loss": "epoch/ranking_loss",
+    "distillation_loss": "epoch/distillation_loss",
 }
 IN_SLATE_TAG = "eval/{metric}_in_slate_items"
 # Prefix of the in-slate metrics this module adds to the epoch's logs.
@@ -104,7 +106,8 @@ class ProgressLog(tf.keras.callbacks.Callback):
 def _losses(logs: Dict[str, float]) -> str:
   """The epoch's mean losses so far: "loss 4.36 (retrieval 4.34, ...)"."""
   objectives = [f"{name} {logs[f'{name}_loss']:.4f}"
-                for name in ("retrieval", "ranking") if f"{name}_loss" in logs]
+                for name in ("retrieval", "ranking", "distillation")
+                if f"{name}_loss" in logs]
   text = f"loss {logs.get('mean_loss', logs.get('loss', float('nan'))):.4f}"
   return f"{text} ({', '.join(objectives)})" if objectives else text
 

@@ -6,6 +6,7 @@ import tensorflow as tf
 from contracts import features
 from model import hard_negatives
 from model import preprocessing
+from model import training_set
 
 S = features.Stage
 
@@ -46,7 +47,7 @@ def _slates():
 
 
 def test_training_set_holds_each_query_once_with_its_positives():
-  training = hard_negatives.TrainingSet.collect(_slates())
+  training = training_set.TrainingSet.collect(_slates())
   assert training.query_keys.tolist() == [7, 8]
   assert training.positives == [{10, 11}, {20}]
   assert sorted(training.item_ids.tolist()) == list(range(30))
@@ -59,7 +60,7 @@ def _mined_ids(training, mined):
 
 
 def test_mining_skips_the_top_ranks_and_the_positives():
-  training = hard_negatives.TrainingSet.collect(_slates())
+  training = training_set.TrainingSet.collect(_slates())
   model = OneHotModel()
   mined = hard_negatives.mine(model, training, min_rank=3, max_rank=5,
                               per_query=10, seed=0)
@@ -74,11 +75,11 @@ def test_mining_skips_the_top_ranks_and_the_positives():
 
 
 def test_appended_slots_are_random_stage_items_of_the_slates_query():
-  training = hard_negatives.TrainingSet.collect(_slates())
+  training = training_set.TrainingSet.collect(_slates())
   mined = hard_negatives.mine(OneHotModel(), training, min_rank=2,
                               max_rank=6, per_query=10, seed=0)
-  batch = next(iter(hard_negatives.append_to_slates(
-      _slates(), training, mined, count=3, seed=0)))
+  batch = next(iter(training_set.append_to_slates(
+      _slates(), training, mined, count=3, stage=S.RANDOM, seed=0)))
   stage = batch[preprocessing.STAGE].numpy()
   ids = batch[preprocessing.ITEM_ID].numpy()
   assert stage.shape == (3, 13)
@@ -94,8 +95,8 @@ def test_appended_slots_are_random_stage_items_of_the_slates_query():
 
 
 def test_a_query_without_candidates_gets_padding():
-  training = hard_negatives.TrainingSet.collect(_slates())
+  training = training_set.TrainingSet.collect(_slates())
   mined = np.full((2, 4), -1, np.int32)
-  batch = next(iter(hard_negatives.append_to_slates(
-      _slates(), training, mined, count=2, seed=0)))
+  batch = next(iter(training_set.append_to_slates(
+      _slates(), training, mined, count=2, stage=S.RANDOM, seed=0)))
   assert (batch[preprocessing.STAGE].numpy()[:, 10:] == S.PADDING).all()

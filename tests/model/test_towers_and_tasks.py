@@ -10,6 +10,7 @@ from model import config as model_config
 from model import fusion
 from model import mmse
 from model import preprocessing
+from model import sentence_teacher
 from model import tasks
 from model import towers
 
@@ -235,6 +236,21 @@ def test_model_loss_mixes_the_enabled_tasks_and_trains():
                                batch[preprocessing.STAGE])
   np.testing.assert_allclose(model.compute_loss(batch),
                              retrieval + 0.5 * ranking, atol=1e-5)
+  # With the teacher's vectors in the batch, its objective joins in.
+  rng = np.random.default_rng(3)
+  taught = dict(batch)
+  taught[sentence_teacher.TEACHER_QUERY] = tf.constant(
+      rng.normal(size=(4, 5)), tf.float32)
+  taught[sentence_teacher.TEACHER_ITEMS] = tf.constant(
+      rng.normal(size=(4, 3, 5)), tf.float32)
+  distillation = model.distillation_task(
+      queries, items, batch[preprocessing.STAGE],
+      taught[sentence_teacher.TEACHER_QUERY],
+      taught[sentence_teacher.TEACHER_ITEMS])
+  np.testing.assert_allclose(
+      model.compute_loss(taught),
+      retrieval + 0.5 * ranking + config.distillation_weight * distillation,
+      atol=1e-5)
 
   only_ranking = mmse.MMSEModel(
       dataclasses.replace(CONFIG, retrieval_weight=0.0), SIZES, True)
@@ -242,7 +258,8 @@ def test_model_loss_mixes_the_enabled_tasks_and_trains():
   assert only_ranking.retrieval_loss.count == 0
   with pytest.raises(ValueError, match="nothing to train"):
     mmse.MMSEModel(dataclasses.replace(CONFIG, retrieval_weight=0.0,
-                                       ranking_weight=0.0), SIZES, True)
+                                       ranking_weight=0.0,
+                                       distillation_weight=0.0), SIZES, True)
 
   model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
   dataset = tf.data.Dataset.from_tensors(batch).repeat(20)

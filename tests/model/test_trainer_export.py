@@ -166,6 +166,9 @@ def test_run_fn_trains_a_pass_with_hard_negatives(transformed, tmp_path,
   log = caplog.text
   assert "Hard negatives: ranks 1-4" in log
   assert "Epoch 2/2" in log  # The pass with them follows the first.
+  # The teacher's picks join both passes' slates, its objective both losses.
+  assert "Teacher: top 4 of" in log
+  assert "distillation" in log.split("Epoch 2/2")[1]
   assert _signature(tmp_path / "serving" / serving_layout.QUERY_TOWER)
 
 
