@@ -225,13 +225,11 @@ def unseen_word_queries(queries: Sequence[str],
 
 # The plain two-tower model of the TFRS tutorials, on the same towers: every
 # click (ordered or not) is a positive of equal weight, scored by an in-batch
-# softmax alone, with no mined negatives, no bias corrections and no
-# distillation.
+# softmax alone, with no mined negatives and no bias corrections.
 PLAIN_TFRS = ("mining.title_query_fraction=0", "model.ranking_weight=0",
               "model.use_unclicked=false", "model.use_random_negatives=false",
               "model.ordered_weight=1", "model.remove_accidental_hits=false",
-              "model.sampling_bias_correction=false",
-              "model.distillation_weight=0")
+              "model.sampling_bias_correction=false")
 
 # MMSE as shipped and each variant: (name, description, config overrides).
 _TRAINED = (
@@ -257,10 +255,12 @@ _TRAINED = (
     ("no_token_table", "MMSE with a random start for the token table "
      "instead of the teacher's word vectors",
      ("model.pretrained_token_table=",)),
-    ("no_distillation", "MMSE without the teacher's distillation "
-     "objective", ("model.distillation_weight=0",)),
-    ("no_teacher_picks", "MMSE distilling over the batch alone, without the "
-     "teacher's top items per slate", ("model.teacher_picks=0",)),
+    ("distillation", "MMSE with the teacher's distillation objective "
+     "(weight 0.2) over the batch and the teacher's top 4 items per slate",
+     ("model.distillation_weight=0.2",)),
+    ("distillation_in_batch", "MMSE with the teacher's distillation "
+     "objective (weight 0.2) over the batch alone",
+     ("model.distillation_weight=0.2", "model.teacher_picks=0")),
     ("hard_negatives", "MMSE with a second pass over slates that hold 8 of "
      "the first pass's near misses (ranks 100-500)",
      ("model.hard_negatives=8",)),

@@ -307,8 +307,9 @@ def test_trained_systems_are_config_changes_of_one_shared_pipeline(tmp_path):
       ("mining", "title_query_fraction"): 0.0}
   assert changed("no_token_table") == {("model", "pretrained_token_table"): ""}
   assert changed("hard_negatives") == {("model", "hard_negatives"): 8}
-  assert changed("no_distillation") == {("model", "distillation_weight"): 0.0}
-  assert changed("no_teacher_picks") == {("model", "teacher_picks"): 0}
+  assert changed("distillation") == {("model", "distillation_weight"): 0.2}
+  assert changed("distillation_in_batch") == {
+      ("model", "distillation_weight"): 0.2, ("model", "teacher_picks"): 0}
   assert changed("tfrs") == {
       ("mining", "title_query_fraction"): 0.0,
       ("model", "ranking_weight"): 0.0,
@@ -316,8 +317,7 @@ def test_trained_systems_are_config_changes_of_one_shared_pipeline(tmp_path):
       ("model", "use_random_negatives"): False,
       ("model", "ordered_weight"): 1.0,
       ("model", "remove_accidental_hits"): False,
-      ("model", "sampling_bias_correction"): False,
-      ("model", "distillation_weight"): 0.0}
+      ("model", "sampling_bias_correction"): False}
   assert set(quality.SYSTEM_OVERRIDES) <= set(quality.SYSTEMS)
 
 

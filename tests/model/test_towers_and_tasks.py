@@ -223,7 +223,8 @@ def test_ranking_logistic():
 
 def test_model_loss_mixes_the_enabled_tasks_and_trains():
   batch = {k: tf.constant(v) for k, v in _slates(batch=4, seed=2).items()}
-  config = dataclasses.replace(CONFIG, ranking_weight=0.5)
+  config = dataclasses.replace(CONFIG, ranking_weight=0.5,
+                               distillation_weight=0.2)
   model = mmse.MMSEModel(config, SIZES, use_price=True)
   queries = model.embed_queries(batch)
   items = tf.reshape(model.embed_items(

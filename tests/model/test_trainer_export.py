@@ -154,13 +154,13 @@ def test_exported_towers_reproduce_the_models_fused_score(transformed,
                              expected, rtol=1e-4, atol=1e-5)
 
 
-def test_run_fn_trains_a_pass_with_hard_negatives(transformed, tmp_path,
-                                                  caplog):
+def test_run_fn_trains_a_pass_with_hard_negatives_and_the_teacher(
+    transformed, tmp_path, caplog):
   root, _, _ = transformed
   fn_args = tiny_trainer.fn_args(
       root, tmp_path / "serving", tmp_path / "run",
       model={"epochs": 1, "hard_negatives": 2, "hard_negative_min_rank": 1,
-             "hard_negative_max_rank": 4})
+             "hard_negative_max_rank": 4, "distillation_weight": 0.2})
   with caplog.at_level(logging.INFO):
     trainer.run_fn(fn_args)
   log = caplog.text
