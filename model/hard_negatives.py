@@ -12,6 +12,7 @@ softmax and the ranking loss see them as they see random items.
 """
 import logging
 import time
+
 import numpy as np
 import tensorflow as tf
 

@@ -59,8 +59,8 @@ class MMSEModel(tfrs.models.Model):
     super().__init__()
     if not (config.retrieval_weight or config.ranking_weight or
             config.distillation_weight):
-      raise ValueError("retrieval_weight and ranking_weight are both 0: "
-                       "nothing to train")
+      raise ValueError("retrieval_weight, ranking_weight and "
+                       "distillation_weight are all 0: nothing to train")
     self.config = config
     text = towers.TextEncoder(
         id_feature_sizes[preprocessing.QUERY_TOKENS],
@@ -86,24 +86,27 @@ class MMSEModel(tfrs.models.Model):
         use_unclicked=config.use_unclicked,
         use_random_negatives=config.use_random_negatives,
         name="ranking")
-    self.distillation_task = tasks.TeacherDistillation(
-        temperature=config.temperature,
-        teacher_temperature=config.teacher_temperature,
-        use_unclicked=config.use_unclicked,
-        use_random_negatives=config.use_random_negatives,
-        name="distillation")
     # Epoch means of each objective (the base class reports the last batch).
     self.retrieval_loss = tf.keras.metrics.Mean(name="retrieval_loss")
     self.ranking_loss = tf.keras.metrics.Mean(name="ranking_loss")
-    self.distillation_loss = tf.keras.metrics.Mean(name="distillation_loss")
     self.mean_loss = tf.keras.metrics.Mean(name="mean_loss")
     # This batch's value of each objective, for per-step curves in TensorBoard.
     self.batch_retrieval_loss = _LatestBatch(name="batch_retrieval_loss")
     self.batch_ranking_loss = _LatestBatch(name="batch_ranking_loss")
-    self.batch_distillation_loss = _LatestBatch(
-        name="batch_distillation_loss")
     # The batch's total: the logs' `loss`, one value under any strategy.
     self.batch_loss = _LatestBatch(name="batch_loss")
+    # Only where it is on, so that the logs show no objective that is off.
+    self.distillation_task = None
+    if config.distillation_weight:
+      self.distillation_task = tasks.TeacherDistillation(
+          temperature=config.temperature,
+          teacher_temperature=config.teacher_temperature,
+          use_unclicked=config.use_unclicked,
+          use_random_negatives=config.use_random_negatives,
+          name="distillation")
+      self.distillation_loss = tf.keras.metrics.Mean(name="distillation_loss")
+      self.batch_distillation_loss = _LatestBatch(
+          name="batch_distillation_loss")
 
   @classmethod
   def from_transform_output(cls, config: model_config.ModelConfig,
@@ -158,7 +161,7 @@ class MMSEModel(tfrs.models.Model):
       self.ranking_loss.update_state(ranking)
       self.batch_ranking_loss.update_state(ranking)
       loss += self.config.ranking_weight * ranking
-    if (self.config.distillation_weight and
+    if (self.distillation_task is not None and
         sentence_teacher.TEACHER_QUERY in inputs):
       distillation = self.distillation_task(
           query_embeddings, item_embeddings, stage,

@@ -46,7 +46,6 @@ class TeacherVectors:
 
   def __init__(self, query_keys: np.ndarray, query_vectors: np.ndarray,
                item_ids: np.ndarray, item_vectors: np.ndarray):
-    self.dim = query_vectors.shape[1]
     self._queries = _Table(query_keys, query_vectors)
     self._items = _Table(item_ids, item_vectors)
 
@@ -61,17 +60,14 @@ class TeacherVectors:
           split.query_features[preprocessing.QUERY_TOKENS], vocabulary)))
       titles.update(zip(split.item_ids.tolist(), texts_of(
           split.item_features[preprocessing.TITLE_TOKENS], vocabulary)))
-    distinct = sorted(set(queries.values()) | set(titles.values()))
-    vectors = pretrained_tokens.teacher_vectors(distinct, cache_dir,
+    texts = [*queries.values(), *titles.values()]
+    vectors = pretrained_tokens.teacher_vectors(texts, cache_dir,
                                                 what="texts")
-    row = {text: n for n, text in enumerate(distinct)}
     logging.info("Teacher: %d queries and %d titles (%d distinct texts) in "
-                 "%.1f s", len(queries), len(titles), len(distinct),
+                 "%.1f s", len(queries), len(titles), len(set(texts)),
                  time.monotonic() - started)
-    return cls(np.array(list(queries), np.int64),
-               vectors[[row[t] for t in queries.values()]],
-               np.array(list(titles), np.int64),
-               vectors[[row[t] for t in titles.values()]])
+    return cls(np.array(list(queries), np.int64), vectors[:len(queries)],
+               np.array(list(titles), np.int64), vectors[len(queries):])
 
   def add_to(self, slates: tf.data.Dataset,
              training: Optional[training_set.TrainingSet] = None,

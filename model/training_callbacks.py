@@ -4,11 +4,12 @@
   examples/s) and one per epoch. Keras' progress bar redraws a terminal
   line; in a log file it is noise.
 - `TensorBoardLog`: every few steps the batch's losses (total, retrieval,
-  ranking, distillation), the learning rate and the post-fusion head weights; each epoch
-  the mean losses of train and validation and Recall@K/NDCG@K of the eval
-  queries over the slates' items (`in_slate_eval`). Run `train` holds the
-  training curves, run `validation` the held-out ones; the x axis is the
-  training step everywhere.
+  ranking and, where it is on, distillation), the learning rate and the
+  post-fusion head weights; each epoch the mean losses of train and
+  validation and Recall@K/NDCG@K of the eval queries over the slates' items
+  (`in_slate_eval`). Run `train` holds the training curves, run
+  `validation` the held-out ones; the x axis is the training step
+  everywhere.
 - `write_item_projector`: item embeddings for TensorBoard's Projector, with
   each item's id, title, brand and category as the Transform saw them.
 """

@@ -60,7 +60,7 @@ def test_distillation_matches_the_teachers_softmax_over_the_batch():
   assert float(loss) == pytest.approx(expected, abs=1e-5)
 
 
-def test_the_distinct_texts_of_every_split_are_encoded_once(monkeypatch):
+def test_the_queries_and_titles_of_every_split_are_encoded(monkeypatch):
   encoded = []
 
   def teacher_vectors(texts, cache_dir, what):
@@ -81,8 +81,10 @@ def test_the_distinct_texts_of_every_split_are_encoded_once(monkeypatch):
   evaluation = split([12], [[1, 2]], [6, 7], [[3, 0], [2, 0]])
   vectors = sentence_teacher.TeacherVectors.encode([train, evaluation],
                                                    vocabulary, "/cache")
-  assert encoded == [(["bit", "drill", "drill bit", "saw"], "/cache",
-                      "texts")]
+  # Each query and item once (item 6 is in both splits); the cache
+  # encodes each distinct text once (`pretrained_tokens`).
+  assert encoded == [(["drill", "saw", "drill bit", "drill bit", "saw",
+                       "bit"], "/cache", "texts")]
   slates = tf.data.Dataset.from_tensors({
       preprocessing.QUERY_KEY: tf.constant([[12], [11]], tf.int64),
       preprocessing.ITEM_ID: tf.constant([[7], [5]], tf.int64),

@@ -257,6 +257,9 @@ def test_model_loss_mixes_the_enabled_tasks_and_trains():
       dataclasses.replace(CONFIG, retrieval_weight=0.0), SIZES, True)
   only_ranking.compute_loss(batch)
   assert only_ranking.retrieval_loss.count == 0
+  # An objective that is off is not in the logs at all.
+  assert only_ranking.distillation_task is None
+  assert "distillation_loss" not in [m.name for m in only_ranking.metrics]
   with pytest.raises(ValueError, match="nothing to train"):
     mmse.MMSEModel(dataclasses.replace(CONFIG, retrieval_weight=0.0,
                                        ranking_weight=0.0,
