@@ -13,9 +13,6 @@ class Stage(enum.IntEnum):
   Add-to-cart without an order counts as a click: the mission ranks four
   stages, and a cart is evidence of interest that falls short of a purchase.
   """
-  # Added in training, not mined: an item the teacher ranks high for the
-  # query (`model.sentence_teacher`); only the distillation objective reads it.
-  TEACHER_PICK = -2
   PADDING = -1  # Empty slot in a fixed-length slate; ignored by every loss.
   RANDOM = 0  # Sampled from the catalogue, never shown for the query.
   UNCLICKED = 1  # Shown for the query, never clicked.

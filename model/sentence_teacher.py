@@ -19,9 +19,9 @@ from typing import Dict, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from contracts import features
 from model import preprocessing
 from model import pretrained_tokens
+from model import tasks
 from model import training_set
 
 # Batch features the vectors travel in (float32).
@@ -75,11 +75,11 @@ class TeacherVectors:
     """`slates` with `TEACHER_QUERY` and `TEACHER_ITEMS` (zeros for a query
     or item the teacher has not encoded) and, given `training`, `picks` more
     slots per slate: the teacher's top items of `training` for the slate's
-    query, stage `TEACHER_PICK`."""
+    query, stage `tasks.TEACHER_PICK_STAGE`."""
     if training is not None and picks:
       slates = training_set.append_to_slates(
           slates, training, self.top_items(training, picks), picks,
-          features.Stage.TEACHER_PICK, seed)
+          tasks.TEACHER_PICK_STAGE, seed)
 
     def add(batch: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
       out = dict(batch)

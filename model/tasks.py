@@ -23,6 +23,10 @@ import tensorflow_recommenders as tfrs
 
 from contracts import features
 
+# Stage of a slot added in training, not mined: an item the teacher ranks
+# high for the slate's query (`sentence_teacher`). Below every
+# `features.Stage`, so only the distillation objective reads it.
+TEACHER_PICK_STAGE = -2
 # Added to the logits of excluded candidates: far below any real logit, yet
 # finite, so a row whose candidates are all excluded stays NaN-free.
 MIN_FLOAT = np.finfo(np.float32).min / 100.0
@@ -301,7 +305,7 @@ class TeacherDistillation(tf.keras.layers.Layer, tfrs.tasks.base.Task):
   Where the logs say only which items were clicked, the teacher grades all
   of them, including the words and titles no log covers. Besides the mined
   slots, the candidates include the teacher's own picks for each query
-  (`features.Stage.TEACHER_PICK` slots), which no other objective reads: a
+  (`TEACHER_PICK_STAGE` slots), which no other objective reads: a
   random batch seldom holds the few items the teacher ranks highest.
   """
 
@@ -337,7 +341,7 @@ class TeacherDistillation(tf.keras.layers.Layer, tfrs.tasks.base.Task):
                                     [-1, teacher_items.shape[-1]])
     is_candidate = tf.reshape(
         slot_mask(stage, self._use_unclicked, self._use_random_negatives) |
-        (stage == features.Stage.TEACHER_PICK), [-1])
+        (stage == TEACHER_PICK_STAGE), [-1])
     is_candidate &= tf.reduce_any(teacher_candidates != 0, axis=-1)
     context = _replica_context()
     if context is not None:

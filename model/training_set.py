@@ -62,7 +62,7 @@ class TrainingSet:
 
 
 def append_to_slates(slates: tf.data.Dataset, training: TrainingSet,
-                     candidates: np.ndarray, count: int, stage: features.Stage,
+                     candidates: np.ndarray, count: int, stage: int,
                      seed: int) -> tf.data.Dataset:
   """`slates` with `count` more slots per slate, of stage `stage`: items of
   the slate's query drawn at random from its row of `candidates` ([Q,

@@ -126,7 +126,7 @@ def test_slates_get_the_teachers_top_items_for_their_query():
       batch[preprocessing.ITEM_ID].numpy()[0])
   np.testing.assert_array_equal(
       batch[preprocessing.STAGE].numpy()[0],
-      [2, features.Stage.TEACHER_PICK, features.Stage.TEACHER_PICK])
+      [2, tasks.TEACHER_PICK_STAGE, tasks.TEACHER_PICK_STAGE])
   np.testing.assert_allclose(
       batch[sentence_teacher.TEACHER_ITEMS].numpy()[0],
       np.array([[0.8, 0.0]] + [
@@ -138,7 +138,7 @@ def test_teacher_picks_are_candidates_of_the_distillation_alone():
   queries = tf.constant([[1.0, 0.0]])
   items = tf.constant([[[0.6, 0.8], [1.0, 0.0]]])
   teacher = tf.constant([[1.0, 0.0]]), tf.constant([[[0.5, 0.5], [1.0, 0]]])
-  picked = tf.constant([[3, features.Stage.TEACHER_PICK]], tf.int64)
+  picked = tf.constant([[3, tasks.TEACHER_PICK_STAGE]], tf.int64)
   padded = tf.constant([[3, features.Stage.PADDING]], tf.int64)
   ids, keys = tf.constant([[1, 2]], tf.int64), tf.constant([7], tf.int64)
   retrieval = tasks.MultiStageRetrieval(temperature=1.0)
