@@ -71,14 +71,16 @@ class TeacherVectors:
 
   def add_to(self, slates: tf.data.Dataset,
              training: Optional[training_set.TrainingSet] = None,
-             picks: int = 0, seed: int = 0) -> tf.data.Dataset:
+             picked: Optional[np.ndarray] = None,
+             seed: int = 0) -> tf.data.Dataset:
     """`slates` with `TEACHER_QUERY` and `TEACHER_ITEMS` (zeros for a query
-    or item the teacher has not encoded) and, given `training`, `picks` more
-    slots per slate: the teacher's top items of `training` for the slate's
-    query, stage `tasks.TEACHER_PICK_STAGE`."""
-    if training is not None and picks:
+    or item the teacher has not encoded) and, given `training` and `picked`
+    (`top_items(training, n)`, computed once for every pass), n more slots
+    per slate: the teacher's top items for the slate's query, stage
+    `tasks.TEACHER_PICK_STAGE`."""
+    if training is not None and picked is not None and picked.shape[1]:
       slates = training_set.append_to_slates(
-          slates, training, self.top_items(training, picks), picks,
+          slates, training, picked, picked.shape[1],
           tasks.TEACHER_PICK_STAGE, seed)
 
     def add(batch: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

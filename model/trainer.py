@@ -193,9 +193,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                  tf_transform_output, config.eval_batch_size)],
         pretrained_tokens.read_token_vocabulary(tf_transform_output),
         custom_config.get("teacher_cache_dir", ""))
+    picked = (teacher.top_items(training, config.teacher_picks)
+              if config.teacher_picks else None)
     with_teacher = functools.partial(teacher.add_to, training=training,
-                                     picks=config.teacher_picks,
-                                     seed=config.seed)
+                                     picked=picked, seed=config.seed)
     train, evaluation = with_teacher(train), teacher.add_to(evaluation)
 
   callbacks = [training_callbacks.ProgressLog(config.batch_size)]

@@ -111,15 +111,15 @@ def test_slates_get_the_teachers_top_items_for_their_query():
       query_vectors=np.array([[1.0, 0.0], [0.0, 1.0]]),
       item_ids=np.array([5, 6, 7]),
       item_vectors=np.array([[0.9, 0.3], [0.1, 1.0], [0.8, 0.0]]))
-  np.testing.assert_array_equal(vectors.top_items(training, 2),
-                                [[0, 2], [1, 0]])
+  picked = vectors.top_items(training, 2)
+  np.testing.assert_array_equal(picked, [[0, 2], [1, 0]])
   slates = tf.data.Dataset.from_tensors({
       preprocessing.QUERY_KEY: tf.constant([[11]], tf.int64),
       preprocessing.ITEM_ID: tf.constant([[7]], tf.int64),
       preprocessing.TITLE_TOKENS: tf.constant([[[70]]], tf.int64),
       preprocessing.STAGE: tf.constant([[2]], tf.int64),
   })
-  batch = next(iter(vectors.add_to(slates, training, picks=2, seed=0)))
+  batch = next(iter(vectors.add_to(slates, training, picked, seed=0)))
   assert sorted(batch[preprocessing.ITEM_ID].numpy()[0, 1:]) == [5, 6]
   np.testing.assert_array_equal(
       batch[preprocessing.TITLE_TOKENS].numpy()[0, :, 0] // 10,
