@@ -261,6 +261,8 @@ _TRAINED = (
     ("distillation_in_batch", "MMSE with the teacher's distillation "
      "objective (weight 0.2) over the batch alone",
      ("model.distillation_weight=0.2", "model.teacher_picks=0")),
+    ("bigrams", "MMSE with hashed word pairs in the mixed heads",
+     ("text.bigram_buckets=100000",)),
     ("hard_negatives", "MMSE with a second pass over slates that hold 8 of "
      "the first pass's near misses (ranks 100-500)",
      ("model.hard_negatives=8",)),
