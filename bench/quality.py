@@ -265,8 +265,6 @@ _TRAINED = (
      "(weight 1) on a head of its own, over the batch and the teacher's top "
      "4 items per slate",
      ("model.distillation_weight=1.0", "model.distill_into=head")),
-    ("bigrams", "MMSE with hashed word pairs in the mixed heads",
-     ("text.bigram_buckets=100000",)),
     ("hard_negatives", "MMSE with a second pass over slates that hold 8 of "
      "the first pass's near misses (ranks 100-500)",
      ("model.hard_negatives=8",)),

@@ -24,9 +24,6 @@ class TextConfig:
   max_query_trigrams: int = 48
   max_title_trigrams: int = 128
   trigram_buckets: int = 100_000
-  # Adjacent word pairs ("tile saw"), hashed, for the mixed heads: phrase
-  # signal that a bag of single words loses. 0: none.
-  bigram_buckets: int = 0
   vocab_size: int = 50_000
   vocab_min_frequency: int = 2
   oov_buckets: int = 10

@@ -96,8 +96,7 @@ class SlateItems:
       for row, key in enumerate(keys.tolist()):
         if key not in query_rows:
           query_rows[key] = {n: batch[n][row]
-                             for n in preprocessing.QUERY_FEATURES
-                             if n in batch}
+                             for n in preprocessing.QUERY_FEATURES}
         stages = best_stage[key]
         for item_id, stage in zip(batch[preprocessing.ITEM_ID][row].tolist(),
                                   batch[preprocessing.STAGE][row].tolist()):
@@ -117,7 +116,7 @@ class SlateItems:
     return cls(
         query_features={
             n: np.stack([query_rows[key][n] for key, _ in judged])
-            for n in query_rows[judged[0][0]]} if judged else {},
+            for n in preprocessing.QUERY_FEATURES} if judged else {},
         judgments=[grades for _, grades in judged],
         item_ids=item_ids,
         item_features=item_features)

@@ -20,7 +20,6 @@ from model import towers
 
 # Transformed slate features the item tower reads (flattened from [B, L, ...]).
 _ITEM_INPUTS = (preprocessing.TITLE_TOKENS, preprocessing.TITLE_TRIGRAMS,
-                preprocessing.TITLE_BIGRAMS,
                 preprocessing.ITEM_INDEX, preprocessing.PRICE)
 
 
@@ -65,9 +64,8 @@ class MMSEModel(tfrs.models.Model):
     self.config = config
     text = towers.TextEncoder(
         id_feature_sizes[preprocessing.QUERY_TOKENS],
-        id_feature_sizes[preprocessing.QUERY_TRIGRAMS], config,
-        bigram_buckets=id_feature_sizes.get(preprocessing.QUERY_BIGRAMS, 0),
-        name="text_encoder")
+        id_feature_sizes[preprocessing.QUERY_TRIGRAMS],
+        config, name="text_encoder")
     self.query_tower = towers.QueryTower(text, config, name="query_tower")
     self.item_tower = towers.ItemTower(
         text, config, id_feature_sizes, use_price, name="item_tower")

@@ -31,11 +31,8 @@ QUERY_TRIGRAMS = "query_trigrams"  # int64 [B, max_query_trigrams]
 # Fingerprint of the normalised query: tells the retrieval loss which in-batch
 # examples share a query (their positives are not negatives for each other).
 QUERY_KEY = "query_key"  # int64 [B]
-# Hashed adjacent word pairs, where `TextConfig.bigram_buckets` > 0.
-QUERY_BIGRAMS = "query_bigrams"  # int64 [B, max_query_tokens - 1]
 TITLE_TOKENS = "title_tokens"  # int64 [B, L, max_title_tokens]
 TITLE_TRIGRAMS = "title_trigrams"  # int64 [B, L, max_title_trigrams]
-TITLE_BIGRAMS = "title_bigrams"  # int64 [B, L, max_title_tokens - 1]
 ITEM_INDEX = "item_index"  # int64 [B, L], id-embedding row
 ITEM_ID = features.ITEM_ID  # int64 [B, L], raw ids for accidental hits
 STAGE = features.STAGE  # int64 [B, L], passed through
@@ -47,8 +44,7 @@ def side_feature_index(name: str) -> str:
   return f"{name}_index"
 
 
-# What the query tower reads; QUERY_BIGRAMS only where the Transform made it.
-QUERY_FEATURES = (QUERY_TOKENS, QUERY_TRIGRAMS, QUERY_BIGRAMS)
+QUERY_FEATURES = (QUERY_TOKENS, QUERY_TRIGRAMS)
 
 # --- Vocabulary names (assets of the Transform graph). ---------------------
 TOKEN_VOCABULARY = "tokens"
@@ -75,12 +71,6 @@ def word_trigrams(tokens: tf.RaggedTensor) -> tf.RaggedTensor:
   return tokens.with_flat_values(trigrams).merge_dims(-2, -1)
 
 
-def word_bigrams(tokens: tf.RaggedTensor) -> tf.RaggedTensor:
-  """Adjacent word pairs, [..., None]: "cordless drill kit" gives
-  "cordless drill", "drill kit"; a one-word text gives none."""
-  return tf.strings.ngrams(tokens, 2, separator=" ")
-
-
 def _padded(ids: tf.RaggedTensor, shape) -> tf.Tensor:
   """Ragged ids (0 is padding) as a dense tensor, truncated to `shape`."""
   return ids.to_tensor(default_value=0, shape=shape)
@@ -93,9 +83,9 @@ def _token_ids(tokens: tf.RaggedTensor, vocabulary,
   return tokens.with_flat_values(ids + 1)
 
 
-def _hashed_ids(grams: tf.RaggedTensor, buckets: int) -> tf.RaggedTensor:
-  return grams.with_flat_values(
-      tf.strings.to_hash_bucket_fast(grams.flat_values, buckets) + 1)
+def _trigram_ids(trigrams: tf.RaggedTensor, buckets: int) -> tf.RaggedTensor:
+  return trigrams.with_flat_values(
+      tf.strings.to_hash_bucket_fast(trigrams.flat_values, buckets) + 1)
 
 
 def _query_column(inputs) -> tf.Tensor:
@@ -160,24 +150,17 @@ def preprocessing_fn(inputs: Mapping[str, Any],
           _token_ids(query_words, token_vocabulary, config.oov_buckets),
           [None, config.max_query_tokens]),
       QUERY_TRIGRAMS: _padded(
-          _hashed_ids(word_trigrams(query_words), config.trigram_buckets),
+          _trigram_ids(word_trigrams(query_words), config.trigram_buckets),
           [None, config.max_query_trigrams]),
       TITLE_TOKENS: _padded(
           _token_ids(title_words, token_vocabulary, config.oov_buckets),
           [None, slate_size, config.max_title_tokens]),
       TITLE_TRIGRAMS: _padded(
-          _hashed_ids(word_trigrams(title_words), config.trigram_buckets),
+          _trigram_ids(word_trigrams(title_words), config.trigram_buckets),
           [None, slate_size, config.max_title_trigrams]),
       ITEM_ID: item_id,
       STAGE: stage,
   }
-  if config.bigram_buckets:
-    outputs[QUERY_BIGRAMS] = _padded(
-        _hashed_ids(word_bigrams(query_words), config.bigram_buckets),
-        [None, config.max_query_tokens - 1])
-    outputs[TITLE_BIGRAMS] = _padded(
-        _hashed_ids(word_bigrams(title_words), config.bigram_buckets),
-        [None, slate_size, config.max_title_tokens - 1])
   item_vocabulary = tft.vocabulary(
       tf.boolean_mask(item_id, real_slots),
       top_k=config.item_id_vocab_size,
@@ -313,8 +296,7 @@ def id_feature_sizes(tf_transform_output, text_config) -> Dict[str, int]:
 
   Returns:
     {transformed feature name: number of ids} for the token, trigram and
-    item-index features, and the bigram and categorical side features
-    present.
+    item-index features and every categorical side feature present.
   """
   transformed = tf_transform_output.transformed_feature_spec()
   tokens = (tf_transform_output.vocabulary_size_by_name(TOKEN_VOCABULARY) +
@@ -326,8 +308,6 @@ def id_feature_sizes(tf_transform_output, text_config) -> Dict[str, int]:
       ITEM_INDEX: (tf_transform_output.vocabulary_size_by_name(ITEM_VOCABULARY)
                    + CATEGORICAL_OOV_BUCKETS + 1),
   }
-  if QUERY_BIGRAMS in transformed:
-    sizes[QUERY_BIGRAMS] = sizes[TITLE_BIGRAMS] = text_config.bigram_buckets + 1
   for name in features.ITEM_SIDE_FEATURES:
     if side_feature_index(name) in transformed:
       sizes[side_feature_index(name)] = (

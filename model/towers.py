@@ -75,19 +75,13 @@ class TextEncoder(tf.keras.layers.Layer):
   """
 
   def __init__(self, token_vocabulary_size: int, trigram_buckets: int,
-               config: model_config.ModelConfig, bigram_buckets: int = 0,
-               **kwargs):
+               config: model_config.ModelConfig, **kwargs):
     super().__init__(**kwargs)
     self.token_embedding = tf.keras.layers.Embedding(
         token_vocabulary_size, config.token_embedding_dim,
         name="token_embedding")
     self.trigram_embedding = tf.keras.layers.Embedding(
         trigram_buckets, config.token_embedding_dim, name="trigram_embedding")
-    # Word pairs feed the mixed heads only: a phrase says what a text is
-    # about beyond its words, which the one-grain heads match one by one.
-    self.bigram_embedding = tf.keras.layers.Embedding(
-        bigram_buckets, config.token_embedding_dim,
-        name="bigram_embedding") if bigram_buckets else None
     self._word_dropout = config.word_dropout
     # No bias: equal pooled inputs must map to equal head vectors.
     self.token_head = tf.keras.layers.Dense(
@@ -117,28 +111,21 @@ class TextEncoder(tf.keras.layers.Layer):
           name="word_weights")
 
   def call(self, token_ids: tf.Tensor, trigram_ids: tf.Tensor,
-           bigram_ids: Optional[tf.Tensor] = None,
            training: Optional[bool] = None
-          ) -> Tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor],
-                     Optional[tf.Tensor]]:
-    """Pooled word and trigram vectors, [N, token_embedding_dim] each, the
-    weighted word codes, [N, head_dim] (None without the lexical head), and
-    pooled word pairs, [N, token_embedding_dim] (None without them)."""
+          ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Pooled word and trigram vectors, [N, token_embedding_dim] each, and
+    the weighted word codes, [N, head_dim] (None without the lexical head)."""
     if training and self._word_dropout:
       token_ids = self._drop(token_ids)
       trigram_ids = self._drop(trigram_ids)
-      if bigram_ids is not None:
-        bigram_ids = self._drop(bigram_ids)
-    lexical = bigrams = None
+    lexical = None
     if self.word_codes is not None:
       lexical = tf.reduce_sum(
           self.word_codes(token_ids) * self.word_weights(token_ids) *
           _padding_mask(token_ids), axis=-2)
-    if self.bigram_embedding is not None and bigram_ids is not None:
-      bigrams = _masked_mean(self.bigram_embedding(bigram_ids), bigram_ids)
     return (_masked_mean(self.token_embedding(token_ids), token_ids),
             _masked_mean(self.trigram_embedding(trigram_ids), trigram_ids),
-            lexical, bigrams)
+            lexical)
 
   def _drop(self, ids: tf.Tensor) -> tf.Tensor:
     """Turns a random share of the ids into padding.
@@ -166,13 +153,11 @@ class _Tower(tf.keras.Model):
         tf.keras.layers.Dense(config.head_dim),
     ], name="mixed_head")
 
-  def _embed(self, token_ids, trigram_ids, bigram_ids,
-             side: Sequence[tf.Tensor], training) -> tf.Tensor:
+  def _embed(self, token_ids, trigram_ids, side: Sequence[tf.Tensor],
+             training) -> tf.Tensor:
     """[N, num_heads, head_dim], each head L2-normalised."""
-    tokens, trigrams, lexical, bigrams = self.text_encoder(
-        token_ids, trigram_ids, bigram_ids, training=training)
-    if bigrams is not None:
-      side = (bigrams, *side)
+    tokens, trigrams, lexical = self.text_encoder(token_ids, trigram_ids,
+                                                  training=training)
     heads = []
     for kind in self._kinds:
       if kind == "tokens":
@@ -183,8 +168,7 @@ class _Tower(tf.keras.Model):
         head = lexical
       elif kind == TAUGHT_HEAD:
         head = self.text_encoder.taught_head(
-            tf.concat([tokens, trigrams] +
-                      ([] if bigrams is None else [bigrams]), axis=-1))
+            tf.concat([tokens, trigrams], axis=-1))
       else:
         head = self.mixed_head(tf.concat([tokens, trigrams, *side], axis=-1),
                                training=training)
@@ -198,8 +182,7 @@ class QueryTower(_Tower):
   def call(self, inputs: Mapping[str, tf.Tensor],
            training: Optional[bool] = None) -> tf.Tensor:
     return self._embed(inputs[preprocessing.QUERY_TOKENS],
-                       inputs[preprocessing.QUERY_TRIGRAMS],
-                       inputs.get(preprocessing.QUERY_BIGRAMS), (), training)
+                       inputs[preprocessing.QUERY_TRIGRAMS], (), training)
 
 
 class ItemTower(_Tower):
@@ -239,5 +222,4 @@ class ItemTower(_Tower):
     if self._use_price:
       side.append(inputs[preprocessing.PRICE][:, tf.newaxis])
     return self._embed(inputs[preprocessing.TITLE_TOKENS],
-                       inputs[preprocessing.TITLE_TRIGRAMS],
-                       inputs.get(preprocessing.TITLE_BIGRAMS), side, training)
+                       inputs[preprocessing.TITLE_TRIGRAMS], side, training)

@@ -46,8 +46,7 @@ class TrainingSet:
       for row, key in enumerate(keys.tolist()):
         if key not in query_rows:
           query_rows[key] = {n: batch[n][row]
-                             for n in preprocessing.QUERY_FEATURES
-                             if n in batch}
+                             for n in preprocessing.QUERY_FEATURES}
         positives[key].update(
             batch[preprocessing.ITEM_ID][row][is_positive[row]].tolist())
       items.add(batch)
@@ -56,7 +55,7 @@ class TrainingSet:
     return cls(
         query_keys=np.array(keys, np.int64),
         query_features={n: np.stack([query_rows[k][n] for k in keys])
-                        for n in query_rows[keys[0]]} if keys else {},
+                        for n in preprocessing.QUERY_FEATURES},
         positives=[positives[k] for k in keys],
         item_ids=item_ids,
         item_features=item_features)

@@ -21,7 +21,6 @@ TEXT = {
     "max_query_trigrams": 8,
     "max_title_trigrams": 12,
     "trigram_buckets": 1000,
-    "bigram_buckets": 500,
     "vocab_size": 100,
     "vocab_min_frequency": 2,
     "oov_buckets": 2,
@@ -51,12 +50,6 @@ def test_word_trigrams():
   trigrams = preprocessing.word_trigrams(
       text.words_tensor(tf.constant(["Drill a"]))).to_list()
   assert trigrams == [[b"#dr", b"dri", b"ril", b"ill", b"ll#", b"#a#"]]
-
-
-def test_word_bigrams():
-  bigrams = preprocessing.word_bigrams(text.words_tensor(
-      tf.constant([["Cordless drill kit", "Paint"]]))).to_list()
-  assert bigrams == [[[b"cordless drill", b"drill kit"], []]]
 
 
 @pytest.fixture(scope="module")
@@ -114,18 +107,6 @@ def test_trigrams_are_hashed_per_word(transformed):
   assert list(data[0][preprocessing.QUERY_TRIGRAMS]) == list(expected)
 
 
-def test_bigrams_are_hashed_word_pairs(transformed):
-  data, _ = transformed
-  pair = tf.strings.to_hash_bucket_fast(
-      ["cordless drill"], TEXT["bigram_buckets"]).numpy()[0] + 1
-  assert list(data[0][preprocessing.QUERY_BIGRAMS]) == [pair, 0, 0]
-  titles = np.asarray(data[0][preprocessing.TITLE_BIGRAMS]).reshape(SLATE, -1)
-  # Pairs of the first max_title_tokens words: 4 of "cordless drill 20v 1/2
-  # in"; the same pair has the same id in query and title; one word, none.
-  assert titles[0][0] == pair and np.count_nonzero(titles[0]) == 4
-  assert not titles[2].any()
-
-
 def test_item_and_side_features(transformed):
   data, output = transformed
   first, second = data
@@ -154,7 +135,6 @@ def test_serving_transform_matches_training(transformed):
       layer, raw_spec, tf.constant([s["query"][0] for s in SLATES]))
   assert set(queries) == {preprocessing.QUERY_TOKENS,
                           preprocessing.QUERY_TRIGRAMS,
-                          preprocessing.QUERY_BIGRAMS,
                           preprocessing.QUERY_KEY}
   for name, value in queries.items():
     np.testing.assert_array_equal(value.numpy(), [d[name] for d in data])

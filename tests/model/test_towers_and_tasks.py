@@ -72,30 +72,6 @@ def test_towers_emit_normalised_heads_over_one_text_space():
                          title[0, kinds.index("mixed")], atol=1e-3)
 
 
-def test_word_pairs_reach_the_mixed_heads_alone():
-  sizes = dict(SIZES, **{preprocessing.QUERY_BIGRAMS: 30,
-                         preprocessing.TITLE_BIGRAMS: 30})
-  model = mmse.MMSEModel(CONFIG, sizes, use_price=True)
-  words = {preprocessing.QUERY_TOKENS: tf.constant([[3, 5, 0]] * 2),
-           preprocessing.QUERY_TRIGRAMS: tf.constant([[7, 0]] * 2),
-           preprocessing.QUERY_BIGRAMS: tf.constant([[4, 0], [9, 0]])}
-  heads = model.query_tower(words).numpy()
-  kinds = towers.head_kinds(CONFIG.num_heads)
-  # The same words in other pairs: the one-grain heads agree, the mixed
-  # head does not.
-  for kind in ("tokens", "trigrams"):
-    np.testing.assert_allclose(heads[0, kinds.index(kind)],
-                               heads[1, kinds.index(kind)], atol=1e-6)
-  assert not np.allclose(heads[0, kinds.index("mixed")],
-                         heads[1, kinds.index("mixed")], atol=1e-3)
-  batch = dict(_slates(), **{
-      preprocessing.QUERY_BIGRAMS: np.array([[4, 0], [9, 0]]),
-      preprocessing.TITLE_BIGRAMS: np.ones((2, 3, 4), np.int64)})
-  batch = {k: tf.constant(v) for k, v in batch.items()}
-  assert np.isfinite(model.compute_loss(batch, training=True).numpy())
-  assert any("bigram_embedding" in v.name for v in model.trainable_variables)
-
-
 def test_word_dropout_only_in_training():
   encoder = towers.TextEncoder(
       20, 50, dataclasses.replace(CONFIG, word_dropout=0.5))
