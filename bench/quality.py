@@ -261,10 +261,6 @@ _TRAINED = (
     ("distillation_in_batch", "MMSE with the teacher's distillation "
      "objective (weight 0.2) over the batch alone",
      ("model.distillation_weight=0.2", "model.teacher_picks=0")),
-    ("taught_head", "MMSE with the teacher's distillation objective "
-     "(weight 1) on a head of its own, over the batch and the teacher's top "
-     "4 items per slate",
-     ("model.distillation_weight=1.0", "model.distill_into=head")),
     ("hard_negatives", "MMSE with a second pass over slates that hold 8 of "
      "the first pass's near misses (ranks 100-500)",
      ("model.hard_negatives=8",)),

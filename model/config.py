@@ -9,9 +9,6 @@ NO_DISTRIBUTION = "none"
 MIRRORED = "mirrored"
 MULTI_WORKER = "multi_worker"
 DISTRIBUTIONS = (NO_DISTRIBUTION, MIRRORED, MULTI_WORKER)
-# What `ModelConfig.distill_into` names.
-DISTILL_FUSED = "fused"
-DISTILL_HEAD = "head"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +67,6 @@ class ModelConfig:
   # time (README, "Retrieval quality").
   distillation_weight: float = 0.0
   teacher_temperature: float = 0.05
-  # What the distillation objective teaches: the fused score the index
-  # serves (DISTILL_FUSED), or a head of the towers' own (DISTILL_HEAD) that
-  # the fused score mixes in at a learned weight, as it does the others.
-  distill_into: str = DISTILL_FUSED
   # Items the teacher ranks highest for a slate's query, added to the slate
   # for the distillation objective alone (a random batch seldom holds them).
   teacher_picks: int = 4

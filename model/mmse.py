@@ -69,8 +69,7 @@ class MMSEModel(tfrs.models.Model):
     self.query_tower = towers.QueryTower(text, config, name="query_tower")
     self.item_tower = towers.ItemTower(
         text, config, id_feature_sizes, use_price, name="item_tower")
-    self._head_kinds = towers.tower_heads(config)
-    self.fusion = fusion.PostFusion(len(self._head_kinds), name="post_fusion")
+    self.fusion = fusion.PostFusion(config.num_heads, name="post_fusion")
     self.retrieval_task = tasks.MultiStageRetrieval(
         temperature=config.temperature,
         ordered_weight=config.ordered_weight,
@@ -138,18 +137,15 @@ class MMSEModel(tfrs.models.Model):
                    training: bool = False) -> tf.Tensor:
     """Weighted sum of the enabled objectives over a batch of slates."""
     stage = inputs[preprocessing.STAGE]
-    query_heads = self.query_tower(inputs, training=training)
-    query_embeddings = self.fusion.query_embedding(query_heads)
+    query_embeddings = self.embed_queries(inputs, training)
     slots = {
         name: tf.reshape(inputs[name], [-1] + inputs[name].shape[2:].as_list())
         for name in _ITEM_INPUTS + tuple(self.item_tower.side_embeddings)
         if name in inputs
     }
-    item_heads = self.item_tower(slots, training=training)
-    flat_embeddings = self.fusion.item_embedding(item_heads)
-    slate_size = tf.shape(stage)[1]
+    flat_embeddings = self.embed_items(slots, training)
     item_embeddings = tf.reshape(
-        flat_embeddings, [-1, slate_size, flat_embeddings.shape[-1]])
+        flat_embeddings, [-1, tf.shape(stage)[1], flat_embeddings.shape[-1]])
 
     loss = tf.constant(0.0)
     if self.config.retrieval_weight:
@@ -167,14 +163,8 @@ class MMSEModel(tfrs.models.Model):
       loss += self.config.ranking_weight * ranking
     if (self.distillation_task is not None and
         sentence_teacher.TEACHER_QUERY in inputs):
-      taught_query, taught_items = query_embeddings, item_embeddings
-      if towers.TAUGHT_HEAD in self._head_kinds:
-        head = self._head_kinds.index(towers.TAUGHT_HEAD)
-        taught_query = query_heads[:, head]
-        taught_items = tf.reshape(item_heads[:, head],
-                                  [-1, slate_size, item_heads.shape[-1]])
       distillation = self.distillation_task(
-          taught_query, taught_items, stage,
+          query_embeddings, item_embeddings, stage,
           inputs[sentence_teacher.TEACHER_QUERY],
           inputs[sentence_teacher.TEACHER_ITEMS])
       self.distillation_loss.update_state(distillation)

@@ -327,9 +327,8 @@ class TeacherDistillation(tf.keras.layers.Layer, tfrs.tasks.base.Task):
     """Computes the loss.
 
     Args:
-      query_embeddings: [B, D] query vectors: fused-space, or one head's.
-      item_embeddings: [B, L, D] the same space's vectors of each slate's
-        items.
+      query_embeddings: [B, D] fused-space query vectors.
+      item_embeddings: [B, L, D] fused-space vectors of each slate's items.
       stage: [B, L] `features.Stage` of each slot.
       teacher_query: [B, T] the teacher's query vectors (zeros: unknown).
       teacher_items: [B, L, T] the teacher's item vectors (zeros: unknown).

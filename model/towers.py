@@ -24,32 +24,12 @@ _WORD_CODE_SEED = 7
 HEAD_KINDS = ("mixed", "tokens", "trigrams", "lexical")
 
 
-# The head the teacher's distillation objective trains, where it trains a
-# head of its own (`ModelConfig.distill_into`): after the others.
-TAUGHT_HEAD = "taught"
-
-
 def head_kinds(num_heads: int) -> Tuple[str, ...]:
   if not 1 <= num_heads <= len(HEAD_KINDS):
     raise ValueError(
         f"num_heads must be in 1..{len(HEAD_KINDS)} ({HEAD_KINDS}), "
         f"got {num_heads}")
   return HEAD_KINDS[:num_heads]
-
-
-def tower_heads(config: model_config.ModelConfig) -> Tuple[str, ...]:
-  """The heads each tower emits, in order: `num_heads` of `HEAD_KINDS`, and
-  the taught head where the distillation objective has one."""
-  if config.distill_into not in (model_config.DISTILL_FUSED,
-                                 model_config.DISTILL_HEAD):
-    raise ValueError(
-        f"distill_into must be {model_config.DISTILL_FUSED!r} or "
-        f"{model_config.DISTILL_HEAD!r}, got {config.distill_into!r}")
-  kinds = head_kinds(config.num_heads)
-  if (config.distillation_weight and
-      config.distill_into == model_config.DISTILL_HEAD):
-    kinds += (TAUGHT_HEAD,)
-  return kinds
 
 
 def _padding_mask(ids: tf.Tensor) -> tf.Tensor:
@@ -93,12 +73,6 @@ class TextEncoder(tf.keras.layers.Layer):
     # head's dot product counts shared words, weighted like IDF - exact
     # matching that the semantic heads blur, as one dense vector. Built only
     # when `num_heads` takes it: the code table is head_dim floats per word.
-    # The taught head learns to score as the teacher, whose query and title
-    # vectors come from one encoder: so one layer for both towers too.
-    self.taught_head = tf.keras.Sequential([
-        tf.keras.layers.Dense(config.hidden_dim, activation="relu"),
-        tf.keras.layers.Dense(config.head_dim),
-    ], name="taught_head") if TAUGHT_HEAD in tower_heads(config) else None
     self.word_codes = self.word_weights = None
     if "lexical" in head_kinds(config.num_heads):
       self.word_codes = tf.keras.layers.Embedding(
@@ -146,7 +120,7 @@ class _Tower(tf.keras.Model):
                **kwargs):
     super().__init__(**kwargs)
     self.text_encoder = text_encoder
-    self._kinds = tower_heads(config)
+    self._kinds = head_kinds(config.num_heads)
     self.mixed_head = tf.keras.Sequential([
         tf.keras.layers.Dense(config.hidden_dim, activation="relu"),
         tf.keras.layers.Dropout(config.dropout),
@@ -166,9 +140,6 @@ class _Tower(tf.keras.Model):
         head = self.text_encoder.trigram_head(trigrams)
       elif kind == "lexical":
         head = lexical
-      elif kind == TAUGHT_HEAD:
-        head = self.text_encoder.taught_head(
-            tf.concat([tokens, trigrams], axis=-1))
       else:
         head = self.mixed_head(tf.concat([tokens, trigrams, *side], axis=-1),
                                training=training)

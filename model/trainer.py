@@ -206,7 +206,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                config.eval_batch_size)
     # First: it adds the in-slate metrics to the epoch's logs.
     callbacks.insert(0, training_callbacks.TensorBoardLog(
-        fn_args.model_run_dir, towers.tower_heads(config),
+        fn_args.model_run_dir, towers.head_kinds(config.num_heads),
         in_slate=slate_items))
   logging.info("Training MMSE for %d epochs: %s", config.epochs, config)
   with _without_arithmetic_rewrites():

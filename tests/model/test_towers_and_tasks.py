@@ -253,36 +253,6 @@ def test_model_loss_mixes_the_enabled_tasks_and_trains():
       retrieval + 0.5 * ranking + config.distillation_weight * distillation,
       atol=1e-5)
 
-  # Into a head of its own: the objective reads the taught head alone,
-  # which the fused score mixes in as one more head.
-  into_head = mmse.MMSEModel(
-      dataclasses.replace(config, distill_into=model_config.DISTILL_HEAD),
-      SIZES, use_price=True)
-  item_inputs = {k: tf.reshape(v, [12] + v.shape[2:].as_list())
-                 for k, v in batch.items() if not k.startswith("query")}
-  query_heads = into_head.query_tower(batch)
-  item_heads = into_head.item_tower(item_inputs)
-  assert query_heads.shape == (4, 4, 4)
-  assert into_head.embed_queries(batch).shape == (4, 16)
-  queries = into_head.embed_queries(batch)
-  items = tf.reshape(into_head.embed_items(item_inputs), [4, 3, -1])
-  expected = (
-      into_head.retrieval_task(queries, items, batch[preprocessing.STAGE],
-                               batch[preprocessing.ITEM_ID],
-                               batch[preprocessing.QUERY_KEY]) +
-      0.5 * into_head.ranking_task(tf.einsum("bd,bld->bl", queries, items),
-                                   batch[preprocessing.STAGE]) +
-      config.distillation_weight * into_head.distillation_task(
-          query_heads[:, 3], tf.reshape(item_heads[:, 3], [4, 3, -1]),
-          batch[preprocessing.STAGE],
-          taught[sentence_teacher.TEACHER_QUERY],
-          taught[sentence_teacher.TEACHER_ITEMS]))
-  np.testing.assert_allclose(into_head.compute_loss(taught), expected,
-                             atol=1e-5)
-  with pytest.raises(ValueError, match="distill_into"):
-    mmse.MMSEModel(dataclasses.replace(config, distill_into="towers"),
-                   SIZES, True)
-
   only_ranking = mmse.MMSEModel(
       dataclasses.replace(CONFIG, retrieval_weight=0.0), SIZES, True)
   only_ranking.compute_loss(batch)
