@@ -62,9 +62,9 @@ class ModelConfig:
   # Distillation (`tasks.TeacherDistillation`): each query's softmax over
   # the batch's items learns the teacher's (all-MiniLM-L6-v2 over whole
   # queries and titles, `model.sentence_teacher`), at this weight; 0: off.
-  # Off by default: on Home Depot dev, two seeds, 0.2 with the picks below
-  # added Recall@100 but not Recall@10 or NDCG@10, at 1.7x the training
-  # time (README, "Retrieval quality").
+  # Off by default: on Home Depot dev (three seeds), 0.2 with the picks
+  # below adds Recall@100 but not Recall@10 or NDCG@10, for a longer
+  # training (README, "Retrieval quality").
   distillation_weight: float = 0.0
   teacher_temperature: float = 0.05
   # Items the teacher ranks highest for a slate's query, added to the slate
