@@ -34,6 +34,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from bench import baselines
 from bench import report
 from contracts import catalog as catalog_lib
@@ -41,6 +43,7 @@ from contracts import serving_layout
 from contracts import text
 from evaluation import metrics
 from retrieval import embedding
+from retrieval import topk
 from tfx_pipeline import configs
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -71,6 +74,10 @@ class SystemRun:
   # Wall time to embed the catalogue and the queries, where a system
   # reports it apart (the mean over seeds).
   encode_seconds: Optional[float] = None
+  # A trained system's (query, catalogue) embeddings, one pair per seed, for
+  # the systems built on them.
+  seed_embeddings: List[Tuple[np.ndarray, np.ndarray]] = dataclasses.field(
+      default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,23 +201,52 @@ def _trained(overrides: Sequence[str]) -> Callable[[Context], SystemRun]:
     from tfx_pipeline import run_report
     from tfx_pipeline.runners import local
     # pylint: enable=g-import-not-at-top
-    seed_rankings, seconds = [], []
+    seed_rankings, seed_embeddings, seconds = [], [], []
     for seed in ctx.seeds:
       config = pipeline_config(ctx, [*overrides, f"model.seed={seed}"])
       local.run(config, enable_cache=True)
       run = run_report.latest_run(config.metadata_path)
-      rankings = embedding.rank_catalog(
+      query_tower, item_tower = (
           embedding.load_signature(serving_layout.trained_tower_dir(
-              run["model_dir"], serving_layout.QUERY_TOWER)),
-          embedding.load_signature(serving_layout.trained_tower_dir(
-              run["model_dir"], serving_layout.ITEM_TOWER)),
-          ctx.catalog, ctx.queries, ctx.depth)
-      seed_rankings.append({q: r.tolist() for q, r in rankings.items()})
+              run["model_dir"], name))
+          for name in (serving_layout.QUERY_TOWER, serving_layout.ITEM_TOWER))
+      embedded = (embedding.embed_queries(query_tower, ctx.queries),
+                  embedding.embed_catalog(item_tower, ctx.catalog.columns))
+      seed_rankings.append(_rank(ctx, *embedded))
+      seed_embeddings.append(embedded)
       seconds.append(run["train_seconds"])
     return SystemRun(seed_rankings[0], train_seconds=sum(seconds) /
-                     len(seconds), seed_rankings=seed_rankings)
+                     len(seconds), seed_rankings=seed_rankings,
+                     seed_embeddings=seed_embeddings)
 
   return run
+
+
+def _rank(ctx: Context, query_embeddings: np.ndarray,
+          item_embeddings: np.ndarray) -> Dict[str, List[int]]:
+  """Each dev query's `ctx.depth` best catalogue ids by exact search."""
+  rows, _ = topk.exact_top_k(query_embeddings, item_embeddings, ctx.depth)
+  return {q: ctx.catalog.item_ids[r].tolist()
+          for q, r in zip(ctx.queries, rows)}
+
+
+def _two_trainings(ctx: Context) -> SystemRun:
+  """MMSE's towers of two seeds side by side: the query vectors and the item
+  vectors concatenated, so the score, the sum of the two models' scores, is
+  still one dot product. With seeds s1..sn, the pairs (s1, s2), (s2, s3),
+  ..., (sn, s1) stand for n seeds."""
+  embedded = ctx.result("mmse").seed_embeddings
+  if len(embedded) < 2:
+    raise ValueError("two_trainings needs at least two seeds (--seeds)")
+  pairs = ([(0, 1)] if len(embedded) == 2 else
+           [(i, (i + 1) % len(embedded)) for i in range(len(embedded))])
+  seed_rankings = [
+      _rank(ctx, *(np.concatenate([embedded[i][part], embedded[j][part]], 1)
+                   for part in (0, 1)))
+      for i, j in pairs]
+  return SystemRun(seed_rankings[0],
+                   train_seconds=2 * ctx.result("mmse").train_seconds,
+                   seed_rankings=seed_rankings)
 
 
 def unseen_word_queries(queries: Sequence[str],
@@ -286,6 +322,9 @@ SYSTEMS: Dict[str, System] = {
                "finetuned_minilm (k=60)", _finetuned_hybrid, *_MINILM_EXTRA),
         *(System(name, description, _trained(overrides))
           for name, description, overrides in _TRAINED),
+        System("two_trainings", "the towers of two MMSE trainings (seeds "
+               "s and the next) concatenated: the sum of their scores, one "
+               "dot product", _two_trainings),
     )
 }
 
