@@ -43,7 +43,6 @@ from contracts import serving_layout
 from contracts import text
 from evaluation import metrics
 from retrieval import embedding
-from retrieval import topk
 from tfx_pipeline import configs
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -225,9 +224,10 @@ def _trained(overrides: Sequence[str]) -> Callable[[Context], SystemRun]:
 def _rank(ctx: Context, query_embeddings: np.ndarray,
           item_embeddings: np.ndarray) -> Dict[str, List[int]]:
   """Each dev query's `ctx.depth` best catalogue ids by exact search."""
-  rows, _ = topk.exact_top_k(query_embeddings, item_embeddings, ctx.depth)
-  return {q: ctx.catalog.item_ids[r].tolist()
-          for q, r in zip(ctx.queries, rows)}
+  rankings = embedding.rank_embedded(query_embeddings, item_embeddings,
+                                     ctx.catalog.item_ids, ctx.queries,
+                                     ctx.depth)
+  return {q: r.tolist() for q, r in rankings.items()}
 
 
 def _two_trainings(ctx: Context) -> SystemRun:

@@ -130,5 +130,15 @@ def rank_catalog(query_tower: Signature, item_tower: Signature,
   queries = list(queries)
   item_embeddings = embed_catalog(item_tower, catalog.columns, batch_size)
   query_embeddings = embed_queries(query_tower, queries, batch_size)
+  return rank_embedded(query_embeddings, item_embeddings, catalog.item_ids,
+                       queries, k)
+
+
+def rank_embedded(query_embeddings: np.ndarray, item_embeddings: np.ndarray,
+                  item_ids: np.ndarray, queries: Sequence[str],
+                  k: int) -> Dict[str, np.ndarray]:
+  """Each query's k best item ids by exact search over embeddings already
+  computed (row i of `query_embeddings` embeds queries[i], row j of
+  `item_embeddings` item_ids[j]), best first."""
   rows, _ = topk.exact_top_k(query_embeddings, item_embeddings, k)
-  return dict(zip(queries, catalog.item_ids[rows]))
+  return dict(zip(queries, item_ids[rows]))
