@@ -73,10 +73,6 @@ class SystemRun:
   # Wall time to embed the catalogue and the queries, where a system
   # reports it apart (the mean over seeds).
   encode_seconds: Optional[float] = None
-  # A trained system's (query, catalogue) embeddings, one pair per seed, for
-  # the systems built on them.
-  seed_embeddings: List[Tuple[np.ndarray, np.ndarray]] = dataclasses.field(
-      default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +196,7 @@ def _trained(overrides: Sequence[str]) -> Callable[[Context], SystemRun]:
     from tfx_pipeline import run_report
     from tfx_pipeline.runners import local
     # pylint: enable=g-import-not-at-top
-    seed_rankings, seed_embeddings, seconds = [], [], []
+    seed_rankings, seconds = [], []
     for seed in ctx.seeds:
       config = pipeline_config(ctx, [*overrides, f"model.seed={seed}"])
       local.run(config, enable_cache=True)
@@ -212,11 +208,9 @@ def _trained(overrides: Sequence[str]) -> Callable[[Context], SystemRun]:
       embedded = (embedding.embed_queries(query_tower, ctx.queries),
                   embedding.embed_catalog(item_tower, ctx.catalog.columns))
       seed_rankings.append(_rank(ctx, *embedded))
-      seed_embeddings.append(embedded)
       seconds.append(run["train_seconds"])
     return SystemRun(seed_rankings[0], train_seconds=sum(seconds) /
-                     len(seconds), seed_rankings=seed_rankings,
-                     seed_embeddings=seed_embeddings)
+                     len(seconds), seed_rankings=seed_rankings)
 
   return run
 
@@ -228,25 +222,6 @@ def _rank(ctx: Context, query_embeddings: np.ndarray,
                                      ctx.catalog.item_ids, ctx.queries,
                                      ctx.depth)
   return {q: r.tolist() for q, r in rankings.items()}
-
-
-def _two_trainings(ctx: Context) -> SystemRun:
-  """MMSE's towers of two seeds side by side: the query vectors and the item
-  vectors concatenated, so the score, the sum of the two models' scores, is
-  still one dot product. With seeds s1..sn, the pairs (s1, s2), (s2, s3),
-  ..., (sn, s1) stand for n seeds."""
-  embedded = ctx.result("mmse").seed_embeddings
-  if len(embedded) < 2:
-    raise ValueError("two_trainings needs at least two seeds (--seeds)")
-  pairs = ([(0, 1)] if len(embedded) == 2 else
-           [(i, (i + 1) % len(embedded)) for i in range(len(embedded))])
-  seed_rankings = [
-      _rank(ctx, *(np.concatenate([embedded[i][part], embedded[j][part]], 1)
-                   for part in (0, 1)))
-      for i, j in pairs]
-  return SystemRun(seed_rankings[0],
-                   train_seconds=2 * ctx.result("mmse").train_seconds,
-                   seed_rankings=seed_rankings)
 
 
 def unseen_word_queries(queries: Sequence[str],
@@ -297,6 +272,11 @@ _TRAINED = (
     ("distillation_in_batch", "MMSE with the teacher's distillation "
      "objective (weight 0.2) over the batch alone",
      ("model.distillation_weight=0.2", "model.teacher_picks=0")),
+    ("two_trainings", "two MMSE trainings with their own seeds, served "
+     "side by side: the sum of their scores, one dot product",
+     ("model.trainings=2",)),
+    ("three_trainings", "three MMSE trainings with their own seeds, served "
+     "side by side", ("model.trainings=3",)),
     ("hard_negatives", "MMSE with a second pass over slates that hold 8 of "
      "the first pass's near misses (ranks 100-500)",
      ("model.hard_negatives=8",)),
@@ -322,9 +302,6 @@ SYSTEMS: Dict[str, System] = {
                "finetuned_minilm (k=60)", _finetuned_hybrid, *_MINILM_EXTRA),
         *(System(name, description, _trained(overrides))
           for name, description, overrides in _TRAINED),
-        System("two_trainings", "the towers of two MMSE trainings (seeds "
-               "s and the next) concatenated: the sum of their scores, one "
-               "dot product", _two_trainings),
     )
 }
 

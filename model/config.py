@@ -10,6 +10,10 @@ MIRRORED = "mirrored"
 MULTI_WORKER = "multi_worker"
 DISTRIBUTIONS = (NO_DISTRIBUTION, MIRRORED, MULTI_WORKER)
 
+# Apart from the first, `ModelConfig.trainings`' models get seeds this far
+# from the run's, so that runs with neighbouring seeds share no model.
+MEMBER_SEED_STRIDE = 1000
+
 
 @dataclasses.dataclass(frozen=True)
 class TextConfig:
@@ -98,6 +102,12 @@ class ModelConfig:
   # Seeds the initial weights, dropout and the shuffle: a rerun with the same
   # seed starts from the same towers and sees the batches in the same order.
   seed: int = 1
+  # Models trained one after another, each with its own seed (the k-th,
+  # from 0, with seed + MEMBER_SEED_STRIDE * k), served side by side
+  # (`mmse.Ensemble`): each tower's vectors concatenated, so the score is
+  # the sum of the models' scores, still one dot product, at `trainings`
+  # times the width and training time.
+  trainings: int = 1
   learning_rate: float = 2e-3
   eval_batch_size: int = 512
   # One of DISTRIBUTIONS; batch_size is the global batch under all three.

@@ -5,7 +5,8 @@ same normalisation, vocabularies and trigram hashing run as in training. Only
 core TensorFlow ops are used (string ops, hash tables, matmul, top_k), so a
 stock TF Serving binary loads every model written here.
 
-- `query_tower/`: `query` [N] -> `embedding` [N, D], head weights folded in;
+- `query_tower/`: `query` [N] -> `embedding` [N, D], head weights folded in
+  (D: the ensemble's width, its members' vectors side by side);
 - `item_tower/`: `item_id`, `title` and the side features the model was
   trained with, [N] each -> `embedding` [N, D];
 - `retrieval` (`export_retrieval_model`): `query` [N] -> the exact top-k
@@ -48,11 +49,12 @@ def _export_tower(tft_layer, serve, input_signature, layers, export_dir: str):
   _save(module, signature, export_dir)
 
 
-def export_towers(model, tf_transform_output, serving_model_dir: str) -> None:
+def export_towers(ensemble, tf_transform_output,
+                  serving_model_dir: str) -> None:
   """Writes `query_tower/` and `item_tower/` SavedModels.
 
   Args:
-    model: a trained `mmse.MMSEModel`.
+    ensemble: an `mmse.Ensemble` of trained `mmse.MMSEModel`s (one or more).
     tf_transform_output: the `TFTransformOutput` the model was trained on.
     serving_model_dir: parent directory (the Trainer's
       `fn_args.serving_model_dir`).
@@ -63,25 +65,25 @@ def export_towers(model, tf_transform_output, serving_model_dir: str) -> None:
   def serve_queries(query):
     transformed = preprocessing.transform_queries(
         tft_layer, raw_feature_spec, query)
-    heads = model.query_tower(transformed, training=False)
-    return {layout.EMBEDDING_OUTPUT: model.fusion.query_embedding(heads)}
+    return {layout.EMBEDDING_OUTPUT: ensemble.embed_queries(transformed)}
 
   _export_tower(tft_layer, serve_queries,
                 [tf.TensorSpec([None], tf.string, name=layout.QUERY_INPUT)],
-                [model.query_tower, model.fusion],
+                [layer for m in ensemble.members
+                 for layer in (m.query_tower, m.fusion)],
                 os.path.join(serving_model_dir, layout.QUERY_TOWER))
 
   def serve_items(items):
     transformed = preprocessing.transform_items(
         tft_layer, raw_feature_spec, items)
-    heads = model.item_tower(transformed, training=False)
-    return {layout.EMBEDDING_OUTPUT: model.fusion.item_embedding(heads)}
+    return {layout.EMBEDDING_OUTPUT: ensemble.embed_items(transformed)}
 
   item_inputs = {
       name: tf.TensorSpec([None], dtype, name=name) for name, dtype in
       preprocessing.item_raw_features(raw_feature_spec).items()
   }
-  _export_tower(tft_layer, serve_items, [item_inputs], [model.item_tower],
+  _export_tower(tft_layer, serve_items, [item_inputs],
+                [m.item_tower for m in ensemble.members],
                 os.path.join(serving_model_dir, layout.ITEM_TOWER))
 
 

@@ -4,9 +4,10 @@ Training sees slates (one query, L items); serving sees queries alone or items
 alone. `embed_queries` and `embed_items` are the two serving halves - both in
 the fused space, where the score is a dot product - and `compute_loss` runs
 them over a batch of slates and mixes the global retrieval loss with the local
-stage-ranking loss.
+stage-ranking loss. `Ensemble` serves several trained models as one.
 """
-from typing import Dict, Mapping
+import dataclasses
+from typing import Dict, List, Mapping, Sequence
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -202,3 +203,40 @@ class MMSEModel(tfrs.models.Model):
     logs = {metric.name: metric.result() for metric in self.metrics}
     logs["loss"] = logs.pop(self.batch_loss.name)
     return logs
+
+
+def member_configs(config: model_config.ModelConfig
+                  ) -> List[model_config.ModelConfig]:
+  """The configs of `config.trainings` models, each with its own seed."""
+  if config.trainings < 1:
+    raise ValueError(f"model.trainings must be at least 1, got "
+                     f"{config.trainings}")
+  return [dataclasses.replace(
+      config, seed=config.seed + model_config.MEMBER_SEED_STRIDE * k)
+          for k in range(config.trainings)]
+
+
+class Ensemble:
+  """Trained models side by side: each tower's vectors concatenated.
+
+  The dot product of concatenated vectors is the sum of the members' fused
+  scores, so the ensemble is served and indexed like one model, at the
+  members' total width.
+  """
+
+  def __init__(self, members: Sequence[MMSEModel]):
+    if not members:
+      raise ValueError("An ensemble needs at least one model")
+    self.members = list(members)
+
+  def embed_queries(self, inputs: Mapping[str, tf.Tensor],
+                    training: bool = False) -> tf.Tensor:
+    """[N, sum of the members' widths] query vectors."""
+    return tf.concat([m.embed_queries(inputs, training)
+                      for m in self.members], axis=-1)
+
+  def embed_items(self, inputs: Mapping[str, tf.Tensor],
+                  training: bool = False) -> tf.Tensor:
+    """[N, sum of the members' widths] item vectors."""
+    return tf.concat([m.embed_items(inputs, training)
+                      for m in self.members], axis=-1)

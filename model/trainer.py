@@ -128,86 +128,18 @@ def _with_hard_negatives(model, config: model_config.ModelConfig,
       seed=config.seed)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-  """Writes the towers at their initial weights, trains, writes them again.
-
-  The trained `query_tower/` and `item_tower/` go to
-  `fn_args.serving_model_dir`; the initial ones beside it
-  (`serving_layout.initial_towers_dir`), for the evaluator. Under a
-  multi-worker strategy only the chief writes there, and TensorBoard's logs.
-
-  Args:
-    fn_args: the Trainer's arguments; see the module docstring.
-  """
-  custom_config = fn_args.custom_config or {}
-  config = config_io.from_dict(model_config.ModelConfig,
-                               custom_config.get("model"))
-  text_config = config_io.from_dict(model_config.TextConfig,
-                                    custom_config.get("text"))
-  # Before anything else runs TensorFlow: a multi-worker strategy starts the
-  # worker's server.
-  strategy = distribution.strategy(config.distribution)
-  chief = distribution.is_chief(strategy)
-  if strategy.num_replicas_in_sync > 1 or not chief:
-    logging.info("Training on %d replicas (%s), %s",
-                 strategy.num_replicas_in_sync, config.distribution,
-                 "the chief" if chief else "not the chief")
-  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path or
-                                              fn_args.transform_output)
+def _train(model, config: model_config.ModelConfig,
+           fn_args: tfx.components.FnArgs, tf_transform_output, evaluation,
+           with_teacher, training: Optional[training_set.TrainingSet],
+           callbacks) -> None:
+  """Trains one model: `config.epochs` passes, then the hard-negative ones."""
   tf.keras.utils.set_random_seed(config.seed)
-
-  train = _dataset(fn_args, fn_args.train_files, tf_transform_output,
-                   config.batch_size, fn_args.train_steps, shuffle=True,
-                   seed=config.seed)
-  evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output,
-                        config.eval_batch_size, fn_args.eval_steps,
-                        shuffle=False)
+  train = with_teacher(_dataset(fn_args, fn_args.train_files,
+                                tf_transform_output, config.batch_size,
+                                fn_args.train_steps, shuffle=True,
+                                seed=config.seed))
   steps_per_epoch = (math.ceil(fn_args.train_steps / config.epochs)
                      if fn_args.train_steps else None)
-
-  initial_dir = distribution.worker_dir(
-      serving_layout.initial_towers_dir(
-          os.path.dirname(fn_args.serving_model_dir)), chief)
-  with strategy.scope():
-    model = mmse.MMSEModel.from_transform_output(config, text_config,
-                                                 tf_transform_output)
-    pretrained_tokens.initialize(model.query_tower.text_encoder,
-                                 tf_transform_output,
-                                 config.pretrained_token_table,
-                                 custom_config.get("teacher_cache_dir", ""))
-    # What the towers score before learning anything: the blessing's floor.
-    # (Tracing the towers builds their variables, under the strategy.)
-    export.export_towers(model, tf_transform_output, initial_dir)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-  distribution.remove_worker_dir(initial_dir, chief)
-
-  training = None
-  if config.distillation_weight or config.hard_negatives:
-    training = _training_set(fn_args, fn_args.train_files,
-                             tf_transform_output, config.eval_batch_size)
-  with_teacher = lambda slates: slates
-  if config.distillation_weight:
-    # The eval split too, so that validation reports the objective.
-    teacher = sentence_teacher.TeacherVectors.encode(
-        [training, _training_set(fn_args, fn_args.eval_files,
-                                 tf_transform_output, config.eval_batch_size)],
-        pretrained_tokens.read_token_vocabulary(tf_transform_output),
-        custom_config.get("teacher_cache_dir", ""))
-    picked = (teacher.top_items(training, config.teacher_picks)
-              if config.teacher_picks else None)
-    with_teacher = functools.partial(teacher.add_to, training=training,
-                                     picked=picked, seed=config.seed)
-    train, evaluation = with_teacher(train), teacher.add_to(evaluation)
-
-  callbacks = [training_callbacks.ProgressLog(config.batch_size)]
-  slate_items = None
-  if chief:
-    slate_items = _slate_items(fn_args, tf_transform_output,
-                               config.eval_batch_size)
-    # First: it adds the in-slate metrics to the epoch's logs.
-    callbacks.insert(0, training_callbacks.TensorBoardLog(
-        fn_args.model_run_dir, towers.head_kinds(config.num_heads),
-        in_slate=slate_items))
   logging.info("Training MMSE for %d epochs: %s", config.epochs, config)
   with _without_arithmetic_rewrites():
     model.fit(
@@ -234,12 +166,107 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info("Eval: mean_loss=%.4f retrieval_loss=%.4f ranking_loss=%.4f",
                results["mean_loss"], results["retrieval_loss"],
                results["ranking_loss"])
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  """Writes the towers at their initial weights, trains, writes them again.
+
+  The trained `query_tower/` and `item_tower/` go to
+  `fn_args.serving_model_dir`; the initial ones beside it
+  (`serving_layout.initial_towers_dir`), for the evaluator. With
+  `ModelConfig.trainings` above 1 the models train one after another, each
+  logging to TensorBoard under `training_<k>/` of `fn_args.model_run_dir`,
+  and the towers serve them side by side (`mmse.Ensemble`). Under a
+  multi-worker strategy only the chief writes there, and TensorBoard's logs.
+
+  Args:
+    fn_args: the Trainer's arguments; see the module docstring.
+  """
+  custom_config = fn_args.custom_config or {}
+  config = config_io.from_dict(model_config.ModelConfig,
+                               custom_config.get("model"))
+  text_config = config_io.from_dict(model_config.TextConfig,
+                                    custom_config.get("text"))
+  member_configs = mmse.member_configs(config)
+  # Before anything else runs TensorFlow: a multi-worker strategy starts the
+  # worker's server.
+  strategy = distribution.strategy(config.distribution)
+  chief = distribution.is_chief(strategy)
+  if strategy.num_replicas_in_sync > 1 or not chief:
+    logging.info("Training on %d replicas (%s), %s",
+                 strategy.num_replicas_in_sync, config.distribution,
+                 "the chief" if chief else "not the chief")
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path or
+                                              fn_args.transform_output)
+  tf.keras.utils.set_random_seed(config.seed)
+
+  evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output,
+                        config.eval_batch_size, fn_args.eval_steps,
+                        shuffle=False)
+
+  initial_dir = distribution.worker_dir(
+      serving_layout.initial_towers_dir(
+          os.path.dirname(fn_args.serving_model_dir)), chief)
+  with strategy.scope():
+    members = []
+    for member_config in member_configs:
+      model = mmse.MMSEModel.from_transform_output(
+          member_config, text_config, tf_transform_output)
+      pretrained_tokens.initialize(model.query_tower.text_encoder,
+                                   tf_transform_output,
+                                   config.pretrained_token_table,
+                                   custom_config.get("teacher_cache_dir", ""))
+      model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+      members.append(model)
+    ensemble = mmse.Ensemble(members)
+    # What the towers score before learning anything: the blessing's floor.
+    # (Tracing the towers builds their variables, under the strategy.)
+    export.export_towers(ensemble, tf_transform_output, initial_dir)
+  distribution.remove_worker_dir(initial_dir, chief)
+
+  training = None
+  if config.distillation_weight or config.hard_negatives:
+    training = _training_set(fn_args, fn_args.train_files,
+                             tf_transform_output, config.eval_batch_size)
+  teacher, picked = None, None
+  if config.distillation_weight:
+    # The eval split too, so that validation reports the objective.
+    teacher = sentence_teacher.TeacherVectors.encode(
+        [training, _training_set(fn_args, fn_args.eval_files,
+                                 tf_transform_output, config.eval_batch_size)],
+        pretrained_tokens.read_token_vocabulary(tf_transform_output),
+        custom_config.get("teacher_cache_dir", ""))
+    picked = (teacher.top_items(training, config.teacher_picks)
+              if config.teacher_picks else None)
+    evaluation = teacher.add_to(evaluation)
+
+  slate_items = None
+  if chief:
+    slate_items = _slate_items(fn_args, tf_transform_output,
+                               config.eval_batch_size)
+  for k, (model, member_config) in enumerate(zip(members, member_configs)):
+    with_teacher = lambda slates: slates
+    if teacher is not None:
+      with_teacher = functools.partial(teacher.add_to, training=training,
+                                       picked=picked, seed=member_config.seed)
+    log_dir = fn_args.model_run_dir
+    if len(members) > 1:
+      logging.info("Training %d of %d (seed %d)", k + 1, len(members),
+                   member_config.seed)
+      log_dir = os.path.join(log_dir, f"training_{k + 1}")
+    callbacks = [training_callbacks.ProgressLog(config.batch_size)]
+    if chief:
+      # First: it adds the in-slate metrics to the epoch's logs.
+      callbacks.insert(0, training_callbacks.TensorBoardLog(
+          log_dir, towers.head_kinds(config.num_heads), in_slate=slate_items))
+    _train(model, member_config, fn_args, tf_transform_output, evaluation,
+           with_teacher, training, callbacks)
   if chief:
     projected = training_callbacks.write_item_projector(
-        fn_args.model_run_dir, model, slate_items, tf_transform_output)
+        fn_args.model_run_dir, ensemble, slate_items, tf_transform_output)
     logging.info("Wrote %d item embeddings for TensorBoard's Projector",
                  projected)
   serving_dir = distribution.worker_dir(fn_args.serving_model_dir, chief)
-  export.export_towers(model, tf_transform_output, serving_dir)
+  export.export_towers(ensemble, tf_transform_output, serving_dir)
   distribution.remove_worker_dir(serving_dir, chief)
   distribution.wait_for_all(strategy)

@@ -5,7 +5,6 @@ import importlib.util
 import json
 import math
 
-import numpy as np
 import pytest
 
 from bench import baselines
@@ -248,36 +247,6 @@ def test_benchmark_runs_registry_entries_and_their_inputs_once(tmp_path):
   assert figures["reversed"]["train_seconds"] == 3.0
   saved = json.loads((tmp_path / "results" / "quality.json").read_text())
   assert list(saved["systems"]) == ["bm25", "reversed"]
-
-
-def test_two_trainings_rank_by_the_sum_of_both_models_scores(tmp_path):
-  data_dir = _write_data_dir(tmp_path / "data")
-  # Queries in file order ("garden hose", "drill bits"); catalogue rows
-  # 11..15. For "garden hose" (12 graded 3, 14 graded 2) the first model
-  # puts 11 first and the second 14; summed: 12, 14, 11.
-  queries = [[1.0, 0.0], [0.0, 1.0]]
-  items = {1: [[1.0, 0.1], [0.6, 0.0], [0.0, 0.2], [0.15, 0.0], [0.0, 0.0]],
-           2: [[0.0, 0.0], [0.6, 0.0], [0.0, 0.9], [0.9, 0.0], [0.0, 0.0]]}
-
-  def two_seeds(ctx):
-    embedded = [(np.array(queries), np.array(items[s])) for s in ctx.seeds]
-    rankings = [quality._rank(ctx, *e) for e in embedded]  # pylint: disable=protected-access
-    return quality.SystemRun(rankings[0], train_seconds=10.0,
-                             seed_rankings=rankings, seed_embeddings=embedded)
-
-  registry = dict(quality.SYSTEMS)
-  registry["mmse"] = quality.System("mmse", "two fixed seeds", two_seeds)
-  figures = quality.run_benchmark(
-      ["mmse", "two_trainings"], str(data_dir), str(tmp_path / "results"),
-      str(tmp_path / "work"), cache_dir=None, registry=registry, seeds=(1, 2))
-  assert figures["mmse"]["range"]["ndcg@10"][1] < 0.99
-  assert figures["two_trainings"]["ndcg@10"] == pytest.approx(1.0, abs=1e-9)
-  assert figures["two_trainings"]["seeds"] == 1
-  assert figures["two_trainings"]["train_seconds"] == 20.0
-  with pytest.raises(ValueError, match="at least two seeds"):
-    quality.run_benchmark(
-        ["mmse", "two_trainings"], str(data_dir), str(tmp_path / "results"),
-        str(tmp_path / "work"), cache_dir=None, registry=registry, seeds=(1,))
 
 
 def test_benchmark_rejects_unknown_systems_before_reading_data(tmp_path):

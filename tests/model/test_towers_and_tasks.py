@@ -270,3 +270,13 @@ def test_model_loss_mixes_the_enabled_tasks_and_trains():
   history = model.fit(dataset, epochs=1, verbose=0)
   assert model.compute_loss(batch) < retrieval + 0.5 * ranking
   assert "retrieval_loss" in history.history
+
+
+def test_member_configs_give_each_training_its_own_seed():
+  configs = mmse.member_configs(dataclasses.replace(CONFIG, seed=2,
+                                                    trainings=3))
+  assert [c.seed for c in configs] == [2, 1002, 2002]
+  assert {dataclasses.replace(c, seed=0) for c in configs} == {
+      dataclasses.replace(CONFIG, seed=0, trainings=3)}
+  with pytest.raises(ValueError, match="model.trainings must be at least 1"):
+    mmse.member_configs(dataclasses.replace(CONFIG, trainings=0))

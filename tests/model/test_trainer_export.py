@@ -34,16 +34,17 @@ def trained(transformed):
   """Runs `trainer.run_fn` as the TFX Trainer would.
 
   Returns:
-    (serving model dir, the trained model `run_fn` handed to the exporter).
+    (serving model dir, the trained `mmse.Ensemble` `run_fn` handed to the
+    exporter).
   """
   tmp, _, _ = transformed
   fn_args = tiny_trainer.fn_args(tmp, tmp / "serving", tmp / "run")
   exported = []
   export_towers_as_is = export.export_towers
 
-  def export_towers(model, *args):
-    exported.append(model)
-    export_towers_as_is(model, *args)
+  def export_towers(ensemble, *args):
+    exported.append(ensemble)
+    export_towers_as_is(ensemble, *args)
 
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(trainer.export, "export_towers", export_towers)
@@ -136,7 +137,9 @@ def test_retrieval_model_returns_exact_top_k(trained, tmp_path):
 def test_exported_towers_reproduce_the_models_fused_score(transformed,
                                                           trained):
   _, _, data = transformed
-  serving, model = trained
+  serving, ensemble = trained
+  assert len(ensemble.members) == 1
+  model = ensemble.members[0]
 
   batch = {k: tf.constant(np.stack([row[k] for row in data])) for k in data[0]}
   query_heads = model.query_tower(batch)
@@ -170,6 +173,49 @@ def test_run_fn_trains_a_pass_with_hard_negatives_and_the_teacher(
   assert "Teacher: top 4 of" in log
   assert "distillation" in log.split("Epoch 2/2")[1]
   assert _signature(tmp_path / "serving" / serving_layout.QUERY_TOWER)
+
+
+def test_run_fn_serves_several_trainings_side_by_side(transformed, tmp_path,
+                                                       caplog):
+  root, _, data = transformed
+  fn_args = tiny_trainer.fn_args(root, tmp_path / "serving", tmp_path / "run",
+                                 model={"trainings": 2, "epochs": 1})
+  exported = []
+  export_towers_as_is = export.export_towers
+
+  def export_towers(ensemble, *args):
+    exported.append(ensemble)
+    export_towers_as_is(ensemble, *args)
+
+  with caplog.at_level(logging.INFO), pytest.MonkeyPatch.context() as patch:
+    patch.setattr(trainer.export, "export_towers", export_towers)
+    trainer.run_fn(fn_args)
+  assert "Training 2 of 2 (seed 1001)" in caplog.text
+  assert {"training_1", "training_2"} <= set(os.listdir(tmp_path / "run"))
+  first, second = exported[-1].members
+  assert (first.config.seed, second.config.seed) == (1, 1001)
+
+  # The towers' vectors are the two models' side by side, so the served
+  # score is the sum of the two models' fused scores.
+  batch = {k: tf.constant(np.stack([row[k] for row in data])) for k in data[0]}
+  slots = {k: tf.reshape(v, [-1] + v.shape[2:].as_list())
+           for k, v in batch.items() if not k.startswith("query")}
+  expected = sum(
+      m.fusion(m.query_tower(batch), m.item_tower(slots)).numpy()
+      for m in (first, second))
+  slates = tiny_trainer.slates()
+  queries = _signature(tmp_path / "serving" / serving_layout.QUERY_TOWER)(
+      query=tf.constant([s[features.QUERY][0] for s in slates]))["embedding"]
+  items = _signature(tmp_path / "serving" / serving_layout.ITEM_TOWER)(
+      **_item_inputs([i for s in slates for i in s[features.ITEM_ID]]))[
+          "embedding"]
+  assert queries.shape[1] == items.shape[1] == 2 * EMBEDDING_DIM
+  np.testing.assert_allclose(tf.matmul(queries, items, transpose_b=True),
+                             expected, rtol=1e-4, atol=1e-5)
+  # Different seeds: different models, not one model twice.
+  queries = queries.numpy()
+  assert np.abs(queries[:, :EMBEDDING_DIM] -
+                queries[:, EMBEDDING_DIM:]).max() > 1e-3
 
 
 def test_run_fn_turns_arithmetic_rewrites_back_on_after_training(trained):
