@@ -161,11 +161,6 @@ def _train(model, config: model_config.ModelConfig,
           validation_steps=fn_args.eval_steps,
           callbacks=callbacks,
           verbose=0)
-  results = model.evaluate(evaluation, steps=fn_args.eval_steps,
-                           return_dict=True, verbose=0)
-  logging.info("Eval: mean_loss=%.4f retrieval_loss=%.4f ranking_loss=%.4f",
-               results["mean_loss"], results["retrieval_loss"],
-               results["ranking_loss"])
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
