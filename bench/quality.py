@@ -272,11 +272,11 @@ _TRAINED = (
     ("distillation_in_batch", "MMSE with the teacher's distillation "
      "objective (weight 0.2) over the batch alone",
      ("model.distillation_weight=0.2", "model.teacher_picks=0")),
-    ("two_trainings", "two MMSE trainings with their own seeds, served "
-     "side by side: the sum of their scores, one dot product",
+    ("two_trainings", "MMSE with two trainings instead of three served "
+     "side by side",
      ("model.trainings=2",)),
-    ("three_trainings", "three MMSE trainings with their own seeds, served "
-     "side by side", ("model.trainings=3",)),
+    ("one_training", "MMSE with one training instead of three served "
+     "side by side", ("model.trainings=1",)),
     ("hard_negatives", "MMSE with a second pass over slates that hold 8 of "
      "the first pass's near misses (ranks 100-500)",
      ("model.hard_negatives=8",)),

@@ -31,8 +31,10 @@ REPOSITORY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # What `mmse run` changes for the embedded sample: too small for one epoch
 # (4 chosen on its judged queries; 10 begin to remember training queries)
-# or for the default batch (a few steps an epoch).
-SAMPLE_OVERRIDES = ("model.epochs=4", "model.batch_size=256")
+# or for the default batch (a few steps an epoch); one training keeps a
+# first run, and CI's, short.
+SAMPLE_OVERRIDES = ("model.epochs=4", "model.batch_size=256",
+                    "model.trainings=1")
 # Where a run without inputs simulates the embedded sample, under its output.
 SAMPLE_SUBDIR = "sample_data"
 # ML Metadata of a run's output directory (SQLite).
