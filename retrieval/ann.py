@@ -108,9 +108,10 @@ class Index(abc.ABC):
 # Below this many items an index scores every item's codes: partitions
 # lose the items only some heads match (FaissIndex says why).
 _MAX_SCANNED_ITEMS = 250_000
-# Width the FAISS codes are taken at: on the benchmark's 1,024-wide
-# embeddings, 384 principal directions keep the re-scored top-100's dev
-# recall within 0.005 of exact search (bench/results/serving.md).
+# Width the FAISS codes are taken at: on the benchmark's embeddings, one
+# training's (1,024 wide) or three's (3,072), 384 principal directions keep
+# the re-scored top-100's dev recall close to exact search (README,
+# Serving; bench/results/serving.md).
 _PROJECTION_DIM = 384
 
 
