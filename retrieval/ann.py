@@ -322,10 +322,15 @@ class FaissIndex(Index):
     variance as the next."""
     import faiss  # pylint: disable=g-import-not-at-top
     centred = sample - sample.mean(axis=0)
-    _, _, directions = np.linalg.svd(centred, full_matrices=False)
+    # The covariance's top eigenvectors are the centred sample's top right
+    # singular vectors; a D x D eigenproblem is far cheaper than the SVD of
+    # an N x D matrix when N >> D.
+    _, eigenvectors = np.linalg.eigh(
+        (centred.T @ centred).astype(np.float64))
+    top = eigenvectors[:, ::-1][:, :dim]
     rotation, _ = np.linalg.qr(
         np.random.default_rng(0).standard_normal((dim, dim)))
-    matrix = (directions[:dim].T @ rotation).T.astype(np.float32)
+    matrix = (top @ rotation).T.astype(np.float32)
     # No bias: a query's score moves by q.mean for every item alike.
     transform = faiss.LinearTransform(sample.shape[1], dim, True)
     faiss.copy_array_to_vector(matrix.ravel(), transform.A)
