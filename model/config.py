@@ -11,7 +11,7 @@ MULTI_WORKER = "multi_worker"
 DISTRIBUTIONS = (NO_DISTRIBUTION, MIRRORED, MULTI_WORKER)
 
 # Apart from the first, `ModelConfig.trainings`' models get seeds this far
-# from the run's, so that runs with neighbouring seeds share no model.
+# from the run's, so that runs with neighbouring seeds share no batch order.
 MEMBER_SEED_STRIDE = 1000
 
 
@@ -102,13 +102,15 @@ class ModelConfig:
   # Seeds the initial weights, dropout and the shuffle: a rerun with the same
   # seed starts from the same towers and sees the batches in the same order.
   seed: int = 1
-  # Models trained one after another, each with its own seed (the k-th,
-  # from 0, with seed + MEMBER_SEED_STRIDE * k), served side by side
-  # (`mmse.Ensemble`): each tower's vectors concatenated, so the score is
-  # the sum of the models' scores, still one dot product, at `trainings`
-  # times the width and training time. Their errors differ enough that
-  # three beat one on dev Recall@10, @100 and NDCG@10 at every seed
-  # (bench/results/quality.md). (One for the embedded sample.)
+  # Models trained one after another, each with its own seed for dropout
+  # and the batch order (the k-th, from 0, with seed + MEMBER_SEED_STRIDE *
+  # k; their initial weights are drawn one after another from `seed`),
+  # served side by side (`mmse.Ensemble`): each tower's vectors
+  # concatenated, so the score is the sum of the models' scores, still one
+  # dot product, at `trainings` times the width and training time. Their
+  # errors differ enough that three beat one on dev Recall@10, @100 and
+  # NDCG@10 at every seed (bench/results/quality.md). (One for the
+  # embedded sample.)
   trainings: int = 3
   learning_rate: float = 2e-3
   eval_batch_size: int = 512

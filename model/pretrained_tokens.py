@@ -13,6 +13,7 @@ it; the served towers stay plain lookups, so no encoder ships with them.
 
 A table file is an `.npz` with `words` (str) and `vectors` (float32 [N, D]).
 """
+import dataclasses
 import io
 import logging
 import os
@@ -137,24 +138,41 @@ def read_token_vocabulary(tf_transform_output) -> list:
               preprocessing.TOKEN_VOCABULARY)]
 
 
-def initialize(text_encoder, tf_transform_output, source: Optional[str],
-               cache_dir: str = "") -> None:
-  """Starts `text_encoder`'s token table from `source`: `TEACHER`, a table
-  file, or nothing (empty: the random start stays)."""
+@dataclasses.dataclass(frozen=True)
+class StartVectors:
+  """What token tables start from: vectors of `words`, and the Transform's
+  word vocabulary (the tables' rows) they are placed into."""
+  vocabulary: Sequence[str]
+  words: Sequence[str]
+  vectors: np.ndarray
+  source: str
+
+
+def start_vectors(tf_transform_output, source: Optional[str],
+                  cache_dir: str = "") -> Optional[StartVectors]:
+  """The vectors `source` gives: `TEACHER`, a table file, or nothing (empty:
+  None, the random start stays). Read once for any number of tables."""
   if not source:
-    return
+    return None
   vocabulary_words = read_token_vocabulary(tf_transform_output)
   if source == TEACHER:
-    words, vectors = vocabulary_words, teacher_vectors(vocabulary_words,
-                                                       cache_dir)
-  else:
-    words, vectors = load(source)
+    return StartVectors(vocabulary_words, vocabulary_words,
+                        teacher_vectors(vocabulary_words, cache_dir),
+                        minilm.NAME)
+  words, vectors = load(source)
+  return StartVectors(vocabulary_words, words, vectors, source)
+
+
+def initialize(text_encoder, start: Optional[StartVectors]) -> None:
+  """Starts `text_encoder`'s token table from `start` (None: the random
+  start stays)."""
+  if start is None:
+    return
   embedding = text_encoder.token_embedding
   if not embedding.built:
     embedding.build((None,))
-  table, found = token_table(vocabulary_words, words, vectors,
+  table, found = token_table(start.vocabulary, start.words, start.vectors,
                              embedding.get_weights()[0])
   embedding.set_weights([table])
   logging.info("Token table: %d of %d vocabulary words start from %s",
-               found, len(vocabulary_words),
-               minilm.NAME if source == TEACHER else source)
+               found, len(start.vocabulary), start.source)

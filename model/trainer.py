@@ -193,6 +193,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                  "the chief" if chief else "not the chief")
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path or
                                               fn_args.transform_output)
+  # Once for every training's token table (the teacher encodes the words).
+  start_vectors = pretrained_tokens.start_vectors(
+      tf_transform_output, config.pretrained_token_table,
+      custom_config.get("teacher_cache_dir", ""))
   tf.keras.utils.set_random_seed(config.seed)
 
   evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output,
@@ -208,9 +212,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       model = mmse.MMSEModel.from_transform_output(
           member_config, text_config, tf_transform_output)
       pretrained_tokens.initialize(model.query_tower.text_encoder,
-                                   tf_transform_output,
-                                   config.pretrained_token_table,
-                                   custom_config.get("teacher_cache_dir", ""))
+                                   start_vectors)
       model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
       members.append(model)
     ensemble = mmse.Ensemble(members)

@@ -112,12 +112,14 @@ def test_initialize_starts_the_encoders_token_table(tmp_path):
   pretrained_tokens.save(path, ["drill", "hammer", "saw"], vectors)
   config = configs.ModelConfig(token_embedding_dim=8, head_dim=4)
   encoder = towers.TextEncoder(1 + 3 + 2, 10, config)
-  pretrained_tokens.initialize(encoder, TransformOutput(), path)
+  pretrained_tokens.initialize(
+      encoder, pretrained_tokens.start_vectors(TransformOutput(), path))
   table = encoder.token_embedding.get_weights()[0]
   projected = pretrained_tokens.project(vectors, 8)
   np.testing.assert_allclose(table[1], projected[1], atol=1e-6)
   np.testing.assert_allclose(table[3], projected[0], atol=1e-6)
   before = table.copy()
-  pretrained_tokens.initialize(encoder, TransformOutput(), "")  # No table.
+  pretrained_tokens.initialize(  # No table.
+      encoder, pretrained_tokens.start_vectors(TransformOutput(), ""))
   np.testing.assert_array_equal(encoder.token_embedding.get_weights()[0],
                                 before)
