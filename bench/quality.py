@@ -277,6 +277,9 @@ _TRAINED = (
      ("model.trainings=2",)),
     ("one_training", "MMSE with one training instead of three served "
      "side by side", ("model.trainings=1",)),
+    ("served_width", "MMSE served 1,024 wide: both towers projected onto "
+     "the top principal directions of the item vectors",
+     ("model.served_width=1024",)),
     ("hard_negatives", "MMSE with a second pass over slates that hold 8 of "
      "the first pass's near misses (ranks 100-500)",
      ("model.hard_negatives=8",)),
