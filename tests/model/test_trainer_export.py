@@ -31,16 +31,8 @@ def transformed(tmp_path_factory):
   return tmp, output, eval_rows
 
 
-@pytest.fixture(scope="module")
-def trained(transformed):
-  """Runs `trainer.run_fn` as the TFX Trainer would.
-
-  Returns:
-    (serving model dir, the trained `mmse.Ensemble` `run_fn` handed to the
-    exporter).
-  """
-  tmp, _, _ = transformed
-  fn_args = tiny_trainer.fn_args(tmp, tmp / "serving", tmp / "run")
+def _run_fn(fn_args):
+  """Runs `trainer.run_fn`; the `mmse.Ensemble` it exported the towers of."""
   exported = []
   export_towers_as_is = export.export_towers
 
@@ -51,7 +43,20 @@ def trained(transformed):
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(trainer.export, "export_towers", export_towers)
     trainer.run_fn(fn_args)
-  return tmp / "serving", exported[0]
+  return exported[-1]
+
+
+@pytest.fixture(scope="module")
+def trained(transformed):
+  """Runs `trainer.run_fn` as the TFX Trainer would.
+
+  Returns:
+    (serving model dir, the trained `mmse.Ensemble` `run_fn` handed to the
+    exporter).
+  """
+  tmp, _, _ = transformed
+  fn_args = tiny_trainer.fn_args(tmp, tmp / "serving", tmp / "run")
+  return tmp / "serving", _run_fn(fn_args)
 
 
 def _signature(path):
@@ -182,19 +187,11 @@ def test_run_fn_serves_several_trainings_side_by_side(transformed, tmp_path,
   root, _, data = transformed
   fn_args = tiny_trainer.fn_args(root, tmp_path / "serving", tmp_path / "run",
                                  model={"trainings": 2, "epochs": 1})
-  exported = []
-  export_towers_as_is = export.export_towers
-
-  def export_towers(ensemble, *args):
-    exported.append(ensemble)
-    export_towers_as_is(ensemble, *args)
-
-  with caplog.at_level(logging.INFO), pytest.MonkeyPatch.context() as patch:
-    patch.setattr(trainer.export, "export_towers", export_towers)
-    trainer.run_fn(fn_args)
+  with caplog.at_level(logging.INFO):
+    ensemble = _run_fn(fn_args)
   assert "Training 2 of 2 (seed 1001)" in caplog.text
   assert {"training_1", "training_2"} <= set(os.listdir(tmp_path / "run"))
-  first, second = exported[-1].members
+  first, second = ensemble.members
   assert (first.config.seed, second.config.seed) == (1, 1001)
 
   # The towers' vectors are the two models' side by side, so the served
@@ -226,19 +223,11 @@ def test_run_fn_serves_a_wider_ensemble_projected_to_served_width(
   fn_args = tiny_trainer.fn_args(
       root, tmp_path / "serving", tmp_path / "run",
       model={"trainings": 2, "epochs": 1, "served_width": 6})
-  exported = []
-  export_towers_as_is = export.export_towers
-
-  def export_towers(ensemble, *args):
-    exported.append(ensemble)
-    export_towers_as_is(ensemble, *args)
-
-  with caplog.at_level(logging.INFO), pytest.MonkeyPatch.context() as patch:
-    patch.setattr(trainer.export, "export_towers", export_towers)
-    trainer.run_fn(fn_args)
+  with caplog.at_level(logging.INFO):
+    ensemble = _run_fn(fn_args)
   assert "Served vectors: 6 wide instead of 24, the principal directions " \
          "of 6 items" in caplog.text
-  projection = exported[-1].projection.numpy()
+  projection = ensemble.projection.numpy()
   np.testing.assert_allclose(projection.T @ projection, np.eye(6), atol=1e-5)
 
   slates = tiny_trainer.slates()
@@ -252,7 +241,7 @@ def test_run_fn_serves_a_wider_ensemble_projected_to_served_width(
   # them kept, so a query's score differences between items are the full
   # ensemble's (the scores themselves move by one amount per query).
   export.export_towers(
-      mmse.Ensemble(exported[-1].members),
+      mmse.Ensemble(ensemble.members),
       tft.TFTransformOutput(fn_args.transform_graph_path), tmp_path / "full")
   full_queries = _signature(tmp_path / "full" / serving_layout.QUERY_TOWER)(
       query=query_text)["embedding"].numpy()
