@@ -167,8 +167,10 @@ def _train(model, config: model_config.ModelConfig,
 def _narrowed(ensemble: mmse.Ensemble, width: int,
               slate_items: in_slate_eval.SlateItems) -> mmse.Ensemble:
   """`ensemble`, served at most `width` wide (`ModelConfig.served_width`)."""
+  if not width:
+    return ensemble
   full_width = slate_items.item_embeddings(ensemble, limit=1).shape[1]
-  if not width or full_width <= width:
+  if full_width <= width:
     return ensemble
   started = time.monotonic()
   vectors = slate_items.item_embeddings(ensemble)
@@ -255,9 +257,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
               if config.teacher_picks else None)
     evaluation = teacher.add_to(evaluation)
 
-  # Every worker's: the served projection is fitted on their items.
-  slate_items = _slate_items(fn_args, tf_transform_output,
-                             config.eval_batch_size)
+  slate_items = None
+  if chief or config.served_width:
+    # The chief's for TensorBoard; every worker fits the served projection
+    # on their items.
+    slate_items = _slate_items(fn_args, tf_transform_output,
+                               config.eval_batch_size)
   for k, (model, member_config) in enumerate(zip(members, member_configs)):
     with_teacher = lambda slates: slates
     if teacher is not None:
