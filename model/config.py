@@ -117,7 +117,7 @@ class ModelConfig:
   # (`mmse.principal_directions`, fitted on the items of the training
   # slates after training). At 1,024 of three trainings' 3,072 the ranking
   # is unchanged and the index a third, but every query reads the 3,072 x
-  # 1,024 matrix, which doubled the query tower's time
+  # 1,024 matrix, which more than doubled the query tower's time
   # (bench/results/served_width); worth it where the index, not the tower,
   # costs most (a large catalogue). 0: no projection.
   served_width: int = 0
