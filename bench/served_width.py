@@ -14,7 +14,6 @@ each width: paired figures, the same trained towers throughout.
 import argparse
 import datetime
 import os
-import pathlib
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -27,8 +26,6 @@ from model import mmse
 from retrieval import embedding
 from retrieval import topk
 
-_REPO = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = _REPO.parent / "shared" / "data" / "homedepot"
 CUTOFFS = (10, 100, 1000)
 COLUMNS = ("recall@10", "recall@100", "recall@1000", "ndcg@10", "ndcg@100")
 
@@ -113,9 +110,9 @@ def main(argv=None) -> None:
                       help="comma-separated Trainer model dirs exported at "
                       "full width")
   parser.add_argument("--widths", default="512,768,1024")
-  parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+  parser.add_argument("--data-dir", default=str(serving.DEFAULT_DATA_DIR))
   parser.add_argument("--results", default=str(
-      _REPO / "bench" / "results" / "served_width.md"))
+      serving.DEFAULT_RESULTS_DIR / "served_width" / "paired.md"))
   args = parser.parse_args(argv)
   rows = measure(args.models.split(","),
                  [int(w) for w in args.widths.split(",")], args.data_dir)
