@@ -115,13 +115,27 @@ _MAX_SCANNED_ITEMS = 250_000
 _PROJECTION_DIM = 384
 
 
+# Threads a FAISS search may use; None leaves OpenMP's default (every core).
+_search_threads: Optional[int] = None
+
+
 def set_search_threads(threads: int) -> None:
-  """Threads one FAISS search may use (OpenMP, process-wide; ScaNN's
+  """Threads one FAISS search may use, on whichever thread searches (ScaNN's
   `search_batched` uses one). A server that overlaps requests wants 1."""
   if threads < 1:
     raise ValueError(f"threads must be >= 1, got {threads}")
+  global _search_threads
+  _search_threads = threads
+
+
+def _apply_search_threads() -> None:
+  """Gives the calling thread the count `set_search_threads` chose: OpenMP
+  keeps it per thread, so set once on the main thread it would not reach a
+  server's model threads (they would search on every core)."""
   import faiss  # pylint: disable=g-import-not-at-top
-  faiss.omp_set_num_threads(threads)
+  if (_search_threads is not None and
+      faiss.omp_get_max_threads() != _search_threads):
+    faiss.omp_set_num_threads(_search_threads)
 
 
 def _partitions_to_search(partitions: int, num_items: int) -> int:
@@ -364,6 +378,7 @@ class FaissIndex(Index):
     return index
 
   def _search_rows(self, queries, k):
+    _apply_search_threads()
     search_params = None
     if self.params["pq_dims_per_code"]:
       import faiss  # pylint: disable=g-import-not-at-top

@@ -102,6 +102,28 @@ def test_faiss_scan_answers_as_the_automatic_choice_after_a_reload(
     np.testing.assert_allclose(scores, auto_scores, atol=1e-6)
 
 
+def test_search_threads_reach_the_thread_that_searches():
+  """A server sets the count once and searches on its model threads; OpenMP
+  keeps the count per thread, so a search must apply it where it runs."""
+  import concurrent.futures  # pylint: disable=g-import-not-at-top
+  import faiss  # pylint: disable=g-import-not-at-top
+  items, queries = _clustered(3000, 8, dim=32)
+  index = ann.build(np.arange(3000), items, "faiss", k=10,
+                    params={"projection_dim": 16})
+
+  def threads_after_a_search():
+    index.search(queries, 10)
+    return faiss.omp_get_max_threads()
+
+  try:
+    for threads in (1, 2):
+      ann.set_search_threads(threads)
+      with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(threads_after_a_search).result() == threads
+  finally:
+    ann.set_search_threads(os.cpu_count())
+
+
 @pytest.mark.parametrize("kind", ["scann", "faiss", "exact"])
 def test_save_load_after_the_directory_moves(tmp_path, kind):
   items, queries = _clustered(3000, 20)
