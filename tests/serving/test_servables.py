@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from contracts import features
 from contracts import serving_layout
 from retrieval import ann
 from serving import servables
@@ -77,3 +78,32 @@ def test_retrieval_without_its_query_tower_is_served_exactly(
   assert outputs[serving_layout.ITEM_IDS_OUTPUT][0, 0] == 103
   np.testing.assert_allclose(outputs[serving_layout.SCORES_OUTPUT][0, 0], 1.0,
                              atol=1e-5)
+
+
+@pytest.mark.parametrize("model", serving_layout.SERVED_MODELS)
+def test_session_runner_answers_as_the_loaded_signature(serving_dir, model):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  path = serving_layout.latest_version_dir(serving_dir, model)
+  signature = tf.saved_model.load(path).signatures[
+      serving_layout.SERVING_SIGNATURE]
+  titles = ["cordless drill", "led light bulb", "a title no item has"]
+  # item_id as int32: the runner casts to the signature's int64.
+  inputs = {features.ITEM_ID: np.array([100, 103, 7], dtype=np.int32),
+            features.TITLE: np.array(titles, dtype=object),
+            serving_layout.QUERY_INPUT: np.array(titles, dtype=object)}
+  _, specs = signature.structured_input_signature
+  inputs = {name: inputs[name] for name in specs}
+  expected = {name: value.numpy() for name, value in signature(**{
+      name: tf.constant(value, dtype=specs[name].dtype)
+      for name, value in inputs.items()}).items()}
+
+  outputs = servables.SessionModel(path).runner(
+      serving_layout.SERVING_SIGNATURE)(inputs)
+
+  assert set(outputs) == set(expected)
+  for name, value in expected.items():
+    assert outputs[name].shape == value.shape
+    if value.dtype == object:
+      assert outputs[name].tolist() == value.tolist()
+    else:
+      np.testing.assert_allclose(outputs[name], value, atol=1e-6)
