@@ -107,3 +107,17 @@ def test_session_runner_answers_as_the_loaded_signature(serving_dir, model):
       assert outputs[name].tolist() == value.tolist()
     else:
       np.testing.assert_allclose(outputs[name], value, atol=1e-6)
+
+
+def test_a_loaded_model_stays_shared_while_a_servable_uses_it(serving_dir):
+  import gc  # pylint: disable=g-import-not-at-top
+  path = os.path.realpath(serving_layout.latest_version_dir(
+      serving_dir, serving_layout.QUERY_TOWER))
+  loaded = servables._CACHE._loaded  # pylint: disable=protected-access
+  servable = servables.load_saved_model(serving_layout.QUERY_TOWER, 1, path,
+                                        servables.BatchingOptions())
+  gc.collect()
+  assert path in loaded  # Held by the servable's runners.
+  del servable
+  gc.collect()
+  assert path not in loaded
