@@ -109,10 +109,15 @@ def test_session_runner_answers_as_the_loaded_signature(serving_dir, model):
       np.testing.assert_allclose(outputs[name], value, atol=1e-6)
 
 
-def test_a_loaded_model_stays_shared_while_a_servable_uses_it(serving_dir):
+def test_a_loaded_model_stays_shared_while_a_servable_uses_it(
+    serving_dir, tmp_path):
   import gc  # pylint: disable=g-import-not-at-top
-  path = os.path.realpath(serving_layout.latest_version_dir(
-      serving_dir, serving_layout.QUERY_TOWER))
+  import shutil  # pylint: disable=g-import-not-at-top
+  # A copy no other test has loaded (servers of other tests hold theirs).
+  path = str(tmp_path / "query_tower" / "1")
+  shutil.copytree(serving_layout.latest_version_dir(
+      serving_dir, serving_layout.QUERY_TOWER), path)
+  path = os.path.realpath(path)
   loaded = servables._CACHE._loaded  # pylint: disable=protected-access
   servable = servables.load_saved_model(serving_layout.QUERY_TOWER, 1, path,
                                         servables.BatchingOptions())
