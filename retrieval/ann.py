@@ -121,7 +121,7 @@ _search_threads: Optional[int] = None
 
 def set_search_threads(threads: int) -> None:
   """Threads one FAISS search may use, on whichever thread searches (ScaNN's
-  `search_batched` uses one). A server that overlaps requests wants 1."""
+  `search_batched` uses one)."""
   if threads < 1:
     raise ValueError(f"threads must be >= 1, got {threads}")
   global _search_threads

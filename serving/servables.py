@@ -73,6 +73,15 @@ def _is_batched(signature: meta_graph_pb2.SignatureDef) -> bool:
       info.tensor_shape.dim[0].size == -1 for info in infos)
 
 
+_NUMPY_DTYPES = {
+    types_pb2.DT_INT64: np.int64,
+    types_pb2.DT_INT32: np.int32,
+    types_pb2.DT_FLOAT: np.float32,
+    types_pb2.DT_DOUBLE: np.float64,
+    types_pb2.DT_BOOL: np.bool_,
+}
+
+
 class SessionModel:
   """A SavedModel loaded into a graph-mode session, as TF Serving runs one.
 
@@ -88,13 +97,12 @@ class SessionModel:
   def __init__(self, path: str):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from tensorflow.core.protobuf import config_pb2  # pylint: disable=g-import-not-at-top
-    self.path = path
     config = config_pb2.ConfigProto()
     # A pool must be configured for a run to pick the caller thread (-1).
     config.session_inter_op_thread_pool.add().num_threads = 1
-    self._graph = tf.Graph()
-    self._session = tf.compat.v1.Session(graph=self._graph, config=config)
-    with self._graph.as_default():
+    graph = tf.Graph()
+    self._session = tf.compat.v1.Session(graph=graph, config=config)
+    with graph.as_default():
       meta_graph = tf.compat.v1.saved_model.load(
           self._session, [tf.saved_model.SERVING], path)
     self.signature_defs = meta_graph.signature_def
@@ -229,15 +237,6 @@ class Servable:
         else:
           inputs[name] = np.zeros(shape, dtype=_NUMPY_DTYPES[info.dtype])
       self._runners[key](inputs)
-
-
-_NUMPY_DTYPES = {
-    types_pb2.DT_INT64: np.int64,
-    types_pb2.DT_INT32: np.int32,
-    types_pb2.DT_FLOAT: np.float32,
-    types_pb2.DT_DOUBLE: np.float64,
-    types_pb2.DT_BOOL: np.bool_,
-}
 
 
 def load_saved_model(name: str, version: int, path: str,
