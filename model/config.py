@@ -38,8 +38,9 @@ class ModelConfig:
   """Towers, post-fusion and the two objectives."""
   # Each tower emits `num_heads` sub-embeddings of `head_dim`; the fused score
   # is a learned non-negative mix of their per-head dot products. Heads, in
-  # order: mixed, words, trigrams, lexical (`towers.HEAD_KINDS`).
-  num_heads: int = 4
+  # order: mixed, words, trigrams, lexical (`towers.HEAD_KINDS`). The
+  # lexical head paid at one training, not at three side by side (README).
+  num_heads: int = 3
   head_dim: int = 256
   token_embedding_dim: int = 128
   hidden_dim: int = 256

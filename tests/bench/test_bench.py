@@ -302,7 +302,7 @@ def test_trained_systems_are_config_changes_of_one_shared_pipeline(tmp_path):
   assert changed("no_unclicked") == {("model", "use_unclicked"): False}
   assert changed("no_random") == {("model", "use_random_negatives"): False}
   assert changed("no_fusion") == {("model", "num_heads"): 1}
-  assert changed("no_lexical") == {("model", "num_heads"): 3}
+  assert changed("lexical_head") == {("model", "num_heads"): 4}
   assert changed("equal_stages") == {("model", "ordered_weight"): 1.0}
   assert changed("no_title_queries") == {
       ("mining", "title_query_fraction"): 0.0}
