@@ -186,6 +186,9 @@ def cmd_evaluate(args):
 
 def cmd_serve(args):
   _start(args)  # Version loads and swaps: an operator wants to see them.
+  # FAISS's OpenMP threads would spin between searches on the cores the
+  # event loop needs; libgomp reads this when FAISS first loads it.
+  os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
   from serving import server  # pylint: disable=g-import-not-at-top
   server.serve(args.model_base_path, host=args.host, port=args.port,
                rest_port=args.rest_port or None)
