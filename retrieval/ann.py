@@ -108,11 +108,11 @@ class Index(abc.ABC):
 # Below this many items an index scores every item's codes: partitions
 # lose the items only some heads match (FaissIndex says why).
 _MAX_SCANNED_ITEMS = 250_000
-# Width the FAISS codes are taken at: on the benchmark's embeddings, one
-# training's (1,024 wide) or three's (3,072), 384 principal directions keep
-# the re-scored top-100's dev recall close to exact search (README,
+# Width the FAISS codes are taken at: on the benchmark's embeddings (three
+# trainings of three heads, 2,304 wide), 256 principal directions keep the
+# re-scored top-100's dev recall within 0.004 of exact search (README,
 # Serving; bench/results/serving.md).
-_PROJECTION_DIM = 384
+_PROJECTION_DIM = 256
 
 
 # Threads a FAISS search may use; None leaves OpenMP's default (every core).
