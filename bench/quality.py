@@ -280,8 +280,6 @@ _TRAINED = (
     ("served_width", "MMSE served 1,024 wide: both towers projected onto "
      "the top principal directions of the item vectors",
      ("model.served_width=1024",)),
-    ("linear_decay", "MMSE with the learning rate decayed linearly to 0 "
-     "over each training", ("model.learning_rate_schedule=linear",)),
     ("hard_negatives", "MMSE with a second pass over slates that hold 8 of "
      "the first pass's near misses (ranks 100-500)",
      ("model.hard_negatives=8",)),

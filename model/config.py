@@ -14,9 +14,6 @@ DISTRIBUTIONS = (NO_DISTRIBUTION, MIRRORED, MULTI_WORKER)
 # from the run's, so that runs with neighbouring seeds share no batch order.
 MEMBER_SEED_STRIDE = 1000
 
-# `ModelConfig.learning_rate_schedule`'s values.
-LEARNING_RATE_SCHEDULES = ("constant", "linear")
-
 
 @dataclasses.dataclass(frozen=True)
 class TextConfig:
@@ -126,10 +123,6 @@ class ModelConfig:
   # costs most (a large catalogue). 0: no projection.
   served_width: int = 0
   learning_rate: float = 2e-3
-  # One of LEARNING_RATE_SCHEDULES: "constant", or "linear", from
-  # `learning_rate` down to 0 over every step of a training (its epochs and
-  # hard-negative passes).
-  learning_rate_schedule: str = "constant"
   eval_batch_size: int = 512
   # One of DISTRIBUTIONS; batch_size is the global batch under all three.
   distribution: str = NO_DISTRIBUTION

@@ -68,30 +68,6 @@ def _dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
   return dataset.with_options(options)
 
 
-def _learning_rate(config: model_config.ModelConfig,
-                   fn_args: tfx.components.FnArgs, tf_transform_output):
-  """`config.learning_rate` as `config.learning_rate_schedule` asks."""
-  if config.learning_rate_schedule not in model_config.LEARNING_RATE_SCHEDULES:
-    raise ValueError(
-        f"model.learning_rate_schedule must be one of "
-        f"{model_config.LEARNING_RATE_SCHEDULES}, got "
-        f"{config.learning_rate_schedule!r}")
-  if config.learning_rate_schedule == "constant":
-    return config.learning_rate
-  if fn_args.train_steps:
-    steps_per_epoch = math.ceil(fn_args.train_steps / config.epochs)
-  else:
-    # One pass is as many steps as it has batches: count them.
-    steps_per_epoch = int(_dataset(
-        fn_args, fn_args.train_files, tf_transform_output, config.batch_size,
-        steps=None, shuffle=False).reduce(np.int64(0), lambda n, _: n + 1))
-  passes = config.epochs + (config.hard_negative_epochs
-                            if config.hard_negatives else 0)
-  return tf.keras.optimizers.schedules.PolynomialDecay(
-      config.learning_rate, decay_steps=max(1, passes * steps_per_epoch),
-      end_learning_rate=0.0)
-
-
 def _slate_items(fn_args: tfx.components.FnArgs, tf_transform_output,
                  batch_size: int) -> in_slate_eval.SlateItems:
   """The eval queries and the items of both splits, read once."""
@@ -237,7 +213,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                  "the chief" if chief else "not the chief")
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path or
                                               fn_args.transform_output)
-  learning_rate = _learning_rate(config, fn_args, tf_transform_output)
   # Once for every training's token table (the teacher encodes the words).
   start_vectors = pretrained_tokens.start_vectors(
       tf_transform_output, config.pretrained_token_table,
@@ -258,7 +233,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
           member_config, text_config, tf_transform_output)
       pretrained_tokens.initialize(model.query_tower.text_encoder,
                                    start_vectors)
-      model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
+      model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
       members.append(model)
     ensemble = mmse.Ensemble(members)
     # What the towers score before learning anything: the blessing's floor.

@@ -182,31 +182,6 @@ def test_run_fn_trains_a_pass_with_hard_negatives_and_the_teacher(
   assert _signature(tmp_path / "serving" / serving_layout.QUERY_TOWER)
 
 
-def test_run_fn_decays_the_learning_rate_to_zero_over_the_training(
-    transformed, tmp_path):
-  root, _, _ = transformed
-  fn_args = tiny_trainer.fn_args(root, tmp_path / "serving", tmp_path / "run",
-                                 model={"learning_rate_schedule": "linear"})
-  optimizer = _run_fn(fn_args).members[0].optimizer
-  schedule = optimizer.get_config()["learning_rate"]["config"]
-  assert schedule["initial_learning_rate"] == pytest.approx(
-      MODEL["learning_rate"])
-  # Twelve train slates in batches of 8, two epochs.
-  assert (schedule["decay_steps"], schedule["end_learning_rate"]) == (4, 0)
-  assert float(optimizer.learning_rate) == 0  # Where training ended.
-
-
-def test_run_fn_refuses_an_unknown_learning_rate_schedule(transformed,
-                                                           tmp_path):
-  root, _, _ = transformed
-  fn_args = tiny_trainer.fn_args(root, tmp_path / "serving", tmp_path / "run",
-                                 model={"learning_rate_schedule": "cosine"})
-  with pytest.raises(ValueError, match="learning_rate_schedule must be one "
-                     "of .*'cosine'"):
-    trainer.run_fn(fn_args)
-  assert not (tmp_path / "serving").exists()
-
-
 def test_run_fn_serves_several_trainings_side_by_side(transformed, tmp_path,
                                                        caplog):
   root, _, data = transformed
