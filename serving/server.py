@@ -285,9 +285,9 @@ def _freeze_imported_objects() -> None:
   """Exempts what the process holds before any model loads from the cyclic GC.
 
   That is most of the heap: the modules of TensorFlow, gRPC and the rest,
-  none of it ever garbage. A full collection that traverses it pauses every
-  request for a fifth of a second or so; frozen, it is never traversed, and
-  a collection visits only what came later (the models, the requests). The
+  none of it ever garbage. A full collection that traverses it holds up
+  every request while it runs; frozen, it is never traversed, and a
+  collection visits only what came later (the models, the requests). The
   models stay unfrozen: a TensorFlow session's objects form reference
   cycles, so an unloaded version is freed by a collection, which a frozen
   one would never get.
