@@ -107,10 +107,25 @@ class SessionModel:
           self._session, [tf.saved_model.SERVING], path)
     self.signature_defs = meta_graph.signature_def
     self._callables = {}
+    self._runners = {}
+    self._runners_lock = threading.Lock()
 
   def runner(self, key: str) -> Callable[[batching.Tensors],
                                          batching.Tensors]:
-    """Runs signature `key` on numpy inputs, returning numpy outputs."""
+    """Runs signature `key` on numpy inputs, returning numpy outputs.
+
+    One runner per signature, shared by every servable that asks: making a
+    callable holds the session's lock, and calls of the others wait on it,
+    so a new `retrieval` version on the query tower already serving would
+    stall its requests while it loads.
+    """
+    with self._runners_lock:
+      if key not in self._runners:
+        self._runners[key] = self._new_runner(key)
+      return self._runners[key]
+
+  def _new_runner(self, key: str) -> Callable[[batching.Tensors],
+                                              batching.Tensors]:
     from tensorflow.core.protobuf import config_pb2  # pylint: disable=g-import-not-at-top
     signature = self.signature_defs[key]
     inputs = sorted(signature.inputs)

@@ -126,3 +126,12 @@ def test_a_loaded_model_stays_shared_while_a_servable_uses_it(
   del servable
   gc.collect()
   assert path not in loaded
+
+
+def test_servables_of_one_loaded_model_share_its_runners(serving_dir):
+  # A new callable would hold the session's lock while the served one runs.
+  path = serving_layout.latest_version_dir(serving_dir,
+                                           serving_layout.QUERY_TOWER)
+  model = servables.SessionModel(path)
+  first = model.runner(serving_layout.SERVING_SIGNATURE)
+  assert model.runner(serving_layout.SERVING_SIGNATURE) is first
