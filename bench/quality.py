@@ -249,9 +249,9 @@ _TRAINED = (
      "only, same towers", PLAIN_TFRS),
     ("no_ranking", "MMSE without the ranking loss",
      ("model.ranking_weight=0",)),
-    ("ranking_logistic", "MMSE with RankNet's logistic pairwise loss "
-     "(at the retrieval temperature) instead of the ranking hinge",
-     ("model.ranking_loss=logistic",)),
+    ("ranking_hinge", "MMSE with a margin hinge as its ranking loss "
+     "instead of RankNet's logistic pairwise loss",
+     ("model.ranking_loss=hinge",)),
     ("no_retrieval", "MMSE without the retrieval loss",
      ("model.retrieval_weight=0",)),
     ("no_unclicked", "MMSE without shown-unclicked items",

@@ -75,9 +75,11 @@ class ModelConfig:
   # Items the teacher ranks highest for a slate's query, added to the slate
   # for the distillation objective alone (a random batch seldom holds them).
   teacher_picks: int = 4
-  # Ranking loss over each slate's pairs: "hinge" (margin per stage of
-  # difference, on fused scores) or "logistic" (scaled by the temperature).
-  ranking_loss: str = "hinge"
+  # Ranking loss over each slate's pairs: "logistic" (RankNet's, scaled by
+  # the retrieval temperature) or "hinge" (margin per stage of difference,
+  # on fused scores), which most pairs soon satisfy and then stop teaching
+  # (Home Depot dev: README, "Retrieval quality").
+  ranking_loss: str = "logistic"
   ranking_margin: float = 0.1
   use_unclicked: bool = True
   use_random_negatives: bool = True
