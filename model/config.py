@@ -77,8 +77,8 @@ class ModelConfig:
   teacher_picks: int = 4
   # Ranking loss over each slate's pairs: "logistic" (RankNet's, scaled by
   # the retrieval temperature) or "hinge" (margin per stage of difference,
-  # on fused scores), which most pairs soon satisfy and then stop teaching
-  # (Home Depot dev: README, "Retrieval quality").
+  # on fused scores), whose margin most pairs clear from the start, so it
+  # teaches little (Home Depot dev: README, "Retrieval quality").
   ranking_loss: str = "logistic"
   ranking_margin: float = 0.1
   use_unclicked: bool = True
