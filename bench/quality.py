@@ -252,6 +252,9 @@ _TRAINED = (
     ("ranking_hinge", "MMSE with a margin hinge as its ranking loss "
      "instead of RankNet's logistic pairwise loss",
      ("model.ranking_loss=hinge",)),
+    ("ranking_weight_1", "MMSE with the ranking loss weighted as much as "
+     "the retrieval loss (1 instead of 0.5)",
+     ("model.ranking_weight=1",)),
     ("no_retrieval", "MMSE without the retrieval loss",
      ("model.retrieval_weight=0",)),
     ("no_unclicked", "MMSE without shown-unclicked items",
