@@ -34,9 +34,11 @@ def _load(serving_dir: str, name: str) -> servables.Servable:
 
 
 def rate(fn, batches: Sequence, seconds: float) -> Dict[str, float]:
-  """Calls `fn` on the batches in turn for `seconds`; rows/s, ms per call."""
+  """Calls `fn` on the batches in turn for `seconds`; rows/s, ms per call,
+  and the process's CPU seconds per second (cores) while it ran."""
   fn(batches[0])
   calls, rows, started = 0, 0, time.perf_counter()
+  cpu_started = time.process_time()
   while time.perf_counter() - started < seconds:
     batch = batches[calls % len(batches)]
     fn(batch)
@@ -45,7 +47,8 @@ def rate(fn, batches: Sequence, seconds: float) -> Dict[str, float]:
         next(iter(batch.values())))
   elapsed = time.perf_counter() - started
   return {"qps": round(rows / elapsed, 1),
-          "ms_per_batch": round(1000 * elapsed / calls, 3)}
+          "ms_per_batch": round(1000 * elapsed / calls, 3),
+          "cores": round((time.process_time() - cpu_started) / elapsed, 2)}
 
 
 def in_process_limit(serving_dir: str, queries: Sequence[str],

@@ -4,7 +4,7 @@ import json
 import os
 import platform
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import faiss
 import grpc
@@ -59,7 +59,9 @@ def _render_limit(results: Dict[str, object], k: int) -> List[str]:
       f"## The model's own limit: query -> top-{k} in process", "",
       _stamp(limit) + " The `retrieval` servable the server loads (query "
       "tower, then the index search), called on one thread at a fixed "
-      "batch size, and the tower and the index alone; the index searches "
+      "batch size (*cores*: the process's CPU seconds per second, as the "
+      "tower and the index spread over threads), and the tower and the "
+      "index alone; the index searches "
       "on as many threads as in the server (`ServerOptions.index_threads`), "
       "and on every core in the last column. Recall@"
       f"{k} of the index against exact search on these queries: "
@@ -68,9 +70,9 @@ def _render_limit(results: Dict[str, object], k: int) -> List[str]:
        f"{limit[f'judged_recall@{k}_index']} through the index, "
        f"{limit[f'judged_recall@{k}_exact']} by exact search"
        if f"judged_recall@{k}_index" in limit else "") + ".", "",
-      "| Batch | Tower + index q/s | ms/batch | Tower q/s | Index q/s | "
-      "Index q/s, every core |",
-      "|---:|---:|---:|---:|---:|---:|"
+      "| Batch | Tower + index q/s | ms/batch | Cores | Tower q/s | "
+      "Index q/s | Index q/s, every core |",
+      "|---:|---:|---:|---:|---:|---:|---:|"
   ]
   missing = {"qps": float("nan")}
   for r in limit["rows"]:
@@ -78,6 +80,7 @@ def _render_limit(results: Dict[str, object], k: int) -> List[str]:
     all_cores = r.get("index_all_cores") or missing
     lines.append(f"| {r['batch']} | {r['tower_and_index']['qps']:,.0f} | "
                  f"{r['tower_and_index']['ms_per_batch']:.2f} | "
+                 f"{r['tower_and_index'].get('cores', '-')} | "
                  f"{r['tower']['qps']:,.0f} | {index['qps']:,.0f} | "
                  f"{all_cores['qps']:,.0f} |")
   at8 = _limit_at(results, 8)
@@ -175,8 +178,33 @@ def _render_load(results: Dict[str, object], k: int) -> List[str]:
         f" (p99 {at8['p99_ms']:.2f} ms, {at8['p99_ms'] / at8['p50_ms']:.1f}x"
         " p50)",
     ]
+    lines += _cpu_budget(at8, limit, results["environment"]["cpus"])
   lines += [f"- zero failed requests: {_mark(failed == 0)} ({failed})", ""]
   return lines
+
+
+def _cpu_budget(at8: Dict[str, object], limit: Optional[Dict[str, object]],
+                cpus: int) -> List[str]:
+  """What the share-of-limit target asks of this machine's cores: the
+  model's CPU per query in process and the clients' per request, at the
+  target rate, before any of the server's own work."""
+  model = (limit or {}).get("tower_and_index", {})
+  if not (model.get("cores") and at8.get("client_cores")):
+    return []
+  model_ms = 1000 * model["cores"] / model["qps"]
+  client_ms = 1000 * at8["client_cores"] / at8["qps"]
+  server_ms = (1000 * at8["server_cores"] / at8["qps"]
+               if at8.get("server_cores") else None)
+  target_qps = TARGET_SHARE_OF_LIMIT * model["qps"]
+  needed = (model_ms + client_ms) * target_qps / 1000
+  return [
+      f"- CPU per query at 8 gRPC clients: the server "
+      + (f"{server_ms:.2f} ms" if server_ms is not None else "not measured")
+      + f", the clients {client_ms:.2f} ms; the model alone in process at "
+      f"batch 8 {model_ms:.2f} ms. At {TARGET_SHARE_OF_LIMIT:.0%} of the "
+      f"limit ({target_qps:,.0f} queries/s) the model and the clients alone "
+      f"would take {needed:.1f} of the machine's {cpus} cores, "
+      "before the server decodes, batches or encodes a request."]
 
 
 def _render_batches(rows: List[Dict[str, object]]) -> List[str]:

@@ -18,6 +18,7 @@ def test_limit_load_swap_and_report(serving_dir, tmp_path):
                                          seconds=0.2)
   assert [row["batch"] for row in limit] == [1, 4]
   assert all(row["tower_and_index"]["qps"] > 0 for row in limit)
+  assert all(row["tower_and_index"]["cores"] > 0 for row in limit)
   parts = serving_limit.request_parts(serving_dir, QUERIES[0], repeats=5)
   assert set(parts) == {"grpc_decode", "tower", "index", "grpc_encode",
                         "rest_decode", "rest_encode"}
@@ -76,3 +77,15 @@ def test_limit_load_swap_and_report(serving_dir, tmp_path):
   assert "Requests across a hot swap" in table
   assert "| scann, partitioned |" in table
   assert "by exact search" in table and "Index q/s, every core" in table
+
+
+def test_the_cpu_budget_adds_the_model_and_the_clients_at_the_target_rate():
+  at8 = {"qps": 500.0, "client_cores": 0.2, "server_cores": 1.0}
+  limit = {"tower_and_index": {"qps": 2000.0, "cores": 1.6}}
+  [line] = serving_report._cpu_budget(at8, limit, cpus=2)
+  # 0.8 ms of model and 0.4 ms of client per query at 70% of 2,000/s.
+  assert "the server 2.00 ms, the clients 0.40 ms" in line
+  assert "at batch 8 0.80 ms" in line and "(1,400 queries/s)" in line
+  assert "would take 1.7 of the machine's 2 cores" in line
+  assert serving_report._cpu_budget(at8, {"tower_and_index": {
+      "qps": 2000.0}}, cpus=2) == []
