@@ -69,7 +69,7 @@ class ModelConfig:
   # queries and titles, `model.sentence_teacher`), at this weight; 0: off.
   # Off by default: on Home Depot dev (three seeds), 0.2 with the picks
   # below adds Recall@100 but not Recall@10 or NDCG@10, for a longer
-  # training (README, "Retrieval quality").
+  # training (docs/quality.md, "Distilling the teacher's sentences").
   distillation_weight: float = 0.0
   teacher_temperature: float = 0.05
   # Items the teacher ranks highest for a slate's query, added to the slate
@@ -78,7 +78,8 @@ class ModelConfig:
   # Ranking loss over each slate's pairs: "logistic" (RankNet's, scaled by
   # the retrieval temperature) or "hinge" (margin per stage of difference,
   # on fused scores), whose margin most pairs clear from the start, so it
-  # teaches little (Home Depot dev: README, "Retrieval quality").
+  # teaches little (Home Depot dev: README, "Ablations at the shipped
+  # default").
   ranking_loss: str = "logistic"
   ranking_margin: float = 0.1
   use_unclicked: bool = True
