@@ -39,7 +39,8 @@ class ModelConfig:
   # Each tower emits `num_heads` sub-embeddings of `head_dim`; the fused score
   # is a learned non-negative mix of their per-head dot products. Heads, in
   # order: mixed, words, trigrams, lexical (`towers.HEAD_KINDS`). The
-  # lexical head paid at one training, not at three side by side (README).
+  # lexical head paid at one training, not at three side by side
+  # (docs/quality.md).
   num_heads: int = 3
   head_dim: int = 256
   token_embedding_dim: int = 128
