@@ -259,6 +259,9 @@ _TRAINED = (
      ("model.retrieval_weight=0",)),
     ("no_unclicked", "MMSE without shown-unclicked items",
      ("model.use_unclicked=false",)),
+    ("unclicked_ranking_only", "MMSE with shown-unclicked items in the "
+     "ranking loss only, not negatives of the retrieval softmax",
+     ("model.unclicked_in_retrieval=false",)),
     ("no_random", "MMSE without random catalogue negatives",
      ("model.use_random_negatives=false",)),
     ("no_fusion", "MMSE with one head: a single dot product, no post-fusion",

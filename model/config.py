@@ -84,6 +84,11 @@ class ModelConfig:
   ranking_loss: str = "logistic"
   ranking_margin: float = 0.1
   use_unclicked: bool = True
+  # With use_unclicked, whether shown-unclicked items are also negatives of
+  # the retrieval softmax, not only the stage between clicks and random
+  # items in the ranking loss (the hardest negatives the softmax sees;
+  # Facebook's EBR found non-click impressions poor retrieval negatives).
+  unclicked_in_retrieval: bool = True
   use_random_negatives: bool = True
   # Hard negatives (`model.hard_negatives`): after `epochs` passes, the
   # model's own near misses for each training query - items it ranks in

@@ -78,7 +78,7 @@ class MMSEModel(tfrs.models.Model):
         temperature=config.temperature,
         ordered_weight=config.ordered_weight,
         clicked_weight=config.clicked_weight,
-        use_unclicked=config.use_unclicked,
+        use_unclicked=config.use_unclicked and config.unclicked_in_retrieval,
         use_random_negatives=config.use_random_negatives,
         remove_accidental_hits=config.remove_accidental_hits,
         sampling_bias_correction=config.sampling_bias_correction,

@@ -302,6 +302,8 @@ def test_trained_systems_are_config_changes_of_one_shared_pipeline(tmp_path):
   assert changed("ranking_weight_1") == {("model", "ranking_weight"): 1.0}
   assert changed("no_retrieval") == {("model", "retrieval_weight"): 0.0}
   assert changed("no_unclicked") == {("model", "use_unclicked"): False}
+  assert changed("unclicked_ranking_only") == {
+      ("model", "unclicked_in_retrieval"): False}
   assert changed("no_random") == {("model", "use_random_negatives"): False}
   assert changed("no_fusion") == {("model", "num_heads"): 1}
   assert changed("lexical_head") == {("model", "num_heads"): 4}

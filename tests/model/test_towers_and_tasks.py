@@ -272,6 +272,33 @@ def test_model_loss_mixes_the_enabled_tasks_and_trains():
   assert "retrieval_loss" in history.history
 
 
+def test_unclicked_items_can_stay_out_of_the_retrieval_softmax():
+  batch = {k: tf.constant(v) for k, v in _slates(batch=4, seed=2).items()}
+  config = dataclasses.replace(CONFIG, ranking_weight=0.5,
+                               unclicked_in_retrieval=False)
+  model = mmse.MMSEModel(config, SIZES, use_price=True)
+  queries = model.embed_queries(batch)
+  items = tf.reshape(model.embed_items(
+      {k: tf.reshape(v, [12] + v.shape[2:].as_list())
+       for k, v in batch.items() if not k.startswith("query")}), [4, 3, -1])
+  stage = batch[preprocessing.STAGE]
+
+  def retrieval(use_unclicked):
+    return tasks.MultiStageRetrieval(
+        temperature=config.temperature, use_unclicked=use_unclicked)(
+            queries, items, stage, batch[preprocessing.ITEM_ID],
+            batch[preprocessing.QUERY_KEY])
+
+  # The ranking loss still orders the unclicked slot (stage 1) between the
+  # ordered one and the random one.
+  ranking = tasks.StageRankingTask(
+      loss=config.ranking_loss, temperature=config.temperature)(
+          tf.einsum("bd,bld->bl", queries, items), stage)
+  np.testing.assert_allclose(model.compute_loss(batch),
+                             retrieval(False) + 0.5 * ranking, atol=1e-5)
+  assert abs(float(retrieval(False)) - float(retrieval(True))) > 1e-3
+
+
 def test_member_configs_give_each_training_its_own_seed():
   configs = mmse.member_configs(dataclasses.replace(CONFIG, seed=2,
                                                     trainings=3))
