@@ -221,15 +221,22 @@ def test_ranking_logistic():
     tasks.StageRankingTask(loss="listwise")
 
 
+def _embedded(model, batch):
+  """The model's query vectors [B, D] and slate item vectors [B, L, D]."""
+  batch_size, slate_size = batch[preprocessing.STAGE].shape
+  items = model.embed_items(
+      {k: tf.reshape(v, [batch_size * slate_size] + v.shape[2:].as_list())
+       for k, v in batch.items() if not k.startswith("query")})
+  return (model.embed_queries(batch),
+          tf.reshape(items, [batch_size, slate_size, -1]))
+
+
 def test_model_loss_mixes_the_enabled_tasks_and_trains():
   batch = {k: tf.constant(v) for k, v in _slates(batch=4, seed=2).items()}
   config = dataclasses.replace(CONFIG, ranking_weight=0.5,
                                distillation_weight=0.2)
   model = mmse.MMSEModel(config, SIZES, use_price=True)
-  queries = model.embed_queries(batch)
-  items = tf.reshape(model.embed_items(
-      {k: tf.reshape(v, [12] + v.shape[2:].as_list())
-       for k, v in batch.items() if not k.startswith("query")}), [4, 3, -1])
+  queries, items = _embedded(model, batch)
   retrieval = model.retrieval_task(
       queries, items, batch[preprocessing.STAGE],
       batch[preprocessing.ITEM_ID], batch[preprocessing.QUERY_KEY])
@@ -277,10 +284,7 @@ def test_unclicked_items_can_stay_out_of_the_retrieval_softmax():
   config = dataclasses.replace(CONFIG, ranking_weight=0.5,
                                unclicked_in_retrieval=False)
   model = mmse.MMSEModel(config, SIZES, use_price=True)
-  queries = model.embed_queries(batch)
-  items = tf.reshape(model.embed_items(
-      {k: tf.reshape(v, [12] + v.shape[2:].as_list())
-       for k, v in batch.items() if not k.startswith("query")}), [4, 3, -1])
+  queries, items = _embedded(model, batch)
   stage = batch[preprocessing.STAGE]
 
   def retrieval(use_unclicked):
