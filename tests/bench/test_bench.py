@@ -268,6 +268,17 @@ def test_benchmark_names_a_missing_extra_before_reading_data(tmp_path):
                           cache_dir=None, registry=registry)
 
 
+def test_a_bare_run_reproduces_the_committed_table():
+  # `python -m bench.quality` with no --systems writes README's table into
+  # bench/results: the systems it runs are those the committed JSON holds.
+  committed = json.loads(
+      (quality.DEFAULT_RESULTS_DIR / "quality.json").read_text())
+  assert quality._parse_args([]).systems.split(",") == list(  # pylint: disable=protected-access
+      committed["systems"])
+  assert set(quality.TABLE_SYSTEMS) <= set(quality.SYSTEMS)
+  assert not any(quality.SYSTEMS[n].extra for n in quality.TABLE_SYSTEMS)
+
+
 def test_benchmark_reports_missing_data(tmp_path):
   with pytest.raises(SystemExit, match="lacks"):
     quality.main(["--systems", "bm25", "--data-dir", str(tmp_path),
