@@ -7,10 +7,10 @@
 ranks the whole catalogue for each judged dev query with each system (by
 default README's table, `TABLE_SYSTEMS`), scores the rankings with
 `evaluation.metrics` and writes `bench/results/quality.md`, `quality.json`
-and `recall_at_k.png`. A trained system is trained once per
-seed (`model.seed`) and reported as the mean with the min-max. The queries
-that hold a word no catalogue title holds (mostly misspellings) are also
-scored apart.
+and `recall_at_k.png`. A trained system is trained once per seed
+(`model.seed`) and reported as the mean with the min-max. The queries that
+hold a word no catalogue title holds (mostly misspellings) are also scored
+apart.
 
 Systems live in a registry, `SYSTEMS`: an entry is a name, a line of
 description and a function from the benchmark's `Context` to a `SystemRun`.

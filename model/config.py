@@ -88,6 +88,7 @@ class ModelConfig:
   # the retrieval softmax, not only the stage between clicks and random
   # items in the ranking loss (the hardest negatives the softmax sees;
   # Facebook's EBR found non-click impressions poor retrieval negatives).
+  # On Home Depot dev it changed nothing (README's ablation table).
   unclicked_in_retrieval: bool = True
   use_random_negatives: bool = True
   # Hard negatives (`model.hard_negatives`): after `epochs` passes, the
