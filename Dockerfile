@@ -16,3 +16,10 @@ COPY . .
 RUN pip install --no-cache-dir --no-deps . && \
     python -c "import tfx_pipeline.pipeline, validation.schemas"
 ENV TF_USE_LEGACY_KERAS=1
+# `--beam flink` steps start Beam's Flink job server (Java) from the Flink
+# cache (`kubeflow_v2.IMAGE_FLINK_CACHE`), fetched here as `make flink` does.
+ENV MMSE_FLINK_CACHE=/opt/mmse-flink
+RUN apt-get update && \
+    apt-get install -y --no-install-recommends openjdk-17-jre-headless maven && \
+    python -m tfx_pipeline.runners.flink fetch && \
+    rm -rf /var/lib/apt/lists/* /root/.m2

@@ -4,13 +4,13 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-PYTHON310 := $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10.13/bin/python3.10 /usr/bin/python3.10; do \
+PYTHON310 := $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10; do \
   $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo $$p && break; done)
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: venv run test bazel-test airflow-test lock lock-airflow bench-quality bench-serving clean
+.PHONY: venv run test bazel-test airflow-test flink flink-test lock lock-airflow bench-quality bench-serving clean
 
 venv: $(VENV)/.installed
 
@@ -26,9 +26,11 @@ $(VENV)/.installed: requirements.lock requirements-teacher.txt setup.py requirem
 run: venv
 	$(VENV)/bin/mmse run
 
-# The Airflow tests run under `make airflow-test`, which installs Airflow.
+# The Airflow tests run under `make airflow-test`, which installs Airflow;
+# the Flink ones under `make flink-test`, which fetches Flink.
 test: venv
-	$(PY) -m pytest -q tests --ignore=tests/tfx_pipeline/test_airflow.py
+	$(PY) -m pytest -q tests --ignore=tests/tfx_pipeline/test_airflow.py \
+	  --ignore=tests/tfx_pipeline/test_flink.py
 
 # The unit tests under Bazel (Debian's bazel-bootstrap 4.2.3 is enough; it
 # downloads nothing), with .venv's interpreter and packages. `bazel test //...`
@@ -51,6 +53,20 @@ lock: venv
 airflow-test: venv
 	$(VENV)/bin/uv pip install -q --python $(PY) -c requirements.lock -r requirements-airflow.lock
 	$(PY) -m pytest -q tests/tfx_pipeline/test_airflow.py
+
+# Apache Flink for `mmse run --beam flink`: Beam's Flink job server (Maven,
+# deploy/flink/pom.xml) and Flink's distribution (PyPI sdists at the hashes
+# of deploy/flink/requirements.txt, unpacked, not installed) into the Flink
+# cache, ~/.cache/mmse/flink or $MMSE_FLINK_CACHE; once, then a no-op. Needs
+# Java 17 and Maven.
+flink: venv
+	$(PY) -m tfx_pipeline.runners.flink fetch
+
+# The embedded sample through the whole pipeline on a local Flink cluster,
+# every count checked against the same run in process
+# (tests/tfx_pipeline/test_flink.py).
+flink-test: flink
+	$(PY) -m pytest -q tests/tfx_pipeline/test_flink.py
 
 # After `make lock`: the extra's pins, resolved with requirements.lock as
 # constraint.

@@ -6,10 +6,12 @@
 Both components run as the pipeline runs them (their executors' `Do`), in
 this process:
 
-1. Workers: on the benchmark logs, DirectRunner in this process (the
-   `local` profile), in multi-processing mode with one Beam worker process
-   (`--direct_num_workers=1`) and with one per core (the `local-parallel`
-   profile), alternated `--repeats` times.
+1. Workers: on the benchmark logs, each of `--modes`, alternated
+   `--repeats` times: `in_memory` (DirectRunner in this process, the
+   `local` profile), `1` (multi-processing mode with one Beam worker
+   process), `all_cores` (one per core, the `local-parallel` profile) and
+   `flink` (a local Flink cluster with a slot per core, started for the
+   benchmark as `mmse run --beam flink` starts it; `make flink` first).
 2. Size: MultiStageSamples on the benchmark logs' Examples copied 1, 4 and
    16 times, each copy's queries and request ids renamed ("drill" ->
    "drill c3"), so a copy is new queries of the same shape, not duplicate
@@ -18,8 +20,9 @@ this process:
    itself would take over an hour here.) `--size-mode in_memory` (the
    default, the `local` profile) runs them in DirectRunner's in-memory
    mode, one process; `all_cores` as `local-parallel`, which loses a few
-   percent of the rows of inputs this large (see README). A size whose
-   mining read fewer rows than it was given stops the benchmark.
+   percent of the rows of inputs this large (see README); `flink` on the
+   local Flink cluster. A size whose mining read fewer rows than it was
+   given stops the benchmark.
 
 `--examples DIR` takes the logs' Examples from an earlier ExampleGen (its
 `Split-*` directories) instead of running it; `--repeats 0` skips part 1;
@@ -30,9 +33,11 @@ keeps the command and date that measured it); `--report-only` rewrites
 Memory is sampled every 0.2 s as resident set size: of this process (under
 DirectRunner it launches the workers and holds the data between stages,
 the shuffle included) and of each worker process (where the mining code
-runs). Writes `bench/results/scaling.md` and `scaling.json`.
+runs); on Flink, also the peak of each kind of process (JobManager,
+TaskManager, job server, SDK workers). Writes `bench/results/scaling.md` and `scaling.json`.
 """
 import argparse
+import contextlib
 import dataclasses
 import glob
 import gzip
@@ -65,20 +70,38 @@ from contracts import features
 from mining.config import MiningConfig
 from tfx_pipeline import configs
 from tfx_pipeline import pipeline
+from tfx_pipeline.runners import flink
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 ONE_WORKER = ("--direct_running_mode=multi_processing",
               "--direct_num_workers=1")
 ALL_CORES = configs.BEAM_PROFILES["local-parallel"]
-# What part 1 compares, by the label of its rows.
+# What part 1 compares, by the label of its rows; `flink` is a local Flink
+# cluster, started for the benchmark (`make flink` first).
 WORKER_MODES = {
     "in_memory": configs.BEAM_PROFILES["local"],
     "1": ONE_WORKER,
     "all_cores": ALL_CORES,
+    "flink": configs.BEAM_PROFILES["flink"],
 }
-# How the sizes run (`--size-mode`): the `local` profile, or all cores.
-SIZE_MODES = {mode: WORKER_MODES[mode] for mode in ("in_memory", "all_cores")}
+FLINK = "flink"
+# How the sizes run (`--size-mode`): the `local` profile, all cores, Flink.
+SIZE_MODES = ("in_memory", "all_cores", FLINK)
 _MIB = 1 << 20
+
+
+# The processes of a Flink run, by a word of their command lines.
+_KINDS = {"StandaloneSessionClusterEntrypoint": "Flink JobManager",
+          "TaskManagerRunner": "Flink TaskManager",
+          "SdkHarness": "Python SDK worker",
+          "beam-flink-job-server": "Beam job server",
+          "worker_pool_main": "SDK worker pool"}
+
+
+def _kind(cmdline: Sequence[str]) -> str:
+  words = " ".join(cmdline)
+  return next((kind for word, kind in _KINDS.items() if word in words),
+              "other")
 
 
 class PeakMemory:
@@ -90,6 +113,8 @@ class PeakMemory:
     self.launcher = 0  # Peak RSS of this process, bytes.
     self.worker = 0  # Peak RSS of any one child process.
     self.total = 0  # Peak sum over this process and its children.
+    # Peak RSS of any one process of each kind (`_KINDS`), bytes.
+    self.by_kind: Dict[str, int] = {}
     self._thread = threading.Thread(target=self._sample, daemon=True)
 
   def __enter__(self):
@@ -108,9 +133,12 @@ class PeakMemory:
         children = []
         for child in me.children(recursive=True):
           try:
-            children.append(child.memory_info().rss)
+            rss = child.memory_info().rss
+            kind = _kind(child.cmdline())
           except psutil.Error:
-            pass
+            continue
+          children.append(rss)
+          self.by_kind[kind] = max(self.by_kind.get(kind, 0), rss)
       except psutil.Error:
         continue
       self.launcher = max(self.launcher, own)
@@ -214,6 +242,8 @@ class Measured:
   worker_mib: float
   total_mib: float
   command: str = ""  # The benchmark command that measured it.
+  # Peak MiB of any one process of each kind (Flink runs).
+  process_mib: Dict[str, float] = dataclasses.field(default_factory=dict)
   date: str = ""
 
   @property
@@ -228,7 +258,9 @@ def _measure(step, workers, scale, impressions, run) -> Measured:
   measured = Measured(step, workers, scale, impressions,
                       time.monotonic() - started, memory.launcher / _MIB,
                       memory.worker / _MIB, memory.total / _MIB,
-                      date=time.strftime("%Y-%m-%d"))
+                      date=time.strftime("%Y-%m-%d"),
+                      process_mib={k: round(v / _MIB) for k, v in
+                                   sorted(memory.by_kind.items())})
   print(f"{step} workers={workers} scale={scale}: "
         f"{measured.seconds:.1f} s, {measured.per_second:,.0f} impressions/s,"
         f" launcher {measured.launcher_mib:,.0f} MiB, largest worker "
@@ -298,13 +330,13 @@ def report(measured: List[Measured]) -> str:
             f"| {step} | {workers} | {len(runs)} | "
             f"{_spread([r.seconds for r in runs])} | "
             f"{_spread([r.per_second for r in runs], '{:,.0f}')} |")
-    every = by.get((step, "all_cores", 1))
-    for workers in ("in_memory", "1"):
+    baseline = by.get((step, "in_memory", 1))
+    for workers in WORKER_MODES:
       runs = by.get((step, workers, 1))
-      if runs and every:
-        ratio = (statistics.median(r.seconds for r in runs) /
-                 statistics.median(r.seconds for r in every))
-        lines.append(f"| {step} | all_cores against {workers} | | "
+      if runs and baseline and workers != "in_memory":
+        ratio = (statistics.median(r.seconds for r in baseline) /
+                 statistics.median(r.seconds for r in runs))
+        lines.append(f"| {step} | {workers}: speed-up over in_memory | | "
                      f"{ratio:.2f}x | |")
   lines += [
       "",
@@ -323,6 +355,21 @@ def report(measured: List[Measured]) -> str:
           f"| {mode} | {scale}x | {r.impressions:,} | {r.seconds:.1f} | "
           f"{r.per_second:,.0f} | {r.launcher_mib:,.0f} | "
           f"{r.worker_mib:,.0f} | {r.total_mib:,.0f} |")
+  flink_rows = [m for m in measured if m.workers == FLINK and m.process_mib]
+  if flink_rows:
+    kinds = sorted({k for m in flink_rows for k in m.process_mib})
+    lines += [
+        "",
+        "## On Flink: peak MiB of any one process of each kind (the last "
+        "run of each)",
+        "",
+        "| step | scale | " + " | ".join(kinds) + " |",
+        "| --- | ---: |" + " ---: |" * len(kinds),
+    ]
+    last = {(m.step, m.scale): m for m in flink_rows}
+    for (step, scale), m in sorted(last.items()):
+      lines.append(f"| {step} | {scale}x | " + " | ".join(
+          f"{m.process_mib.get(k, 0):,.0f}" for k in kinds) + " |")
   return "\n".join(lines) + "\n"
 
 
@@ -365,7 +412,9 @@ def main(argv=None):
       configs.REPOSITORY_DIR, "..", "shared", "data", "homedepot"))
   parser.add_argument("--scales", default="1,4,16")
   parser.add_argument("--repeats", type=int, default=2)
-  parser.add_argument("--size-mode", choices=sorted(SIZE_MODES),
+  parser.add_argument("--modes", default="in_memory,1,all_cores",
+                      help="Part 1's modes, of " + ",".join(WORKER_MODES))
+  parser.add_argument("--size-mode", choices=SIZE_MODES,
                       default="in_memory")
   parser.add_argument("--examples", metavar="DIR",
                       help="The logs' Examples from an earlier ExampleGen.")
@@ -400,24 +449,36 @@ def main(argv=None):
     measured.append(dataclasses.replace(row, command=command))
     _write(measured, args.results)
 
+  modes = [m for m in args.modes.split(",") if m]
+  unknown = set(modes) - set(WORKER_MODES)
+  if unknown:
+    parser.error(f"unknown --modes {sorted(unknown)}")
   logs = existing_examples(args.examples) if args.examples else None
   if logs is None and not (args.example_gen and args.repeats):
     logs = example_gen(logs_pattern, os.path.join(work_dir, "logs"),
                        configs.BEAM_PROFILES["local"])
-  for _ in range(args.repeats):
-    for workers, beam_args in WORKER_MODES.items():
-      if args.example_gen:
-        logs, generated = _example_gen(logs_pattern, impressions, workers,
-                                       beam_args, work_dir)
-        record(generated)
-      record(_mine(logs, catalog, impressions, 1, workers, beam_args,
-                   work_dir))
-  for scale in scales:
-    copied = replicate_examples(logs, scale,
-                                os.path.join(work_dir, f"logs-x{scale}"))
-    record(_mine(copied, catalog, impressions * scale, scale, args.size_mode,
-                 SIZE_MODES[args.size_mode], work_dir))
-    shutil.rmtree(copied.uri)
+  with contextlib.ExitStack() as stack:
+    mode_args = {m: WORKER_MODES[m] for m in modes}
+    mode_args[args.size_mode] = WORKER_MODES[args.size_mode]
+    if FLINK in mode_args:
+      cluster = stack.enter_context(
+          flink.LocalCluster(os.path.join(work_dir, "flink")))
+      mode_args[FLINK] = configs.beam_pipeline_args(
+          FLINK, work_dir, cluster.beam_args())
+    for _ in range(args.repeats):
+      for workers in modes:
+        if args.example_gen:
+          logs, generated = _example_gen(logs_pattern, impressions, workers,
+                                         mode_args[workers], work_dir)
+          record(generated)
+        record(_mine(logs, catalog, impressions, 1, workers,
+                     mode_args[workers], work_dir))
+    for scale in scales:
+      copied = replicate_examples(logs, scale,
+                                  os.path.join(work_dir, f"logs-x{scale}"))
+      record(_mine(copied, catalog, impressions * scale, scale,
+                   args.size_mode, mode_args[args.size_mode], work_dir))
+      shutil.rmtree(copied.uri)
   print(f"Wrote {os.path.join(args.results, 'scaling.md')}")
 
 

@@ -7,6 +7,8 @@ imports TensorFlow before a subcommand needs it, so `mmse --help` and
 `mmse --version` answer at once.
 """
 import argparse
+import contextlib
+import dataclasses
 import glob
 import importlib.metadata
 import json
@@ -81,9 +83,16 @@ def cmd_run(args):
             "there (`mmse schema` writes both)")
   try:
     beam_args = configs.beam_pipeline_args(args.beam, output_dir,
-                                           args.beam_arg or ())
+                                           _beam_overrides(args))
   except ValueError as e:
     raise SystemExit(f"mmse run: {e}") from e
+  local_flink = args.beam == "flink" and not args.flink_master
+  if args.beam == "flink":
+    from tfx_pipeline.runners import flink  # pylint: disable=g-import-not-at-top
+    try:
+      flink.require_install()
+    except flink.FlinkNotInstalled as e:
+      raise SystemExit(f"mmse run: --beam flink: {e}") from None
   if args.accept_drift:
     overrides.append("validation.accept_drift=true")
   log_file = os.path.join(output_dir, console.LOG_FILE)
@@ -105,7 +114,16 @@ def cmd_run(args):
   # pylint: enable=g-import-not-at-top
   started = time.time()
   try:
-    local.run(config, enable_cache=not args.no_cache)
+    with contextlib.ExitStack() as stack:
+      if local_flink:
+        cluster = stack.enter_context(flink.LocalCluster(
+            os.path.join(output_dir, "flink"),
+            slots=args.parallelism or os.cpu_count() or 1))
+        config = dataclasses.replace(
+            config, beam_pipeline_args=configs.beam_pipeline_args(
+                args.beam, output_dir,
+                [*cluster.beam_args(), *_beam_overrides(args)]))
+      local.run(config, enable_cache=not args.no_cache)
   except Exception as e:  # pylint: disable=broad-except
     # A component failed: one line here, the traceback in the log.
     console.log_traceback_to_file("The pipeline stopped")
@@ -129,8 +147,9 @@ def cmd_compile(args):
         logs_pattern=args.logs, catalog_path=args.catalog,
         output_dir=args.root, schema_dir=args.schema or "",
         beam_pipeline_args=configs.beam_pipeline_args(
-            args.beam, args.root, args.beam_arg or (),
-            setup_file=kubeflow_v2.IMAGE_SETUP_FILE))
+            args.beam, args.root, _beam_overrides(args),
+            setup_file=kubeflow_v2.IMAGE_SETUP_FILE,
+            flink_job_server_jar=kubeflow_v2.IMAGE_FLINK_JOB_SERVER_JAR))
     config = configs.with_overrides(config, args.set or ())
     training = kubeflow_v2.training_job(
         args.training_replicas, project=args.vertex_project or "",
@@ -227,19 +246,44 @@ def _add_verbose(parser: argparse.ArgumentParser) -> None:
       "progress (they are always in the log file, where there is one).")
 
 
-def _add_beam_flags(parser: argparse.ArgumentParser) -> None:
+def _add_beam_flags(parser: argparse.ArgumentParser,
+                    local_cluster: bool) -> None:
   parser.add_argument(
       "--beam", choices=sorted(configs.BEAM_PROFILES), default="local",
       help="Where the Beam components run: local (DirectRunner in this "
       "process, the default), local-parallel (DirectRunner, a worker "
-      "process per core; loses rows of inputs of millions of rows, see "
-      "README), dataflow (needs --beam-arg=--project=P and "
-      "--beam-arg=--region=R), flink or spark (a cluster's job endpoint).")
+      "process per core; a run whose rows it loses stops), flink (Apache "
+      "Flink; `make flink` first), dataflow (needs --beam-arg=--project=P "
+      "and --beam-arg=--region=R), spark (a cluster's job endpoint).")
+  parser.add_argument(
+      "--flink-master", metavar="HOST:PORT",
+      help="With --beam flink: the REST endpoint of a Flink session cluster "
+      "to submit every Beam stage to" + (
+          "; without it the run starts a local cluster and stops it at the "
+          "end." if local_cluster else "."))
+  parser.add_argument(
+      "--parallelism", type=_positive_int, metavar="N",
+      help="With --beam flink: parallel instances of each Beam stage" + (
+          " (and the local cluster's task slots); default: the cores here."
+          if local_cluster else "."))
   parser.add_argument(
       "--beam-arg", action="append", metavar="--FLAG=VALUE",
       help="A Beam pipeline option, replacing the profile's flag of that "
       "name, e.g. --beam-arg=--max_num_threads=4 (repeatable; write it "
       "with '=').")
+
+
+def _beam_overrides(args) -> list:
+  """`--beam-arg` words, after those of --flink-master and --parallelism."""
+  words = []
+  if args.flink_master:
+    words.append(f"--flink_master={args.flink_master}")
+  if args.parallelism:
+    words += [f"--parallelism={args.parallelism}",
+              f"--sdk_worker_parallelism={args.parallelism}"]
+  if (args.flink_master or args.parallelism) and args.beam != "flink":
+    raise ValueError("--flink-master and --parallelism go with --beam flink")
+  return words + list(args.beam_arg or ())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Bless and push even if the logs drifted from those "
                  "of the served model beyond the validation.* thresholds "
                  "(the drift is still reported). For this run only.")
-  _add_beam_flags(p)
+  _add_beam_flags(p, local_cluster=True)
   p.add_argument("--report", help="Also write the run report as JSON here.")
   p.add_argument("--no-cache", action="store_true",
                  help="Rerun every component. By default a run into an "
@@ -317,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--schema", metavar="DIR",
                  help="URI of a directory with logs.pbtxt and catalog.pbtxt "
                  "(default: the schemas shipped in the image).")
-  _add_beam_flags(p)
+  _add_beam_flags(p, local_cluster=False)
   p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                  help="Override a config knob, as for `mmse run`.")
   p.add_argument(

@@ -22,6 +22,7 @@ from model import config as model_config
 from model.config import ModelConfig
 from model.config import TextConfig
 from retrieval.config import IndexConfig
+from tfx_pipeline.runners import flink
 from validation import schemas
 from validation.config import ValidationConfig
 
@@ -93,7 +94,7 @@ class PipelineConfig:
 # Where each Beam-powered component runs, by `mmse run --beam PROFILE`.
 # `{root}` is the run's output directory, `{setup_file}` this repository's
 # setup.py (it ships the mining and indexing DoFns and the preprocessing_fn
-# to remote workers).
+# to remote workers), `{flink_job_server_jar}` the Flink cache's job server.
 BEAM_PROFILES: Dict[str, Tuple[str, ...]] = {
     # DirectRunner in one process, one core: it delivers every row.
     "local": PipelineConfig.beam_pipeline_args,
@@ -110,13 +111,22 @@ BEAM_PROFILES: Dict[str, Tuple[str, ...]] = {
         "--setup_file={setup_file}",
         "--experiments=use_runner_v2",
     ),
-    # Portable runners: the SDK workers run in the launching process
-    # (LOOPBACK) unless `--environment_type` says otherwise.
+    # Beam's FlinkRunner: each Beam stage starts the job server of the
+    # Flink cache (`make flink`), which submits it to the session cluster at
+    # --flink_master; its TaskManagers take Python SDK workers from the pool
+    # beside each of them (`--environment_config`, as `worker_pool_main`
+    # serves it) and keep them for the next stage of the run.
+    # `mmse run --beam flink` without --flink-master starts such a cluster
+    # (`runners/flink.py`) and points these flags at it.
     "flink": (
         "--runner=FlinkRunner",
         "--flink_master=localhost:8081",
-        "--environment_type=LOOPBACK",
+        "--flink_job_server_jar={flink_job_server_jar}",
+        "--environment_type=EXTERNAL",
+        "--environment_config=localhost:50000",
+        "--environment_cache_millis=600000",
     ),
+    # A portable runner with the SDK workers in the launching process.
     "spark": (
         "--runner=SparkRunner",
         "--spark_master_url=spark://localhost:7077",
@@ -132,7 +142,8 @@ def _flag_name(arg: str) -> str:
 
 
 def beam_pipeline_args(profile: str, root: str, overrides=(),
-                       setup_file: str = "") -> Tuple[str, ...]:
+                       setup_file: str = "",
+                       flink_job_server_jar: str = "") -> Tuple[str, ...]:
   """The Beam flags of `profile`, with `overrides` replacing flags of the
   same name (the others are added).
 
@@ -142,6 +153,8 @@ def beam_pipeline_args(profile: str, root: str, overrides=(),
     overrides: `--flag=value` words, as `mmse run --beam-arg` gives them.
     setup_file: setup.py as the Beam workers' launcher sees it; this
       checkout's by default.
+    flink_job_server_jar: Beam's Flink job server as the launcher sees it;
+      the Flink cache's (`make flink`) by default.
 
   Raises:
     ValueError: an unknown profile, a word that is not a `--flag`, or a flag
@@ -154,7 +167,9 @@ def beam_pipeline_args(profile: str, root: str, overrides=(),
     if not arg.startswith("--"):
       raise ValueError(f"a Beam argument is a --flag[=value], got {arg!r}")
   setup_file = setup_file or os.path.join(REPOSITORY_DIR, "setup.py")
-  args = {_flag_name(a): a.format(root=root.rstrip("/"), setup_file=setup_file)
+  flink_job_server_jar = flink_job_server_jar or flink.job_server_jar()
+  args = {_flag_name(a): a.format(root=root.rstrip("/"), setup_file=setup_file,
+                                  flink_job_server_jar=flink_job_server_jar)
           for a in BEAM_PROFILES[profile]}
   args.update((_flag_name(a), a) for a in overrides)
   missing = [f for f in _REQUIRED_BEAM_FLAGS.get(profile, ()) if f not in args]

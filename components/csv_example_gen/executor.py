@@ -11,10 +11,14 @@ chunks spread over every worker, so one big file does not cap parallelism. A fil
 be read (not UTF-8, truncated, a row of another width than the header) stops
 it with an `UnreadableInput` naming the file and line. It logs how many rows
 it has read and converted every few seconds: a big input is minutes of work.
+Each file's reader leaves its row count beside the output, and the rows read
+must equal the Examples on disk afterwards (`row_accounting`), whatever the
+runner.
 """
 import contextlib
 import csv
 import gzip
+import hashlib
 import logging
 import os
 import time
@@ -25,11 +29,18 @@ import apache_beam as beam
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx_bsl.coders import csv_decoder
 
+from components import row_accounting
+
 _PROGRESS_SECONDS = 10.0
 _RECORDS_PER_CHUNK = 2000
+# Beside the splits in the Examples artifact: one count per file read.
+ROWS_READ_DIR = "rows_read"
+# How `Do` tells the split's PTransform where the counts go.
+_ROWS_READ_DIR_KEY = "_rows_read_dir"
 
 
 class UnreadableInput(ValueError):
@@ -89,19 +100,28 @@ class _ReadCsvRecords(beam.DoFn):
   parsing that follows spread one big file over every worker.
   """
 
-  def __init__(self, records_per_chunk: int = _RECORDS_PER_CHUNK):
+  def __init__(self, records_per_chunk: int = _RECORDS_PER_CHUNK,
+               rows_read_dir: str = ""):
     self._records_per_chunk = records_per_chunk
+    self._rows_read_dir = rows_read_dir
 
   def process(self, path: str):
+    rows = 0
     with _reading(path):
       chunk = []
       for record in self._records(path):
         chunk.append(record)
         if len(chunk) == self._records_per_chunk:
+          rows += len(chunk)
           yield chunk
           chunk = []
       if chunk:
+        rows += len(chunk)
         yield chunk
+    if self._rows_read_dir:
+      row_accounting.write_count(
+          self._rows_read_dir,
+          hashlib.sha256(path.encode("utf-8")).hexdigest()[:16], rows)
 
   def _records(self, path: str):
     lines = _lines(path)
@@ -167,6 +187,7 @@ class _CsvToExample(beam.PTransform):
     self._pattern = os.path.join(
         exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
     self._records_per_chunk = records_per_chunk
+    self._rows_read_dir = exec_properties.get(_ROWS_READ_DIR_KEY, "")
 
   def expand(self, pipeline):
     files = sorted(fileio.glob(self._pattern))
@@ -181,7 +202,7 @@ class _CsvToExample(beam.PTransform):
         pipeline
         | "CreateFilenames" >> beam.Create(files)
         | "ReadFromText" >> beam.ParDo(
-            _ReadCsvRecords(self._records_per_chunk))
+            _ReadCsvRecords(self._records_per_chunk, self._rows_read_dir))
         # A file is read (and decompressed) in one piece; its records are
         # parsed wherever a worker is free.
         | "SpreadChunks" >> beam.Reshuffle()
@@ -204,3 +225,26 @@ class Executor(BaseExampleGenExecutor):
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return _CsvToExample
+
+  def Do(self, input_dict, output_dict, exec_properties) -> None:
+    """Writes the Examples, then checks that every row read is one of them.
+
+    Raises:
+      row_accounting.RowsLost: the Examples on disk are not the rows read.
+    """
+    examples = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.EXAMPLES_KEY])
+    rows_read_dir = os.path.join(examples.uri, ROWS_READ_DIR)
+    super().Do(input_dict, output_dict,
+               {**exec_properties, _ROWS_READ_DIR_KEY: rows_read_dir})
+    rows_read = sum(row_accounting.read_counts(rows_read_dir).values())
+    written = row_accounting.split_records(examples)
+    row_accounting.check(
+        "ExampleGen", "rows read", rows_read,
+        "Examples written (" + ", ".join(
+            f"{split} {count:,}" for split, count in written.items()) + ")",
+        sum(written.values()))
+    examples.set_int_custom_property(row_accounting.RECORDS_PROPERTY,
+                                     sum(written.values()))
+    logging.info("ExampleGen: %d rows read, every one written (%s)",
+                 rows_read, written)

@@ -16,6 +16,9 @@ into one Beam pipeline:
 4. Slates per query (`mining.slates`) and title pseudo-query slates
    (`mining.title_queries`) are written to their split.
 5. Set-aside rows and counts go to the MiningReport (`mining.report`).
+6. The books are checked against the disk (`row_accounting`): rows read =
+   the logs' and the catalogue's Examples, kept + set aside = read, and
+   slates counted = slates written, per split.
 
 Rows travel as Arrow record batches until they are cleaned, so the per-row
 Python work is a tuple, a few comparisons and a count; everything after the
@@ -42,6 +45,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components import artifacts
+from components import row_accounting
 from components.multistage_samples import spec
 from contracts import catalog as catalog_lib
 from contracts import config_io
@@ -375,6 +379,36 @@ def _mine(pipeline: beam.Pipeline, logs: types.Artifact,
            _write_json, os.path.join(report_uri, spec.COUNTS_FILE)))
 
 
+def _check_books(counts: Mapping[str, Any], logs: types.Artifact,
+                 catalog_examples: types.Artifact,
+                 examples: types.Artifact) -> None:
+  """Every row accounted for (see `row_accounting`).
+
+  Raises:
+    row_accounting.RowsLost: two counts of the same rows differ.
+  """
+  stage = "MultiStageSamples"
+  row_accounting.check(stage, "the logs' Examples",
+                       row_accounting.records_of(logs), "log rows read",
+                       counts[count_keys.ROWS_READ])
+  row_accounting.check(stage, "the catalogue's Examples",
+                       row_accounting.records_of(catalog_examples),
+                       "catalogue rows read",
+                       counts[count_keys.CATALOG]["rows_read"])
+  row_accounting.check(
+      stage, "log rows read", counts[count_keys.ROWS_READ],
+      f"rows kept ({counts[count_keys.ROWS_KEPT]:,}) and set aside "
+      f"({counts['rows_set_aside']:,})",
+      counts[count_keys.ROWS_KEPT] + counts["rows_set_aside"])
+  written = row_accounting.split_records(examples)
+  for split in splits.SPLITS:
+    row_accounting.check(stage, f"{split} slates mined",
+                         counts["examples"][split],
+                         f"{split} slates written", written[split])
+  examples.set_int_custom_property(row_accounting.RECORDS_PROPERTY,
+                                   sum(written.values()))
+
+
 def _publish_report(report: types.Artifact,
                     cleaned_catalog: types.Artifact) -> None:
   """Headline counts as custom properties, and in the run log."""
@@ -429,14 +463,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         list(splits.SPLITS))
     examples_utils.set_payload_format(
         examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+    logs = artifact_utils.get_single_instance(input_dict[spec.LOGS_KEY])
+    catalog_examples = artifact_utils.get_single_instance(
+        input_dict[spec.CATALOG_KEY])
     with self._make_beam_pipeline() as pipeline:
       _mine(pipeline,
-            logs=artifact_utils.get_single_instance(input_dict[spec.LOGS_KEY]),
-            catalog_examples=artifact_utils.get_single_instance(
-                input_dict[spec.CATALOG_KEY]),
+            logs=logs,
+            catalog_examples=catalog_examples,
             examples=examples,
             report_uri=report.uri,
             catalog_path=os.path.join(cleaned_catalog.uri,
                                       artifacts.CATALOG_FILE),
             config=config)
+    with fileio.open(os.path.join(report.uri, spec.COUNTS_FILE)) as f:
+      _check_books(json.load(f), logs, catalog_examples, examples)
     _publish_report(report, cleaned_catalog)

@@ -13,6 +13,7 @@ import pytest
 
 from tfx_pipeline import cli
 from tfx_pipeline import console
+from tfx_pipeline.runners import flink
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
 
@@ -82,9 +83,14 @@ def test_run_reuses_finished_components_unless_told_not_to():
      '--catalog .*no "catalog".csv: no such file'),
     (["--beam", "dataflow", "--beam-arg=--project=p"],
      "the dataflow Beam profile needs --beam-arg=--region="),
+    (["--flink-master", "localhost:8081"],
+     "--flink-master and --parallelism go with --beam flink"),
+    (["--beam", "flink"], "--beam flink: .*make flink"),
 ])
 def test_run_with_missing_inputs_stops_before_any_work(tmp_path, flags,
-                                                       message):
+                                                       message, monkeypatch):
+  # A Flink cache with nothing in it, wherever `make flink` has put one.
+  monkeypatch.setenv(flink.CACHE_ENV, str(tmp_path / "no-flink"))
   (tmp_path / "a log.csv").write_text("")
   output = tmp_path / "output"
   with pytest.raises(SystemExit, match=message):

@@ -2,6 +2,7 @@
 import pytest
 
 from tfx_pipeline import configs
+from tfx_pipeline.runners import flink
 
 
 def _config():
@@ -71,12 +72,23 @@ def test_the_dataflow_profile_fills_in_the_run_root_and_setup_file():
   assert f"--setup_file={configs.REPOSITORY_DIR}/setup.py" in default
 
 
-@pytest.mark.parametrize("profile, runner", [("flink", "FlinkRunner"),
-                                             ("spark", "SparkRunner")])
-def test_portable_profiles_name_their_runner(profile, runner):
-  args = configs.beam_pipeline_args(profile, "/tmp/out")
-  assert f"--runner={runner}" in args
+def test_the_spark_profile_names_its_runner():
+  args = configs.beam_pipeline_args("spark", "/tmp/out")
+  assert "--runner=SparkRunner" in args
   assert "--environment_type=LOOPBACK" in args
+
+
+def test_the_flink_profile_starts_the_cached_job_server_and_a_worker_pool():
+  args = configs.beam_pipeline_args(
+      "flink", "/tmp/out", ["--flink_master=flink.example:8081"],
+      flink_job_server_jar="/opt/mmse-flink/job-server/j.jar")
+  assert "--runner=FlinkRunner" in args
+  assert "--flink_job_server_jar=/opt/mmse-flink/job-server/j.jar" in args
+  assert "--environment_type=EXTERNAL" in args
+  assert "--flink_master=flink.example:8081" in args
+  assert "--flink_master=localhost:8081" not in args
+  default = configs.beam_pipeline_args("flink", "/tmp/out")
+  assert f"--flink_job_server_jar={flink.job_server_jar()}" in default
 
 
 @pytest.mark.parametrize("profile, overrides, message", [

@@ -29,12 +29,17 @@ from tfx import v1 as tfx
 from model import config as model_config
 from tfx_pipeline import configs
 from tfx_pipeline import pipeline
+from tfx_pipeline.runners import flink
 from validation import schemas
 
 # Where the Dockerfile copies this repository inside the image.
 IMAGE_REPOSITORY_DIR = "/mmse"
 # What a remote Beam profile (Dataflow) ships to its workers.
 IMAGE_SETUP_FILE = IMAGE_REPOSITORY_DIR + "/setup.py"
+# Where the Dockerfile fetches the Flink cache (MMSE_FLINK_CACHE there):
+# the `flink` profile's steps start Beam's job server from it.
+IMAGE_FLINK_CACHE = "/opt/mmse-flink"
+IMAGE_FLINK_JOB_SERVER_JAR = flink.job_server_jar(IMAGE_FLINK_CACHE)
 
 
 def for_the_image(config: configs.PipelineConfig) -> configs.PipelineConfig:
