@@ -242,9 +242,9 @@ class Measured:
   worker_mib: float
   total_mib: float
   command: str = ""  # The benchmark command that measured it.
+  date: str = ""
   # Peak MiB of any one process of each kind (Flink runs).
   process_mib: Dict[str, float] = dataclasses.field(default_factory=dict)
-  date: str = ""
 
   @property
   def per_second(self) -> float:

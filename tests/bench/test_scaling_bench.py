@@ -46,29 +46,37 @@ def test_a_copy_renames_queries_and_requests_and_keeps_the_rest(tmp_path):
 
 
 def test_scaling_report_gives_the_spread_the_speed_up_and_each_size():
-  def run(step, workers, scale, seconds, command="cmd"):
+  def run(step, workers, scale, seconds, command="cmd", process_mib=None):
     return scaling.Measured(step, workers, scale, 1_000_000 * scale, seconds,
-                            900.0, 800.0, 2_500.0, command, "2026-12-05")
+                            900.0, 800.0, 2_500.0, command, "2026-12-05",
+                            process_mib or {})
   text = scaling.report([
-      run("LogsExampleGen", "1", 1, 100.0), run("LogsExampleGen", "1", 1,
-                                                120.0),
+      run("LogsExampleGen", "in_memory", 1, 100.0),
+      run("LogsExampleGen", "in_memory", 1, 120.0),
       run("LogsExampleGen", "all_cores", 1, 60.0),
       run("LogsExampleGen", "all_cores", 1, 50.0),
       run("MultiStageSamples", "1", 1, 40.0),
       run("MultiStageSamples", "all_cores", 1, 20.0),
       run("MultiStageSamples", "in_memory", 1, 25.0, "cmd2"),
-      run("MultiStageSamples", "in_memory", 4, 80.0, "cmd2")])
+      run("MultiStageSamples", "in_memory", 4, 80.0, "cmd2"),
+      run("MultiStageSamples", "flink", 4, 40.0, "cmd3",
+          {"Flink TaskManager": 1500.4, "Python SDK worker": 700.0})])
   assert "- `cmd` (2026-12-05)" in text and "- `cmd2` (2026-12-05)" in text
-  assert ("| LogsExampleGen | 1 | 2 | 110.0 (100.0-120.0) | "
+  assert ("| LogsExampleGen | in_memory | 2 | 110.0 (100.0-120.0) | "
           "9,167 (8,333-10,000) |") in text
-  assert "| LogsExampleGen | all_cores against 1 | | 2.00x | |" in text
-  assert "| MultiStageSamples | all_cores against 1 | | 2.00x | |" in text
-  assert "| MultiStageSamples | all_cores against in_memory | | 1.25x | |" \
-      in text
+  assert ("| LogsExampleGen | all_cores: speed-up over in_memory | | 2.00x "
+          "| |") in text
+  assert ("| MultiStageSamples | all_cores: speed-up over in_memory | | "
+          "1.25x | |") in text
+  assert ("| MultiStageSamples | 1: speed-up over in_memory | | 0.62x | |"
+          in text)
   assert ("| all_cores | 1x | 1,000,000 | 20.0 | 50,000 | 900 | 800 "
           "| 2,500 |") in text
   assert ("| in_memory | 4x | 4,000,000 | 80.0 | 50,000 | 900 | 800 "
           "| 2,500 |") in text
+  assert "| flink | 4x | 4,000,000 | 40.0 | 100,000 |" in text
+  assert "| step | scale | Flink TaskManager | Python SDK worker |" in text
+  assert "| MultiStageSamples | 4x | 1,500 | 700 |" in text
 
 
 def test_item_cost_is_the_slope_between_sizes():

@@ -23,6 +23,8 @@ from tfx_pipeline import run_report
 from tfx_pipeline.runners import flink
 from tfx_pipeline.runners import local
 
+pytestmark = pytest.mark.e2e
+
 # Components whose work is a Beam pipeline: each is a Flink job.
 BEAM_COMPONENTS = ("CatalogExampleGen", "LogsExampleGen",
                    "CatalogStatisticsGen", "LogsStatisticsGen",
