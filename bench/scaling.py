@@ -93,9 +93,10 @@ _MIB = 1 << 20
 # The processes of a Flink run, by a word of their command lines.
 _KINDS = {"StandaloneSessionClusterEntrypoint": "Flink JobManager",
           "TaskManagerRunner": "Flink TaskManager",
-          "SdkHarness": "Python SDK worker",
+          # The SDK workers are forked from the pool's fork server.
+          "multiprocessing.forkserver": "Python SDK worker",
           "beam-flink-job-server": "Beam job server",
-          "worker_pool_main": "SDK worker pool"}
+          "sdk_worker_pool": "SDK worker pool"}
 
 
 def _kind(cmdline: Sequence[str]) -> str:

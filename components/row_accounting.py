@@ -10,6 +10,7 @@ against the rows kept and set aside, and its slates per split against the
 records written. A difference stops the run with `RowsLost`, naming the
 stage and both counts.
 """
+import hashlib
 import json
 import os
 from typing import Dict, Iterable
@@ -47,9 +48,14 @@ def count_records(paths: Iterable[str]) -> int:
   for path in paths:
     dataset = tf.data.TFRecordDataset(
         path, compression_type="GZIP" if path.endswith(".gz") else "")
-    total += int(dataset.reduce(tf.constant(0, tf.int64),
-                                lambda count, _: count + 1))
+    total += int(dataset.batch(4096).reduce(tf.constant(0, tf.int64),
+                                            _add_batch))
   return total
+
+
+@tf.autograph.experimental.do_not_convert
+def _add_batch(count, batch):
+  return count + tf.shape(batch, out_type=tf.int64)[0]
 
 
 def split_records(examples: types.Artifact) -> Dict[str, int]:
@@ -68,23 +74,27 @@ def records_of(examples: types.Artifact) -> int:
   return sum(split_records(examples).values())
 
 
-def write_count(directory: str, name: str, count: int) -> None:
-  """One count as a small JSON file, from inside a Beam worker.
+def write_count(directory: str, source: str, count: int) -> None:
+  """The count of one source (an input file) as a small JSON file, from
+  inside a Beam worker.
 
-  Written whole under a temporary name and renamed, so a retried bundle
-  replaces its count rather than adding to it.
+  Named by a hash of `source` and written whole under a temporary name,
+  then renamed, so a retried bundle replaces its count rather than adding to
+  it.
   """
   fileio.makedirs(directory)
+  name = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
   path = os.path.join(directory, f"{name}.json")
   with fileio.open(path + ".tmp", "w") as f:
-    f.write(json.dumps({"count": count}))
+    f.write(json.dumps({"source": source, "count": count}))
   fileio.rename(path + ".tmp", path, overwrite=True)
 
 
 def read_counts(directory: str) -> Dict[str, int]:
-  """The counts `write_count` left in `directory`, by name."""
+  """The counts `write_count` left in `directory`, by source."""
   counts = {}
   for path in sorted(fileio.glob(os.path.join(directory, "*.json"))):
     with fileio.open(path) as f:
-      counts[os.path.basename(path)[:-len(".json")]] = json.load(f)["count"]
+      written = json.load(f)
+    counts[written["source"]] = written["count"]
   return counts

@@ -140,6 +140,9 @@ def cmd_run(args):
 
 
 def cmd_compile(args):
+  if args.beam == "flink" and not args.flink_master:
+    raise SystemExit("mmse compile: --beam flink needs --flink-master "
+                     "HOST:PORT, the cluster the pipeline's steps submit to")
   _start(args)
   from tfx_pipeline.runners import kubeflow_v2  # pylint: disable=g-import-not-at-top
   try:

@@ -114,8 +114,8 @@ BEAM_PROFILES: Dict[str, Tuple[str, ...]] = {
     # Beam's FlinkRunner: each Beam stage starts the job server of the
     # Flink cache (`make flink`), which submits it to the session cluster at
     # --flink_master; its TaskManagers take Python SDK workers from the pool
-    # beside each of them (`--environment_config`, as `worker_pool_main`
-    # serves it) and keep them for the next stage of the run.
+    # beside each of them (`--environment_config`, as `sdk_worker_pool`
+    # serves it) and keep them from one task of a stage to the next.
     # `mmse run --beam flink` without --flink-master starts such a cluster
     # (`runners/flink.py`) and points these flags at it.
     "flink": (

@@ -18,7 +18,6 @@ runner.
 import contextlib
 import csv
 import gzip
-import hashlib
 import logging
 import os
 import time
@@ -119,9 +118,7 @@ class _ReadCsvRecords(beam.DoFn):
         rows += len(chunk)
         yield chunk
     if self._rows_read_dir:
-      row_accounting.write_count(
-          self._rows_read_dir,
-          hashlib.sha256(path.encode("utf-8")).hexdigest()[:16], rows)
+      row_accounting.write_count(self._rows_read_dir, path, rows)
 
   def _records(self, path: str):
     lines = _lines(path)

@@ -31,11 +31,11 @@ def test_records_are_counted_on_disk_gzip_or_not(tmp_path):
 
 
 def test_a_rewritten_count_replaces_the_first(tmp_path):
-  row_accounting.write_count(str(tmp_path / "counts"), "file1", 3)
-  row_accounting.write_count(str(tmp_path / "counts"), "file1", 4)
-  row_accounting.write_count(str(tmp_path / "counts"), "file2", 5)
+  row_accounting.write_count(str(tmp_path / "counts"), "/in/a.csv", 3)
+  row_accounting.write_count(str(tmp_path / "counts"), "/in/a.csv", 4)
+  row_accounting.write_count(str(tmp_path / "counts"), "/in/b.csv.gz", 5)
   assert row_accounting.read_counts(str(tmp_path / "counts")) == {
-      "file1": 4, "file2": 5}
+      "/in/a.csv": 4, "/in/b.csv.gz": 5}
 
 
 def _run_example_gen(tmp_path):
@@ -64,7 +64,7 @@ def test_example_gen_records_the_rows_it_read_and_wrote(tmp_path):
   assert examples.get_int_custom_property(row_accounting.RECORDS_PROPERTY) == 40
   counts = row_accounting.read_counts(
       str(tmp_path / "out" / example_gen.ROWS_READ_DIR))
-  assert list(counts.values()) == [40]
+  assert counts == {str(tmp_path / "in" / "rows.csv"): 40}
   assert sum(row_accounting.split_records(examples).values()) == 40
 
 

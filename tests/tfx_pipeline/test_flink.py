@@ -9,6 +9,9 @@ import glob
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -84,9 +87,11 @@ def test_every_beam_stage_ran_as_a_flink_job(runs):
 @pytest.mark.parametrize("component", ["CatalogExampleGen", "LogsExampleGen"])
 def test_example_gen_reads_and_writes_every_row_as_in_process(runs, component):
   in_process, on_flink = runs
-  rows_read = [row_accounting.read_counts(os.path.join(
-      _artifact(d, component, "examples"), example_gen.ROWS_READ_DIR))
-               for d in runs]
+  # Each run simulated the same sample under its own output directory.
+  rows_read = [{os.path.relpath(path, d): count
+                for path, count in row_accounting.read_counts(os.path.join(
+                    _artifact(d, component, "examples"),
+                    example_gen.ROWS_READ_DIR)).items()} for d in runs]
   assert rows_read[0] == rows_read[1] and sum(rows_read[0].values()) > 0
   written = [_examples_counts(d, component, "examples")
              for d in (in_process, on_flink)]
@@ -132,3 +137,39 @@ def test_the_cluster_is_gone_afterwards(runs):
     if cwd.startswith(work_dir) or work_dir in cmdline:
       left.append(f"{os.path.basename(proc)}: {cmdline[:200]}")
   assert not left, left
+
+
+_HOLD_A_CLUSTER = """
+import sys, time
+from tfx_pipeline.runners import flink
+with flink.LocalCluster(sys.argv[1], slots=1) as cluster:
+  print("READY", " ".join(map(str, cluster.pids)), cluster.rest_port,
+        flush=True)
+  time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+  try:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+      return f.read().split()[2] != "Z"  # A zombie has ended.
+  except OSError:
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_stops_its_cluster(tmp_path, sig):
+  holder = subprocess.Popen(
+      [sys.executable, "-c", _HOLD_A_CLUSTER, str(tmp_path / "flink")],
+      stdout=subprocess.PIPE, text=True)
+  try:
+    line = holder.stdout.readline()
+    assert line.startswith("READY"), line
+    *pids, rest_port = map(int, line.split()[1:])
+    assert len(pids) == 3 and all(_alive(p) for p in pids)
+    holder.send_signal(sig)  # Ctrl-C, or a scheduler's stop.
+    holder.wait(timeout=60)
+  finally:
+    holder.kill()
+  assert not [p for p in pids if _alive(p)]
+  assert not flink._port_open(rest_port)  # pylint: disable=protected-access

@@ -137,6 +137,22 @@ def _compile(tmp_path, *extra):
       pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=True)
 
 
+def test_compile_for_flink_starts_the_image_job_server_against_the_master(
+    tmp_path, logging_restored):
+  del logging_restored
+  spec = _compile(tmp_path, "--beam", "flink", "--flink-master",
+                  "flink-jobmanager:8081", "--parallelism", "8")
+  args = json_format.MessageToJson(spec)
+  assert "--runner=FlinkRunner" in args
+  assert "--flink_master=flink-jobmanager:8081" in args
+  assert "--parallelism=8" in args
+  assert (f"--flink_job_server_jar={kubeflow_v2.IMAGE_FLINK_JOB_SERVER_JAR}"
+          in args)
+  assert os.path.expanduser("~") not in args
+  with pytest.raises(SystemExit, match="--beam flink needs --flink-master"):
+    _compile(tmp_path, "--beam", "flink")
+
+
 def _trainer_custom_config(spec):
   parameters = spec.root.dag.tasks["Trainer"].inputs.parameters
   return json.loads(parameters["custom_config"].runtime_value.constant_value

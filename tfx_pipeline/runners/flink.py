@@ -10,8 +10,8 @@ pipeline runs.
 
 `LocalCluster` is what `mmse run --beam flink` starts when no master is
 given: a JobManager and a TaskManager with a slot per core, each a JVM of its
-own, and a pool of Python SDK workers (`worker_pool_main`: no Docker), all
-stopped when the run ends, fails or is interrupted. Every Beam stage of the
+own, and a pool of Python SDK workers (`sdk_worker_pool`: processes, no
+Docker), all stopped when the run ends, fails or is interrupted. Every Beam stage of the
 pipeline is then a Flink job: Beam's `FlinkRunner` starts the job server
 from the cached jar, which submits the stage to the cluster, whose
 TaskManager runs the stage's Python in SDK workers taken from the pool.
@@ -63,7 +63,7 @@ JAVA_OPTIONS = " ".join(
     ["-XX:+IgnoreUnrecognizedVMOptions"]
     + [f"--add-exports={m}=ALL-UNNAMED" for m in _EXPORTS]
     + [f"--add-opens={m}=ALL-UNNAMED" for m in _OPENS])
-_READY_SECONDS = 120.0
+_READY_SECONDS = 180.0
 
 
 class FlinkNotInstalled(FileNotFoundError):
@@ -112,7 +112,7 @@ def _manifest_jar(path: str, classpath: List[str]) -> None:
       "Manifest-Version: 1.0",
       wrapped("Main-Class", _JOB_SERVER_MAIN),
       wrapped("Class-Path", " ".join(classpath)),
-      wrapped("Add-Exports", " ".join(m for m in _EXPORTS)),
+      wrapped("Add-Exports", " ".join(_EXPORTS)),
       wrapped("Add-Opens", " ".join(_OPENS)),
       "", ""])
   with zipfile.ZipFile(path, "w") as jar:
@@ -179,7 +179,11 @@ def _flink_conf(rest_port: int, rpc_port: int, slots: int) -> Dict[str, str]:
       "rest.bind-address": "localhost",
       "rest.port": str(rest_port),
       "jobmanager.memory.process.size": "1024m",
-      "taskmanager.memory.process.size": "3072m",
+      "taskmanager.memory.process.size": "4096m",
+      # Beam's data plane to the SDK workers (gRPC over Netty) buffers
+      # outside Flink's managed memory, in direct memory.
+      "taskmanager.memory.task.off-heap.size": "768m",
+      "taskmanager.memory.framework.off-heap.size": "256m",
       "taskmanager.numberOfTaskSlots": str(slots),
       "parallelism.default": str(slots),
       # A Beam stage's fused operators each take network buffers; Flink's
@@ -271,9 +275,6 @@ class LocalCluster:
                FLINK_LOG_DIR=os.path.join(self._work_dir, "log"),
                # Flink's scripts add this to the JVMs' classpath.
                HADOOP_CLASSPATH=_beam_classpath(self._cache))
-    # The pool starts each SDK worker as `python`: this interpreter's.
-    python_env = dict(os.environ, PATH=os.pathsep.join(
-        [os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     self._previous_sigterm = _raise_on_sigterm()
     try:
       self._start("jobmanager", [os.path.join(home, "bin", "jobmanager.sh"),
@@ -281,8 +282,8 @@ class LocalCluster:
       self._start("taskmanager", [os.path.join(home, "bin", "taskmanager.sh"),
                                   "start-foreground"], env)
       self._start("sdk-worker-pool", [
-          sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-          f"--service_port={self.worker_pool_port}"], python_env)
+          sys.executable, "-m", "tfx_pipeline.runners.sdk_worker_pool",
+          f"--service_port={self.worker_pool_port}"], dict(os.environ))
       self._wait_until_ready()
     except BaseException:
       self.stop()
