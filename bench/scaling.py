@@ -314,8 +314,7 @@ def report(measured: List[Measured]) -> str:
       "",
       *(f"- `{command}` ({date})" for date, command in commands),
       "",
-      "## In process, one worker process, one per core (1x logs, median "
-      "and range of the runs)",
+      "## Each mode on the 1x logs (median and range of the runs)",
       "",
       "| step | workers | runs | seconds | impressions/s |",
       "| --- | --- | ---: | ---: | ---: |",
