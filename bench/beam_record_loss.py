@@ -41,7 +41,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 out, *rest = sys.argv[1:]
 flags, patterns = rest[:rest.index("--")], rest[rest.index("--") + 1:]
 
-def write(n):
+def write(n, out=out):  # A default: the workers do not see this module.
   with open(out, "w") as f:
     f.write(str(n))
 
@@ -66,8 +66,11 @@ def beam_count(patterns: List[str], flags: List[str]) -> int:
   `patterns`."""
   with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, "count")
-    subprocess.run([sys.executable, "-c", _COUNT, out, *flags, "--",
-                    *patterns], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", _COUNT, out, *flags, "--",
+                           *patterns], capture_output=True, text=True)
+    if done.returncode:
+      raise RuntimeError(f"the count failed ({done.returncode}): "
+                         f"{done.stderr[-3000:]}")
     with open(out, encoding="utf-8") as f:
       return int(f.read())
 
