@@ -13,8 +13,8 @@ DirectRunner mode (`MODE[:WORKERS]`) and, with `flink`, on a local Flink
 cluster (`make flink` first), `--repeats` times, each run in a process of
 its own. No code of this project or of TFX
 runs inside Beam. Writes `bench/results/beam_record_loss.md`; the figures
-are why the `local` Beam profile runs in one process (README, "Where Beam
-runs").
+are why the `local` Beam profile runs in one process
+(docs/running-at-scale.md, "Where Beam runs").
 """
 import argparse
 import contextlib

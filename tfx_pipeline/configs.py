@@ -99,8 +99,9 @@ BEAM_PROFILES: Dict[str, Tuple[str, ...]] = {
     # DirectRunner in one process, one core: it delivers every row.
     "local": PipelineConfig.beam_pipeline_args,
     # DirectRunner, one worker process per core (0 = as many as cores).
-    # Beam 2.61 loses a few percent of the rows of inputs of some millions
-    # rows this way (README, "Where Beam runs").
+    # Beam 2.61 sometimes loses a few percent of the rows of inputs of some
+    # millions of rows this way; the row accounting then stops the run
+    # (docs/running-at-scale.md, "Where Beam runs").
     "local-parallel": (
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=0",
