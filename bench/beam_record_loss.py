@@ -54,13 +54,6 @@ with beam.Pipeline(options=PipelineOptions(flags)) as pipeline:
 FLINK = "flink"
 
 
-def true_count(pattern: str) -> int:
-  """Records in the files of `pattern`, read by tf.data."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  files = sorted(glob.glob(pattern))
-  return sum(1 for _ in tf.data.TFRecordDataset(files, "GZIP"))
-
-
 def beam_count(patterns: List[str], flags: List[str]) -> int:
   """Records a Beam pipeline run with `flags` counts in the files of
   `patterns`."""
@@ -127,6 +120,7 @@ def main(argv=None):
                       *(sys.argv[1:] if argv is None else argv)])
   # pylint: disable=g-import-not-at-top
   from bench import scaling
+  from components import row_accounting
   from tfx_pipeline import configs
   from tfx_pipeline.runners import flink
   # pylint: enable=g-import-not-at-top
@@ -138,7 +132,7 @@ def main(argv=None):
   pattern = os.path.join(copied_dir, "Split-*", "*.gz")
   splits = [os.path.join(d, "*") for d in
             sorted(glob.glob(os.path.join(copied_dir, "Split-*")))]
-  truth = true_count(pattern)
+  truth = row_accounting.count_records(sorted(glob.glob(pattern)))
   print(f"{truth:,} records in {pattern}", flush=True)
   counts: Dict[str, List[int]] = {}
   labels = [label for label in args.modes.split(",") if label]
