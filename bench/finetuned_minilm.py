@@ -71,17 +71,16 @@ def click_pairs(logs_pattern: str,
   pairs = set()
   for path in paths:
     logs = pd.read_csv(path, usecols=lambda c: c in _LOG_COLUMNS,
-                       dtype={"query": str}, keep_default_na=False)
+                       dtype={"query": str, "item_id": str},
+                       keep_default_na=False)
     missing = set(_LOG_COLUMNS) - set(logs.columns)
     if missing:
       raise ValueError(f"{path}: lacks the columns {sorted(missing)}")
     flag = lambda column: pd.to_numeric(logs[column], errors="coerce") == 1
     engaged = logs[flag("clicked") | flag("ordered")]
-    for query, item_id in zip(engaged["query"].str.strip(),
-                              pd.to_numeric(engaged.item_id,
-                                            errors="coerce")):
-      if query and pd.notna(item_id) and int(item_id) in titles:
-        pairs.add((query, titles[int(item_id)]))
+    for query, item_id in zip(engaged["query"].str.strip(), engaged.item_id):
+      if query and item_id in titles:
+        pairs.add((query, titles[item_id]))
   logging.info("Fine-tuning MiniLM: %d distinct (query, title) pairs from %d "
                "files", len(pairs), len(paths))
   return sorted(pairs)

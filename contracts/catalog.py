@@ -5,7 +5,11 @@ cleaned catalogue mining writes), `mmse index`, `mmse evaluate` and the
 benchmarks (over a CSV) all build a `Catalog` through `CatalogBuilder`, so an
 item is kept, defaulted or set aside the same way everywhere:
 
-- a row without a usable `item_id` is set aside (`missing_item_id`);
+- an `item_id` is an opaque string, compared byte for byte: `0123`, `123`
+  and `123 ` are three items, and no id is ever read as a number;
+- a row without an `item_id` is set aside (`missing_item_id`), and so is one
+  whose id is longer than `MAX_ITEM_ID_BYTES` in UTF-8 or holds a control
+  character (`bad_item_id`);
 - a second row for an `item_id` is set aside (`duplicate_item_id`); the
   smallest row wins, so the choice does not depend on read order;
 - a missing title becomes "" and an unparsable side feature takes its
@@ -18,6 +22,7 @@ import csv
 import gzip
 import io
 import logging
+import unicodedata
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -25,9 +30,13 @@ import numpy as np
 from contracts import features
 
 MISSING_ITEM_ID = "missing_item_id"
+BAD_ITEM_ID = "bad_item_id"
 DUPLICATE_ITEM_ID = "duplicate_item_id"
 MISSING_TITLE = "missing_title"
-SET_ASIDE_REASONS = (MISSING_ITEM_ID, DUPLICATE_ITEM_ID)
+SET_ASIDE_REASONS = (MISSING_ITEM_ID, BAD_ITEM_ID, DUPLICATE_ITEM_ID)
+# Longer ids are set aside: SKUs, ASINs and GTINs are far shorter, and a
+# longer cell is almost always a shifted column.
+MAX_ITEM_ID_BYTES = 256
 REASON = "reason"  # The key of a set-aside record that says why.
 
 # A parsed row without its id: sorted (name, value) pairs, so that entries
@@ -44,31 +53,48 @@ def _missing(value: Any) -> bool:
   return value is None or (isinstance(value, (str, bytes)) and not value)
 
 
-def parse_item_id(value: Any) -> Optional[int]:
-  """An int from an int, an integral float or a digit string; else None."""
-  if isinstance(value, (bool, np.bool_)):
-    return None
-  if isinstance(value, (int, np.integer)):
-    return int(value)
-  if isinstance(value, (float, np.floating)):
-    return int(value) if float(value).is_integer() else None
-  if isinstance(value, (str, bytes)):
+def parse_item_id(value: Any) -> Tuple[Optional[str], Optional[str]]:
+  """(item id, None) of a usable id cell, else (None, the set-aside reason).
+
+  Text (str, or bytes in UTF-8) is the id as it stands: nothing is stripped
+  or normalised. A whole number (a caller's int, never a parsed cell) stands
+  for its decimal digits. Anything else is `bad_item_id`.
+  """
+  if _missing(value):
+    return None, MISSING_ITEM_ID
+  if isinstance(value, (int, np.integer)) and not isinstance(
+      value, (bool, np.bool_)):
+    return str(int(value)), None
+  if isinstance(value, bytes):
     try:
-      return int(value)
-    except ValueError:
-      return None
-  return None
+      value = value.decode("utf-8")
+    except UnicodeDecodeError:
+      return None, BAD_ITEM_ID
+  if not isinstance(value, str):
+    return None, BAD_ITEM_ID
+  if len(value.encode("utf-8")) > MAX_ITEM_ID_BYTES or any(
+      unicodedata.category(c) == "Cc" for c in value):
+    return None, BAD_ITEM_ID
+  return value, None
+
+
+def id_array(item_ids: Iterable[str]) -> np.ndarray:
+  """Item ids as a NumPy string array (sorts, searches and saves as text)."""
+  return np.array(list(item_ids), dtype=str)
 
 
 def parse_row(row: Mapping[str, Any]
-             ) -> Tuple[Optional[int], Entry, List[str]]:
+             ) -> Tuple[Optional[str], Entry, List[str]]:
   """(item_id or None, entry, problems) of one raw catalogue row.
 
   Cells may be str, bytes, numbers or None (missing); columns other than
-  `item_id`, `title` and `features.ITEM_SIDE_FEATURES` are ignored.
+  `item_id`, `title` and `features.ITEM_SIDE_FEATURES` are ignored. Without
+  an item id, the first problem is the reason to set the row aside.
   """
   problems = []
-  item_id = parse_item_id(row.get(features.ITEM_ID))
+  item_id, id_problem = parse_item_id(row.get(features.ITEM_ID))
+  if id_problem:
+    problems.append(id_problem)
   title = row.get(features.TITLE)
   if _missing(title):
     problems.append(MISSING_TITLE)
@@ -97,7 +123,7 @@ class CatalogBuilder:
   """Collects rows under the catalogue policy; mergeable across workers."""
 
   def __init__(self):
-    self.entries: Dict[int, Entry] = {}
+    self.entries: Dict[str, Entry] = {}
     self.set_aside: List[Dict[str, Any]] = []
     self.counts = collections.Counter()
 
@@ -107,12 +133,11 @@ class CatalogBuilder:
     item_id, entry, problems = parse_row(row)
     self.counts.update(problems)
     if item_id is None:
-      self.counts[MISSING_ITEM_ID] += 1
-      self.set_aside.append(_record(row, MISSING_ITEM_ID))
+      self.set_aside.append(_record(row, problems[0]))
       return
     self.add(item_id, entry)
 
-  def add(self, item_id: int, entry: Entry) -> None:
+  def add(self, item_id: str, entry: Entry) -> None:
     """Adds a parsed row; of two rows for one id the smaller one stays."""
     kept = self.entries.get(item_id)
     if kept is None:
@@ -145,20 +170,20 @@ class CatalogBuilder:
 class Catalog:
   """Catalogue columns sorted by item_id, and the rows set aside.
 
-  `columns` holds `item_id` (int64), `title` (str) and each side feature any
+  `columns` holds `item_id` and `title` (str) and each side feature any
   row has (float32 or str), aligned with `item_ids`; a row lacking a side
   feature holds its default.
   """
 
-  def __init__(self, entries: Mapping[int, Entry],
+  def __init__(self, entries: Mapping[str, Entry],
                set_aside: Iterable[Dict[str, Any]] = (),
                counts: Optional[Mapping[str, int]] = None):
-    self.item_ids = np.array(sorted(entries), dtype=np.int64)
+    self.item_ids = id_array(sorted(entries))
     rows = [dict(entries[i]) for i in self.item_ids.tolist()]
     present = set().union(*rows) if rows else set()
     self.side_features = tuple(
         n for n in features.ITEM_SIDE_FEATURES if n in present)
-    self.defaults: Dict[str, Any] = {features.ITEM_ID: 0, features.TITLE: ""}
+    self.defaults: Dict[str, Any] = {features.ITEM_ID: "", features.TITLE: ""}
     self.columns: Dict[str, np.ndarray] = {features.ITEM_ID: self.item_ids}
     self.columns[features.TITLE] = np.array(
         [r.get(features.TITLE, "") for r in rows], dtype=object)
@@ -176,7 +201,7 @@ class Catalog:
   def __len__(self) -> int:
     return len(self.item_ids)
 
-  def has_item(self, item_id: int) -> bool:
+  def has_item(self, item_id: str) -> bool:
     return item_id in self._ids
 
   @property

@@ -46,6 +46,11 @@ ITEM_SIDE_FEATURES = {
 }
 CATALOG_REQUIRED_COLUMNS = (ITEM_ID, TITLE)
 
+# Columns read as text whatever their cells look like: an id of digits keeps
+# its leading zeros, and one column never mixes numbers and strings.
+TEXT_COLUMNS = (REQUEST_ID, USER_ID, QUERY, ITEM_ID, TITLE) + tuple(
+    name for name, (kind, _) in ITEM_SIDE_FEATURES.items() if kind is str)
+
 # --- Mined training examples: one query and a fixed-length slate. ---------
 # `query` is a scalar; `item_id`, `title`, every present side feature and
 # `stage` are lists of the slate length. Slot 0 holds the anchor positive
@@ -54,6 +59,7 @@ CATALOG_REQUIRED_COLUMNS = (ITEM_ID, TITLE)
 STAGE = "stage"
 
 # --- Judgments for scoring: query, item_id, relevance (1..3). --------------
+# An item_id is an opaque string everywhere (`contracts.catalog`).
 RELEVANCE = "relevance"
 RELEVANT_GRADE = 2.5  # An item counts for recall at this grade or above.
 

@@ -34,7 +34,7 @@ SERVED_MODELS = (QUERY_TOWER, ITEM_TOWER, RETRIEVAL)
 SERVING_SIGNATURE = "serving_default"
 QUERY_INPUT = "query"  # query_tower, retrieval: tf.string [N]
 EMBEDDING_OUTPUT = "embedding"  # the towers: float32 [N, D]
-ITEM_IDS_OUTPUT = "item_ids"  # retrieval: int64 [N, k]
+ITEM_IDS_OUTPUT = "item_ids"  # retrieval: string [N, k], the catalogue's ids
 SCORES_OUTPUT = "scores"  # retrieval: float32 [N, k]
 
 SAVED_MODEL_FILE = "saved_model.pb"

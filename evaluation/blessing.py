@@ -46,7 +46,7 @@ EXACT_PREFIX = "exact_"
 INDEX_RECALL = "index_recall"
 
 # (query, item ids, stages) of one mined slate.
-Slate = Tuple[str, Sequence[int], Sequence[int]]
+Slate = Tuple[str, Sequence[str], Sequence[int]]
 
 
 def judgments_from_slates(slates: Iterable[Slate]) -> metrics.Judgments:
@@ -93,7 +93,7 @@ def check_config(config: EvalConfig) -> None:
       raise ValueError(f"{knob} must be >= 0, got {getattr(config, knob)}")
 
 
-def score_by_stage(rankings: Mapping[str, Sequence[int]],
+def score_by_stage(rankings: Mapping[str, Sequence[str]],
                    judgments: metrics.Judgments,
                    cutoffs: Iterable[int]) -> Dict[str, float]:
   """`metrics.score` plus recall of ordered and of clicked items apart."""
@@ -163,7 +163,7 @@ _REFERENCE_NAMES = {
 }
 
 
-def popularity_ranking(slates: Iterable[Slate], k: int) -> List[int]:
+def popularity_ranking(slates: Iterable[Slate], k: int) -> List[str]:
   """The `k` items clicked or ordered in the most slates, most first.
 
   Ties go to the smaller item id, so the ranking is reproducible.
@@ -176,7 +176,7 @@ def popularity_ranking(slates: Iterable[Slate], k: int) -> List[int]:
   return [item_id for item_id, _ in ranked[:k]]
 
 
-def score_popularity(ranking: Sequence[int], judgments: metrics.Judgments,
+def score_popularity(ranking: Sequence[str], judgments: metrics.Judgments,
                      cutoffs: Iterable[int]) -> Dict[str, float]:
   """`score_by_stage` of one ranking given to every judged query.
 

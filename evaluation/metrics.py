@@ -15,14 +15,18 @@ from typing import Dict, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from contracts import catalog as catalog_lib
 from contracts import features
 
 # query -> {item_id: grade}
-Judgments = Dict[str, Dict[int, float]]
+Judgments = Dict[str, Dict[str, float]]
 
 
 def read_judgments(path: str) -> Judgments:
-  """Reads a `query,item_id,relevance` CSV; a bad row is an error, not a skip."""
+  """Reads a `query,item_id,relevance` CSV; a bad row is an error, not a skip.
+
+  Item ids are text, as the catalogue has them (`contracts.catalog`).
+  """
   judgments: Judgments = collections.defaultdict(dict)
   with open(path, newline="", encoding="utf-8-sig") as f:
     reader = csv.DictReader(f)
@@ -32,15 +36,17 @@ def read_judgments(path: str) -> Judgments:
       raise ValueError(f"{path}: missing columns {sorted(missing)}")
     for line, row in enumerate(reader, start=2):
       try:
-        item_id = int(row[features.ITEM_ID])
+        item_id, problem = catalog_lib.parse_item_id(row[features.ITEM_ID])
+        if problem:
+          raise ValueError(problem)
         grade = float(row[features.RELEVANCE])
       except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}:{line}: bad judgment row {row}") from e
+        raise ValueError(f"{path}:{line}: bad judgment row {row} ({e})") from e
       judgments[row[features.QUERY]][item_id] = grade
   return dict(judgments)
 
 
-def recall_at_k(ranked: Sequence[int], grades: Mapping[int, float],
+def recall_at_k(ranked: Sequence[str], grades: Mapping[str, float],
                 k: int) -> float:
   relevant = {i for i, g in grades.items() if g >= features.RELEVANT_GRADE}
   if not relevant:

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from contracts import catalog as catalog_lib
 from contracts import features
 from mining import cleaning
 from mining import count_keys
@@ -30,7 +31,7 @@ class QueryLog(NamedTuple):
   impressions: np.ndarray  # Kept impressions of each item.
   shown_ids: np.ndarray  # Sorted items the query was shown, set-asides too.
 
-  def impressions_by_item(self) -> Dict[int, int]:
+  def impressions_by_item(self) -> Dict[str, int]:
     return dict(zip(self.item_ids.tolist(), self.impressions.tolist()))
 
 
@@ -63,10 +64,10 @@ class QueryStats:
   __slots__ = ("items", "also_shown")
 
   def __init__(self):
-    self.items: Dict[int, List[int]] = {}
+    self.items: Dict[str, List[int]] = {}
     self.also_shown = set()
 
-  def add_impression(self, item_id: int, stage: int) -> None:
+  def add_impression(self, item_id: str, stage: int) -> None:
     stats = self.items.get(item_id)
     if stats is None:
       self.items[item_id] = [1, stage]
@@ -74,7 +75,7 @@ class QueryStats:
       stats[0] += 1
       stats[1] = max(stats[1], stage)
 
-  def add_shown(self, item_id: int) -> None:
+  def add_shown(self, item_id: str) -> None:
     self.also_shown.add(item_id)
 
   def merge(self, other: "QueryStats") -> "QueryStats":
@@ -100,7 +101,7 @@ def query_log(query: str, stats: QueryStats,
   counts = collections.Counter()
   if not stats.items:
     return Aggregated(None, counts)
-  item_ids = np.array(sorted(stats.items), dtype=np.int64)
+  item_ids = catalog_lib.id_array(sorted(stats.items))
   impressions = np.array([stats.items[i][0] for i in item_ids.tolist()],
                          dtype=np.int64)
   stages = np.array([stats.items[i][1] for i in item_ids.tolist()],
@@ -110,7 +111,7 @@ def query_log(query: str, stats: QueryStats,
   for stage in stages.tolist():
     counts[count_keys.query_items(features.Stage(stage).name)] += 1
   shown_ids = np.union1d(
-      item_ids, np.array(sorted(stats.also_shown), dtype=np.int64))
+      item_ids, catalog_lib.id_array(sorted(stats.also_shown)))
   return Aggregated(
       QueryLog(query, split, item_ids, stages, impressions, shown_ids),
       counts)

@@ -10,6 +10,8 @@ import functools
 from typing import (Any, Dict, Iterable, List, NamedTuple, Optional, Sequence,
                     Tuple)
 
+import numpy as np
+
 from contracts import catalog as catalog_lib
 from contracts import features
 from contracts import text
@@ -17,17 +19,19 @@ from mining import count_keys
 
 # Why a log row is set aside, in the order the checks run.
 MALFORMED = "malformed"  # item_id, position or a flag missing; position < 1.
+BAD_ITEM_ID = catalog_lib.BAD_ITEM_ID  # Over-long, control characters.
 EMPTY_QUERY = "empty_query"  # No word left after normalisation.
 UNKNOWN_ITEM = "unknown_item"  # item_id not in the catalogue.
 INCONSISTENT_FLAGS = "inconsistent_flags"  # Not 0/1, or cart/order unclicked.
 DUPLICATE = "duplicate"  # Exact copy of a row kept before it.
-SET_ASIDE_REASONS = (MALFORMED, EMPTY_QUERY, UNKNOWN_ITEM, INCONSISTENT_FLAGS,
-                     DUPLICATE)
+SET_ASIDE_REASONS = (MALFORMED, BAD_ITEM_ID, EMPTY_QUERY, UNKNOWN_ITEM,
+                     INCONSISTENT_FLAGS, DUPLICATE)
 REASON = "reason"  # The key of a set-aside record that says why.
 
 # A kept row is a plain tuple (hashed to find duplicates, cheap to move
-# between Beam workers): the LOG_COLUMNS values, the query as logged and
-# item_id, position and the three flags parsed as ints, then a tuple of the
+# between Beam workers): the LOG_COLUMNS values, the query as logged, the
+# item_id as text (`catalog.parse_item_id`), position and the three flags
+# parsed as ints, then a tuple of the
 # (name, value) pairs of any further columns the logs carry.
 QUERY_INDEX = features.LOG_COLUMNS.index(features.QUERY)
 ITEM_INDEX = features.LOG_COLUMNS.index(features.ITEM_ID)
@@ -49,16 +53,34 @@ def query_key(raw: Any) -> str:
 
 
 def parse_int(value: Any) -> Optional[int]:
-  """An int cell (item_id, position, a flag), read as catalogue ids are."""
-  return catalog_lib.parse_item_id(value)
+  """An int cell (position, a flag): an int, an integral float or digits."""
+  if isinstance(value, (bool, np.bool_)):
+    return None
+  if isinstance(value, (int, np.integer)):
+    return int(value)
+  if isinstance(value, (float, np.floating)):
+    return int(value) if float(value).is_integer() else None
+  if isinstance(value, (str, bytes)):
+    try:
+      return int(value)
+    except ValueError:
+      return None
+  return None
 
 
-def set_aside_reason(query: str, item_id: Optional[int],
+def set_aside_reason(query: str, item_id: Optional[str],
                      position: Optional[int], flags: Sequence[Optional[int]],
-                     catalog: catalog_lib.Catalog) -> Optional[str]:
-  """The first check a log row fails, or None when it feeds mining."""
-  if item_id is None or position is None or position < 1 or None in flags:
+                     catalog: catalog_lib.Catalog,
+                     item_id_problem: Optional[str] = None) -> Optional[str]:
+  """The first check a log row fails, or None when it feeds mining.
+
+  `item_id_problem` is why `catalog.parse_item_id` gave no id.
+  """
+  if ((item_id is None and item_id_problem != BAD_ITEM_ID) or
+      position is None or position < 1 or None in flags):
     return MALFORMED
+  if item_id is None:
+    return BAD_ITEM_ID
   if not query:
     return EMPTY_QUERY
   if not catalog.has_item(item_id):
@@ -88,7 +110,7 @@ class Cleaned(NamedTuple):
   # Canonical query -> (its kept rows, the catalogue items of its set-aside
   # rows: the query was shown them all the same, so random negatives must
   # avoid them).
-  by_query: Dict[str, Tuple[List[tuple], List[int]]]
+  by_query: Dict[str, Tuple[List[tuple], List[str]]]
   set_aside: List[Dict[str, Any]]  # Quarantine records.
   counts: collections.Counter
 
@@ -111,9 +133,11 @@ def clean_rows(rows: Iterable[Tuple[Sequence[Any], Extras]],
   for values, extras in rows:
     counts[count_keys.ROWS_READ] += 1
     query = query_key(values[QUERY_INDEX])
-    parsed = tuple(map(parse_int, values[ITEM_INDEX:]))
-    item_id, position, *flags = parsed
-    reason = set_aside_reason(query, item_id, position, flags, catalog)
+    item_id, id_problem = catalog_lib.parse_item_id(values[ITEM_INDEX])
+    position, *flags = map(parse_int, values[ITEM_INDEX + 1:])
+    parsed = (item_id, position, *flags)
+    reason = set_aside_reason(query, item_id, position, flags, catalog,
+                              id_problem)
     if reason is None:
       by_query[query][0].append(tuple(values[:ITEM_INDEX]) + parsed +
                                 (tuple(extras),))

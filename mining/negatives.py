@@ -23,13 +23,13 @@ class NegativeSampler:
     self._cdf = np.cumsum(self.probabilities)
 
   @classmethod
-  def for_catalog(cls, impressions: Dict[int, int],
+  def for_catalog(cls, impressions: Dict[str, int],
                   catalog: catalog_lib.Catalog,
                   exponent: float) -> "NegativeSampler":
     """A sampler over `catalog` from impressions per item_id."""
     counts = np.zeros(len(catalog), dtype=np.int64)
     if impressions:
-      ids = np.array(list(impressions), dtype=np.int64)
+      ids = catalog_lib.id_array(impressions)
       counts[catalog.indexes(ids)] = list(impressions.values())
     return cls(counts, exponent)
 

@@ -28,8 +28,9 @@ def report_from_counts(counts: Mapping[str, int],
                                           features.Stage.UNCLICKED)},
       "slots": {s.name: 0 for s in features.Stage},
       count_keys.CATALOG: {
-          "rows_read": 0, "items": 0, catalog_lib.MISSING_ITEM_ID: 0,
-          catalog_lib.DUPLICATE_ITEM_ID: 0, catalog_lib.MISSING_TITLE: 0},
+          "rows_read": 0, "items": 0,
+          **{r: 0 for r in catalog_lib.SET_ASIDE_REASONS},
+          catalog_lib.MISSING_TITLE: 0},
   }
   for key, count in sorted(counts.items()):
     *path, name = key.split("/")

@@ -37,7 +37,7 @@ def slates(log: QueryLog, catalog: catalog_lib.Catalog,
       continue
     rng = np.random.default_rng(
         splits.stable_hash(config.seed, log.query,
-                           int(log.item_ids[position])))
+                           str(log.item_ids[position])))
     slots = [indexes[position]]
     slot_stages = [anchor_stage]
     lower = [s for s in (features.Stage.CLICKED, features.Stage.UNCLICKED)
@@ -70,7 +70,7 @@ def encode(query: str, values: Dict[str, np.ndarray],
   """A slate as a tf.train.Example: the query, each slot column, stages.
 
   `values` are catalogue columns (`Catalog.slot_values`): int64, float32, or
-  Python str, which is written as UTF-8 bytes.
+  text (item ids, titles, categorical features), written as UTF-8 bytes.
   """
   feature = {
       features.QUERY: tf.train.Feature(

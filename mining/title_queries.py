@@ -82,7 +82,7 @@ def title_query_slate(pseudo_query: TitleQuery, catalog: catalog_lib.Catalog,
                       sampler: NegativeSampler, config: MiningConfig
                      ) -> Tuple[np.ndarray, np.ndarray]:
   """(catalogue indexes, stages): the item as a click, random negatives."""
-  item_id = int(catalog.item_ids[pseudo_query.index])
+  item_id = str(catalog.item_ids[pseudo_query.index])
   rng = np.random.default_rng(
       splits.stable_hash(config.seed, "title negatives", item_id))
   negatives = sampler.sample(rng, np.array([pseudo_query.index]),

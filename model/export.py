@@ -10,7 +10,8 @@ stock TF Serving binary loads every model written here.
 - `item_tower/`: `item_id`, `title` and the side features the model was
   trained with, [N] each -> `embedding` [N, D];
 - `retrieval` (`export_retrieval_model`): `query` [N] -> the exact top-k
-  `item_ids` and `scores` over a constant catalogue matrix.
+  `item_ids` (strings, as the catalogue has them) and `scores` over a
+  constant catalogue matrix.
 The fused score of a query and an item is the dot product of their embeddings.
 """
 import logging
@@ -97,13 +98,13 @@ def export_retrieval_model(query_tower_dir: str, item_ids: np.ndarray,
 
   Args:
     query_tower_dir: an exported `query_tower/` SavedModel.
-    item_ids: int64 [N] catalogue ids.
+    item_ids: [N] catalogue ids (str).
     item_embeddings: float32 [N, D] item-tower embeddings, row i for
       item_ids[i].
     export_dir: where the SavedModel goes.
     k: items per query; capped at N.
   """
-  item_ids = np.asarray(item_ids, dtype=np.int64)
+  item_ids = np.asarray(item_ids, dtype=str)
   item_embeddings = np.asarray(item_embeddings, dtype=np.float32)
   if item_ids.ndim != 1 or item_embeddings.ndim != 2 or (
       len(item_ids) != len(item_embeddings)):
@@ -125,7 +126,9 @@ def export_retrieval_model(query_tower_dir: str, item_ids: np.ndarray,
     raise ValueError(
         f"Query tower dim {query_dim[-1]} != item embedding dim "
         f"{item_embeddings.shape[1]}: the embeddings are from another model")
-  module.item_ids = tf.Variable(item_ids, trainable=False, name="item_ids")
+  module.item_ids = tf.Variable(
+      [i.encode("utf-8") for i in item_ids.tolist()], dtype=tf.string,
+      trainable=False, name="item_ids")
   module.item_embeddings = tf.Variable(
       item_embeddings, trainable=False, name="item_embeddings")
 

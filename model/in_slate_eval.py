@@ -34,7 +34,7 @@ _SCORE_QUERIES = 256  # Queries scored at once: [256, items] floats.
 
 
 def recall_and_ndcg(ranked_item_ids: np.ndarray,
-                    judgments: Sequence[Mapping[int, float]],
+                    judgments: Sequence[Mapping[bytes, float]],
                     cutoffs: Iterable[int] = CUTOFFS) -> Dict[str, float]:
   """Mean Recall@K and NDCG@K of ranked item ids, one row per query.
 
@@ -76,7 +76,8 @@ class SlateItems:
     query_features: transformed query features of each judged eval query,
       [Q, ...] each.
     judgments: per query, {item_id: grade}.
-    item_ids: [N], eval-slate items first, each once.
+    item_ids: [N] item ids (UTF-8 bytes, as the slates hold them), eval-slate
+      items first, each once.
     item_features: transformed item features, [N, ...] each.
   """
   query_features: Dict[str, np.ndarray]
@@ -185,6 +186,6 @@ class UniqueItems:
 
   def arrays(self):
     if not self._ids:
-      return np.zeros([0], np.int64), {}
+      return np.zeros([0], object), {}
     return (np.concatenate(self._ids),
             {n: np.concatenate(v) for n, v in self._features.items()})

@@ -155,7 +155,7 @@ class MMSEModel(tfrs.models.Model):
     if self.config.retrieval_weight:
       retrieval = self.retrieval_task(
           query_embeddings, item_embeddings, stage,
-          inputs[preprocessing.ITEM_ID], inputs[preprocessing.QUERY_KEY])
+          inputs[preprocessing.ITEM_KEY], inputs[preprocessing.QUERY_KEY])
       self.retrieval_loss.update_state(retrieval)
       self.batch_retrieval_loss.update_state(retrieval)
       loss += self.config.retrieval_weight * retrieval

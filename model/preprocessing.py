@@ -34,7 +34,10 @@ QUERY_KEY = "query_key"  # int64 [B]
 TITLE_TOKENS = "title_tokens"  # int64 [B, L, max_title_tokens]
 TITLE_TRIGRAMS = "title_trigrams"  # int64 [B, L, max_title_trigrams]
 ITEM_INDEX = "item_index"  # int64 [B, L], id-embedding row
-ITEM_ID = features.ITEM_ID  # int64 [B, L], raw ids for accidental hits
+ITEM_ID = features.ITEM_ID  # string [B, L], the catalogue's ids, passed through
+# Fingerprint of the item id: tells the retrieval loss which in-batch slots
+# hold the same item (accidental hits), with int64 compares.
+ITEM_KEY = "item_key"  # int64 [B, L]
 STAGE = features.STAGE  # int64 [B, L], passed through
 PRICE = "log_price"  # float32 [B, L], z-scored log price, 0 when unknown
 
@@ -159,6 +162,7 @@ def preprocessing_fn(inputs: Mapping[str, Any],
           _trigram_ids(word_trigrams(title_words), config.trigram_buckets),
           [None, slate_size, config.max_title_trigrams]),
       ITEM_ID: item_id,
+      ITEM_KEY: tf.strings.to_hash_bucket_fast(item_id, tf.int64.max),
       STAGE: stage,
   }
   item_vocabulary = tft.vocabulary(

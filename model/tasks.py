@@ -167,7 +167,7 @@ class MultiStageRetrieval(tf.keras.layers.Layer, tfrs.tasks.base.Task):
     self._sampling_bias_correction = sampling_bias_correction
 
   def call(self, query_embeddings: tf.Tensor, item_embeddings: tf.Tensor,
-           stage: tf.Tensor, item_ids: tf.Tensor,
+           stage: tf.Tensor, item_keys: tf.Tensor,
            query_keys: tf.Tensor) -> tf.Tensor:
     """Computes the loss.
 
@@ -175,7 +175,7 @@ class MultiStageRetrieval(tf.keras.layers.Layer, tfrs.tasks.base.Task):
       query_embeddings: [B, D] fused-space query vectors.
       item_embeddings: [B, L, D] fused-space vectors of each slate's items.
       stage: [B, L] `features.Stage` of each slot.
-      item_ids: [B, L] raw item ids (equal ids are the same item).
+      item_keys: [B, L] item id fingerprints (equal keys are the same item).
       query_keys: [B] query fingerprints (equal keys are the same query).
 
     Returns:
@@ -185,7 +185,7 @@ class MultiStageRetrieval(tf.keras.layers.Layer, tfrs.tasks.base.Task):
     slate_size = tf.shape(stage)[1]
     candidates = tf.reshape(item_embeddings, [-1, item_embeddings.shape[-1]])
     slot_stage = tf.reshape(stage, [-1])
-    slot_item = tf.reshape(item_ids, [-1])
+    slot_item = tf.reshape(item_keys, [-1])
     slot_example = tf.repeat(tf.range(batch_size), slate_size)
     is_candidate = tf.reshape(
         slot_mask(stage, self._use_unclicked, self._use_random_negatives), [-1])

@@ -231,7 +231,8 @@ def _item_metadata(slate_items: in_slate_eval.SlateItems,
   item_features = slate_items.item_features
   words = _vocabulary(tf_transform_output, preprocessing.TOKEN_VOCABULARY)
   columns = {
-      "item_id": slate_items.item_ids[:count].tolist(),
+      "item_id": [i.decode("utf-8") for i in
+                  slate_items.item_ids[:count].tolist()],
       "title": [" ".join(_lookup(words, i) for i in ids if i)
                 for ids in item_features[preprocessing.TITLE_TOKENS][:count]],
   }

@@ -8,7 +8,7 @@ inside the `retrieval` model's version directory under `assets.extra/index/`
 (TF Serving ignores that folder), so a version is one unit: its exact
 SavedModel, the embeddings, the index and which query tower they pair with.
 
-Files in an index directory: `item_ids.npy` (int64 [N]), `embeddings.npy`
+Files in an index directory: `item_ids.npy` (text [N]), `embeddings.npy`
 (float32 [N, D]), `index.json` (kind, params, sizes, pairing) and the index's
 own files (`scann/`, `faiss.index`); `titles.json` when titles were given.
 Every file goes through tf.io.gfile, so the directory may be a `gs://` URI;
@@ -41,7 +41,8 @@ EMBEDDINGS_FILE = "embeddings.npy"
 META_FILE = "index.json"
 TITLES_FILE = "titles.json"
 KINDS = ("scann", "faiss", "exact")
-FORMAT_VERSION = 1
+# 2: item ids are text (1 held int64 ids).
+FORMAT_VERSION = 2
 
 
 class Index(abc.ABC):
@@ -74,7 +75,7 @@ class Index(abc.ABC):
 
   def search(self, queries: np.ndarray,
              k: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Returns (item ids int64 [B, k], scores float32 [B, k]), best first."""
+    """Returns (item ids str [B, k], scores float32 [B, k]), best first."""
     rows, scores = self.search_rows(queries, k)
     return self.item_ids[rows], scores
 
@@ -413,7 +414,7 @@ def build(item_ids: np.ndarray, embeddings: np.ndarray, kind: str = "scann",
   """Builds an index; `params` override the kind's size-based defaults.
 
   Args:
-    item_ids: int64 [N], unique.
+    item_ids: [N] str, unique.
     embeddings: float32 [N, D], row i embeds item_ids[i].
     kind: scann, faiss or exact.
     k: the largest k it will be searched with (sizes the re-ranking).
@@ -421,7 +422,7 @@ def build(item_ids: np.ndarray, embeddings: np.ndarray, kind: str = "scann",
   """
   if kind not in _CLASSES:
     raise ValueError(f"Unknown index kind {kind!r}; one of {KINDS}")
-  item_ids = np.asarray(item_ids, dtype=np.int64)
+  item_ids = np.asarray(item_ids, dtype=str)
   embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
   if embeddings.ndim != 2 or len(embeddings) != len(item_ids):
     raise ValueError(f"embeddings {list(embeddings.shape)} do not match "
@@ -606,7 +607,8 @@ def load(directory: str) -> LoadedIndex:
   meta = _read_json(meta_path)
   if meta.get("format_version") != FORMAT_VERSION:
     raise ValueError(f"{meta_path}: unsupported format_version "
-                     f"{meta.get('format_version')}")
+                     f"{meta.get('format_version')} (this release reads "
+                     f"{FORMAT_VERSION}; rebuild the index with `mmse index`)")
   if meta.get("kind") not in _CLASSES:
     raise ValueError(f"{meta_path}: unknown index kind {meta.get('kind')!r}")
   item_ids = _read_array(os.path.join(directory, ITEM_IDS_FILE))

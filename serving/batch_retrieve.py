@@ -62,7 +62,7 @@ def retrieve_file(serving_dir: str, queries_path: str, k: int,
       for query, row_ids, row_scores in zip(batch, ids, scores):
         out.write(json.dumps({
             "query": query,
-            "item_ids": [int(i) for i in row_ids],
+            "item_ids": [i.decode("utf-8") for i in row_ids.tolist()],
             "scores": [round(float(s), 6) for s in row_scores],
         }) + "\n")
       logging.info("Retrieved %d/%d queries", start + len(batch), len(queries))

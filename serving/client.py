@@ -22,7 +22,7 @@ _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 @dataclasses.dataclass(frozen=True)
 class Hit:
-  item_id: int
+  item_id: str
   score: float
   title: Optional[str] = None
 
@@ -81,7 +81,7 @@ class RetrievalClient:
                        f"version {response.model_spec.version.value}")
     k = served_k if k is None else k
     return [[
-        Hit(int(item_ids[row, rank]), float(scores[row, rank]),
+        Hit(item_ids[row, rank].decode("utf-8"), float(scores[row, rank]),
             titles[row, rank].decode("utf-8") if titles is not None else None)
         for rank in range(k)
     ] for row in range(len(item_ids))]

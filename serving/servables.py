@@ -358,6 +358,10 @@ def load_retrieval(name: str, version: int, path: str,
   embed = _CACHE.load(tower_dir).runner(serving_layout.SERVING_SIGNATURE)
   search_index = index.index
   titles = index.titles
+  # DT_STRING values are bytes on the wire: encode each id once, not per
+  # answer.
+  item_ids = np.array([i.encode("utf-8") for i in search_index.item_ids.tolist()],
+                      dtype=object)
 
   tower_seconds = metrics.RETRIEVAL_STAGE_SECONDS.labels(
       name, metrics.QUERY_TOWER_STAGE)
@@ -373,7 +377,7 @@ def load_retrieval(name: str, version: int, path: str,
     rows, scores = search_index.search_rows(embeddings, k)
     tower_seconds.inc(embedded - started)
     index_seconds.inc(time.perf_counter() - embedded)
-    outputs = {serving_layout.ITEM_IDS_OUTPUT: search_index.item_ids[rows],
+    outputs = {serving_layout.ITEM_IDS_OUTPUT: item_ids[rows],
                serving_layout.SCORES_OUTPUT: scores}
     if titles is not None:
       outputs[TITLES_OUTPUT] = titles[rows]

@@ -11,6 +11,8 @@ from typing import Dict, List, Optional, Tuple
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from contracts import features
+
 LOGS = "logs"
 CATALOG = "catalog"
 INPUTS = (LOGS, CATALOG)
@@ -77,17 +79,20 @@ def read_csv_cells(paths: List[str], max_rows: Optional[int] = None):
   return pd.concat(frames, ignore_index=True)
 
 
-def _column(cells):
+def _column(name: str, cells):
   """CSV cells (a pandas Series of text) as an Arrow list array of ints or
-  floats when every filled cell is one, else of bytes.
+  floats when every filled cell is one, else of bytes; the contract's text
+  columns (`features.TEXT_COLUMNS`) always of bytes.
 
   Empty cells are missing values, as the pipeline's CSV reader takes them.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   import pyarrow as pa  # pylint: disable=g-import-not-at-top
   filled = (cells != "").to_numpy()
-  for kind, arrow_type in ((np.int64, pa.int64()), (np.float64, pa.float64()),
-                           (None, pa.binary())):
+  kinds = ((np.int64, pa.int64()), (np.float64, pa.float64()),
+           (None, pa.binary()))
+  for kind, arrow_type in (kinds[-1:] if name in features.TEXT_COLUMNS else
+                           kinds):
     try:
       values = (cells[filled].str.encode("utf-8") if kind is None else
                 cells[filled].astype(kind))
@@ -116,7 +121,8 @@ def frame_statistics(cells, schema: Optional[schema_pb2.Schema] = None):
   from tensorflow_data_validation.statistics import stats_impl
   # pylint: enable=g-import-not-at-top
   batch = pa.RecordBatch.from_arrays(
-      [_column(cells[name]) for name in cells.columns], list(cells.columns))
+      [_column(name, cells[name]) for name in cells.columns],
+      list(cells.columns))
   return stats_impl.generate_statistics_in_memory(
       batch, tfdv.StatsOptions(schema=schema))
 

@@ -11,6 +11,8 @@ chunks spread over every worker, so one big file does not cap parallelism. A fil
 be read (not UTF-8, truncated, a row of another width than the header) stops
 it with an `UnreadableInput` naming the file and line. It logs how many rows
 it has read and converted every few seconds: a big input is minutes of work.
+The contract's text columns (`features.TEXT_COLUMNS`: ids, queries, titles)
+are always bytes, so `007` stays `007` where inference would read a number.
 Each file's reader leaves its row count beside the output, and the rows read
 must equal the Examples on disk afterwards (`row_accounting`), whatever the
 runner.
@@ -33,6 +35,7 @@ from tfx.types import standard_component_specs
 from tfx_bsl.coders import csv_decoder
 
 from components import row_accounting
+from contracts import features
 
 _PROGRESS_SECONDS = 10.0
 _RECORDS_PER_CHUNK = 2000
@@ -174,6 +177,20 @@ class _LogConverted(beam.DoFn):
     yield example
 
 
+def _with_text_columns(column_infos: List[csv_decoder.ColumnInfo]
+                      ) -> List[csv_decoder.ColumnInfo]:
+  """The inferred column types, with the contract's text columns as text."""
+  return [
+      csv_decoder.ColumnInfo(info.name, csv_decoder.ColumnType.STRING)
+      if _column_name(info.name) in features.TEXT_COLUMNS else info
+      for info in column_infos
+  ]
+
+
+def _column_name(name: Any) -> str:
+  return name.decode("utf-8") if isinstance(name, bytes) else name
+
+
 @beam.typehints.with_input_types(beam.Pipeline)
 class _CsvToExample(beam.PTransform):
   """CSV files of one split -> tf.Examples (header names, inferred types)."""
@@ -210,7 +227,8 @@ class _CsvToExample(beam.PTransform):
         lines
         | "InferColumnTypes" >> beam.CombineGlobally(
             csv_decoder.ColumnTypeInferrer(column_names,
-                                           skip_blank_lines=True)))
+                                           skip_blank_lines=True))
+        | "TextColumns" >> beam.Map(_with_text_columns))
     return (lines
             | "ToTFExample" >> beam.ParDo(
                 csv_executor._ParsedCsvToTfExample(), column_infos)  # pylint: disable=protected-access

@@ -58,7 +58,8 @@ def read_slates(split_uri: str) -> Iterator[blessing.Slate]:
     feature = tf.train.Example.FromString(record.numpy()).features.feature
     try:
       query = feature[features.QUERY].bytes_list.value[0].decode("utf-8")
-      item_ids = list(feature[features.ITEM_ID].int64_list.value)
+      item_ids = [i.decode("utf-8")
+                  for i in feature[features.ITEM_ID].bytes_list.value]
       stages = list(feature[features.STAGE].int64_list.value)
     except (KeyError, IndexError) as e:
       raise ValueError(f"{split_uri}: slate {slates} lacks query, item_id or "

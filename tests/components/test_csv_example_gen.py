@@ -24,7 +24,7 @@ def _examples(input_base, pattern):
 def _check(serialized):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   rows = sorted((tf.train.Example.FromString(s) for s in serialized),
-                key=lambda e: e.features.feature["item_id"].int64_list.value[0])
+                key=lambda e: e.features.feature["item_id"].bytes_list.value[0])
   assert len(rows) == 2
   first, second = (r.features.feature for r in rows)
   assert first["title"].bytes_list.value == [b"Cordless Drill, 20V"]
@@ -74,7 +74,7 @@ def _parsed_rows(input_base, pattern, **options):
   rows = {}
   for serialized in _PARSED:
     feature = tf.train.Example.FromString(serialized).features.feature
-    rows[feature["item_id"].int64_list.value[0]] = {
+    rows[feature["item_id"].bytes_list.value[0]] = {
         name: list(getattr(value, value.WhichOneof("kind")).value)
         for name, value in feature.items()}
   return rows
@@ -117,6 +117,21 @@ def test_other_column_order_and_unused_columns_are_ordinary(tmp_path):
   other = _parsed_rows(tmp_path / "other", "rows.csv")
   assert {item: {n: v for n, v in row.items() if n != "warehouse"}
           for item, row in other.items()} == plain
+
+
+def test_ids_and_text_columns_stay_text_where_numbers_stay_numbers(tmp_path):
+  # Every item_id and query cell is digits, which inference would read as
+  # numbers (losing 007's zeros); position and price stay numbers.
+  (tmp_path / "rows.csv").write_text(
+      "query,item_id,position,price\n"
+      "2024,007,1,1.5\n"
+      "10,123,2,2\n")
+  rows = _parsed_rows(tmp_path, "rows.csv")
+  assert rows == {
+      b"007": {"query": [b"2024"], "item_id": [b"007"], "position": [1],
+               "price": [1.5]},
+      b"123": {"query": [b"10"], "item_id": [b"123"], "position": [2],
+               "price": [2.0]}}
 
 
 def test_one_file_is_parsed_in_chunks_with_the_same_rows(tmp_path):

@@ -21,13 +21,14 @@ from tests.fixtures import toy_towers
 # Item 3 twice: the policy keeps the smaller row ("garden hose") and sets the
 # other aside, so the index holds each id once.
 CATALOG_CSV = """item_id,title,brand
-1,cordless drill,dewalt
-2,drill bit set,
-3,zzz garden hose,
-3,garden hose,
-4,hose reel,suncast
-5,wood screws,
+SKU-001,cordless drill,dewalt
+SKU-002,drill bit set,
+SKU-003,zzz garden hose,
+SKU-003,garden hose,
+SKU-004,hose reel,suncast
+SKU-005,wood screws,
 """
+ITEM_IDS = ["SKU-001", "SKU-002", "SKU-003", "SKU-004", "SKU-005"]
 CONFIG = IndexConfig(kind="scann", k=3, batch_size=2)
 
 
@@ -59,7 +60,7 @@ def _index_dir(index):
 def test_index_holds_each_catalogue_item_once(built):
   model_uri, index = built
   loaded = ann.load(_index_dir(index))
-  assert loaded.index.item_ids.tolist() == [1, 2, 3, 4, 5]
+  assert loaded.index.item_ids.tolist() == ITEM_IDS
   assert loaded.titles[2] == b"garden hose"
   assert loaded.meta["kind"] == "scann" and loaded.k == 3
   assert loaded.query_tower_fingerprint == ann.saved_model_fingerprint(
@@ -81,7 +82,7 @@ def test_beam_shards_come_back_in_catalogue_order(built):
   titles = ["cordless drill", "drill bit set", "garden hose", "hose reel",
             "wood screws"]
   expected = embedding.embed_catalog(item_tower, {
-      "item_id": np.arange(1, 6, dtype=np.int64),
+      "item_id": np.asarray(ITEM_IDS, dtype=object),
       "title": np.asarray(titles, dtype=object),
   })
   np.testing.assert_allclose(ann.load(_index_dir(index)).index.embeddings,
@@ -96,7 +97,7 @@ def test_retrieval_model_answers_from_the_catalogue(built):
   result = retrieval(**{
       serving_layout.QUERY_INPUT: tf.constant(["garden hose"])})
   assert result[serving_layout.ITEM_IDS_OUTPUT].numpy().tolist()[0][:2] == [
-      3, 4]
+      b"SKU-003", b"SKU-004"]
   assert result[serving_layout.SCORES_OUTPUT].shape == (1, 3)
 
 

@@ -37,6 +37,8 @@ CONFIG = MiningConfig(num_context_items=3, num_random_negatives=2,
 
 
 def _log(request, query, item, position, clicked=0, carted=0, ordered=0):
+  """A log row; `item` is written as text, as ExampleGen writes ids."""
+  item = None if item is None else str(item)
   return dict(zip(COLUMNS, (request, 1767225600, "u1", query, item, position,
                             clicked, carted, ordered)))
 
@@ -79,19 +81,19 @@ DIRTY = [
     (_log("d12", "hammer", 18, 1, clicked=None), cleaning.MALFORMED),
 ]
 # Items each query was shown, set-aside rows with a catalogue item included.
-SHOWN = {
+SHOWN = {query: set(map(str, items)) for query, items in {
     "red drill": {1, 2, 3, 4, 5, 6, 7},
     "hammer": {10, 11, 14, 15, 16, 17, 18},
     "nails": {12},
     "saw": {20, 21},
-}
+}.items()}
 R, U, C, O, P = 0, 1, 2, 3, -1  # Stage values, for short expected slates.
 EXPECTED_STAGES = {
-    ("red drill", 1): [O, C, C, U, R, R],
-    ("red drill", 2): [C, U, U, U, R, R],
-    ("red drill", 3): [C, U, U, U, R, R],
-    ("hammer", 10): [C, U, R, R, P, P],
-    ("saw", 20): [O, U, R, R, P, P],
+    ("red drill", "1"): [O, C, C, U, R, R],
+    ("red drill", "2"): [C, U, U, U, R, R],
+    ("red drill", "3"): [C, U, U, U, R, R],
+    ("hammer", "10"): [C, U, R, R, P, P],
+    ("saw", "20"): [O, U, R, R, P, P],
 }
 CATALOG_SIZE = 30
 
@@ -99,7 +101,7 @@ CATALOG_SIZE = 30
 def _catalog_rows():
   rows = []
   for i in range(1, CATALOG_SIZE + 1):
-    row = {features.ITEM_ID: i}
+    row = {features.ITEM_ID: str(i)}
     if i != 30:
       row[features.TITLE] = f"item {i}"
     if i <= 10:
@@ -107,7 +109,7 @@ def _catalog_rows():
     if i % 2 == 0:
       row["price"] = i * 1.5
     rows.append(row)
-  rows.append({features.ITEM_ID: 5, features.TITLE: "item 5 again"})
+  rows.append({features.ITEM_ID: "5", features.TITLE: "item 5 again"})
   rows.append({features.TITLE: "no id"})
   return rows
 
@@ -218,7 +220,7 @@ def test_counts(mined):
   assert counts["rows_read"] == len(KEPT) + len(DIRTY)
   assert counts["rows_kept"] == len(KEPT)
   assert counts["set_aside"] == {
-      cleaning.MALFORMED: 4, cleaning.EMPTY_QUERY: 4,
+      cleaning.MALFORMED: 4, cleaning.BAD_ITEM_ID: 0, cleaning.EMPTY_QUERY: 4,
       cleaning.UNKNOWN_ITEM: 1, cleaning.INCONSISTENT_FLAGS: 4,
       cleaning.DUPLICATE: 1}
   assert counts["rows_set_aside"] == len(DIRTY)
@@ -228,7 +230,8 @@ def test_counts(mined):
                              "RANDOM": 10, "PADDING": 4}
   assert counts["catalog"] == {"rows_read": CATALOG_SIZE + 2,
                                "items": CATALOG_SIZE, "missing_item_id": 1,
-                               "duplicate_item_id": 1, "missing_title": 1}
+                               "bad_item_id": 0, "duplicate_item_id": 1,
+                               "missing_title": 1}
   split_of = {q: splits.split_of(q, CONFIG) for q in SHOWN}
   for split in splits.SPLITS:
     assert counts["queries"][split] == sum(
@@ -264,7 +267,7 @@ def test_quarantine_holds_every_set_aside_row_with_its_reason(mined):
   catalog = collections.Counter((r.get("item_id"), r.get("title"), r["reason"])
                                 for r in mined["quarantine"]["catalog"])
   assert catalog == {(None, "no id", "missing_item_id"): 1,
-                     (5, "item 5 again", "duplicate_item_id"): 1}
+                     ("5", "item 5 again", "duplicate_item_id"): 1}
 
 
 def test_slot_stages_padding_and_features(mined):
@@ -288,7 +291,7 @@ def test_slot_stages_padding_and_features(mined):
         ids, stages, *(_values(example, n) for n in ("title", "brand",
                                                       "price"))):
       if stage == P:
-        assert (item, title, brand, price) == (0, "", "", 0.0)
+        assert (item, title, brand, price) == ("", "", "", 0.0)
       else:
         row = catalog[item]
         assert title == row.get("title", "")
@@ -296,8 +299,8 @@ def test_slot_stages_padding_and_features(mined):
         assert price == pytest.approx(row.get("price", 0.0), abs=1e-4)
   # The ordered anchor's context: both clicked items first, then one of the
   # unclicked ones.
-  red = _values(slates[("red drill", 1)][1], features.ITEM_ID)
-  assert sorted(red[1:3]) == [2, 3] and red[3] in {4, 5, 6, 7}
+  red = _values(slates[("red drill", "1")][1], features.ITEM_ID)
+  assert sorted(red[1:3]) == ["2", "3"] and red[3] in {"4", "5", "6", "7"}
 
 
 def test_random_negatives_are_distinct_and_never_shown(mined):
@@ -307,7 +310,7 @@ def test_random_negatives_are_distinct_and_never_shown(mined):
                  if s == R]
     assert len(set(negatives)) == len(negatives) == 2
     assert not set(negatives) & SHOWN[query]
-    assert set(negatives) <= set(range(1, CATALOG_SIZE + 1))
+    assert set(negatives) <= set(map(str, range(1, CATALOG_SIZE + 1)))
 
 
 def test_splits_are_disjoint_by_query(mined):
@@ -376,7 +379,7 @@ def test_cleaned_catalog_holds_the_kept_rows(mined):
   duplicates = [r for r in mined["quarantine"]["catalog"]
                 if r[catalog_lib.REASON] == catalog_lib.DUPLICATE_ITEM_ID]
   assert [(r["item_id"], r["title"]) for r in duplicates] == [
-      (5, "item 5 again")]
+      ("5", "item 5 again")]
 
 
 def test_spellings_of_one_query_are_one_query(mined):
@@ -392,7 +395,7 @@ def test_spellings_of_one_query_are_one_query(mined):
 # Titles that are logged queries (of both splits under CONFIG's seed): with
 # one-word pseudo-queries allowed, an item titled "Hammer" gives the
 # pseudo-query "hammer", which must land in the split of the logged query.
-LOGGED_QUERY_TITLES = {22: "Hammer", 23: "nails!", 24: "SAW"}
+LOGGED_QUERY_TITLES = {"22": "Hammer", "23": "nails!", "24": "SAW"}
 TITLES_CONFIG = dataclasses.replace(CONFIG, title_query_fraction=1.0,
                                     title_query_min_words=1,
                                     title_query_max_words=2)

@@ -137,7 +137,7 @@ def artifacts_dir(tmp_path_factory):
   for split, slates in SLATES.items():
     _write_split(str(root / "slates"), split, [{
         "query": _bytes([query.encode()]),
-        "item_id": _ints(ids),
+        "item_id": _bytes([str(i).encode() for i in ids]),
         "title": _bytes([b""] * len(ids)),
         "stage": _ints(stages),
     } for query, ids, stages in slates])

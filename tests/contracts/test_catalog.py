@@ -17,11 +17,56 @@ def test_reads_columns_sorted_by_item_id(tmp_path):
   path = _write(tmp_path / "c.csv",
                 "title,item_id,price,unused\nSaw,20,9.5,x\nDrill,10,,y\n")
   catalog = catalog_lib.read_catalog(path)
-  np.testing.assert_array_equal(catalog.item_ids, [10, 20])
+  assert catalog.item_ids.tolist() == ["10", "20"]
   assert catalog.titles.tolist() == ["Drill", "Saw"]
   assert catalog.side_features == ("price",)
   np.testing.assert_allclose(catalog.columns["price"], [0.0, 9.5], atol=1e-6)
-  assert catalog.has_item(20) and not catalog.has_item(30)
+  assert catalog.has_item("20") and not catalog.has_item("30")
+
+
+def test_item_ids_are_opaque_strings(tmp_path):
+  # Leading zeros, letters, dashes, spaces and unicode: each id as written,
+  # sorted as text; ids equal only after normalisation stay apart.
+  path = _write(tmp_path / "c.csv",
+                "item_id,title\n0123,a\n123,b\nSKU-9,c\n123 ,d\nÜ-7,e\n"
+                "B00X4WHP5E,f\n")
+  catalog = catalog_lib.read_catalog(path)
+  assert catalog.item_ids.tolist() == ["0123", "123", "123 ", "B00X4WHP5E",
+                                       "SKU-9", "Ü-7"]
+  assert catalog.titles.tolist() == ["a", "b", "d", "f", "c", "e"]
+  assert not catalog.set_aside
+  np.testing.assert_array_equal(
+      catalog.indexes(np.array(["123", "Ü-7"])), [1, 5])
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("SKU-1", ("SKU-1", None)),
+    (b"0042", ("0042", None)),
+    (42, ("42", None)),  # A caller's int stands for its digits.
+    ("", (None, catalog_lib.MISSING_ITEM_ID)),
+    (None, (None, catalog_lib.MISSING_ITEM_ID)),
+    ("x" * 257, (None, catalog_lib.BAD_ITEM_ID)),
+    ("é" * 129, (None, catalog_lib.BAD_ITEM_ID)),  # 258 bytes in UTF-8.
+    ("a\tb", (None, catalog_lib.BAD_ITEM_ID)),
+    ("a\x00", (None, catalog_lib.BAD_ITEM_ID)),
+    (b"\xff", (None, catalog_lib.BAD_ITEM_ID)),
+    (4.0, (None, catalog_lib.BAD_ITEM_ID)),
+    (True, (None, catalog_lib.BAD_ITEM_ID)),
+])
+def test_parse_item_id(value, expected):
+  assert catalog_lib.parse_item_id(value) == expected
+
+
+def test_bad_ids_are_set_aside_with_their_reason():
+  builder = catalog_lib.CatalogBuilder()
+  for item_id in ("ok", "x" * 300, "tab\there", ""):
+    builder.add_row({"item_id": item_id, "title": "t"})
+  catalog = builder.build()
+  assert catalog.item_ids.tolist() == ["ok"]
+  assert catalog.counts[catalog_lib.BAD_ITEM_ID] == 2
+  assert catalog.counts[catalog_lib.MISSING_ITEM_ID] == 1
+  assert sorted(r[catalog_lib.REASON] for r in catalog.set_aside) == [
+      "bad_item_id", "bad_item_id", "missing_item_id"]
 
 
 def test_a_spreadsheet_export_reads_as_the_plain_file(tmp_path):
@@ -38,9 +83,9 @@ def test_a_spreadsheet_export_reads_as_the_plain_file(tmp_path):
 def test_duplicates_and_rows_without_id_are_set_aside(tmp_path):
   # The smallest row of an id wins, whichever comes first in the file.
   path = _write(tmp_path / "c.csv", "item_id,title\n7,Saw\n7,Drill\n,Glue\n"
-                "x,Tape\n8,\n")
+                ",Tape\n8,\n")
   catalog = catalog_lib.read_catalog(path)
-  np.testing.assert_array_equal(catalog.item_ids, [7, 8])
+  assert catalog.item_ids.tolist() == ["7", "8"]
   assert catalog.titles.tolist() == ["Drill", ""]
   reasons = sorted(r[catalog_lib.REASON] for r in catalog.set_aside)
   assert reasons == ["duplicate_item_id", "missing_item_id",
@@ -88,7 +133,7 @@ def test_slot_values_fill_padding_with_defaults(tmp_path):
   catalog = catalog_lib.read_catalog(
       _write(tmp_path / "c.csv", "item_id,title,price\n5,Saw,2\n6,Drill,3\n"))
   values = catalog.slot_values(np.array([1, -1, 0]))
-  np.testing.assert_array_equal(values[features.ITEM_ID], [6, 0, 5])
+  assert values[features.ITEM_ID].tolist() == ["6", "", "5"]
   assert values[features.TITLE].tolist() == ["Drill", "", "Saw"]
   np.testing.assert_allclose(values["price"], [3.0, 0.0, 2.0], atol=1e-6)
 

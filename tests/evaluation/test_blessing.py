@@ -19,6 +19,9 @@ SLATES = [
     ("paint brush", [6, 7, 8, 0, 0], [1, 0, 0, -1, -1]),
 ]
 JUDGMENTS = {"cordless drill": {1: 3.0, 2: 2.5}, "garden hose": {4: 2.5}}
+# The same, keyed by the ids an index holds (text).
+TEXT_JUDGMENTS = {q: {str(i): g for i, g in grades.items()}
+                  for q, grades in JUDGMENTS.items()}
 
 
 class _WorstFirst(ann.ExactIndex):
@@ -31,7 +34,7 @@ class _WorstFirst(ann.ExactIndex):
 
 def _items():
   """Item i + 1 is the unit vector e_i; the queries point at items 1 and 4."""
-  item_ids = np.arange(1, 9)
+  item_ids = np.arange(1, 9).astype(str)
   embeddings = np.eye(8, dtype=np.float32)
   queries = np.zeros((2, 8), dtype=np.float32)
   queries[0, [0, 1]] = [1.0, 0.5]  # cordless drill: 1, then 2.
@@ -73,7 +76,7 @@ def test_score_by_stage_splits_recall_by_stage():
 def test_score_index_reports_the_index_and_exact_search():
   item_ids, embeddings, queries = _items()
   index = ann.build(item_ids, embeddings, "exact")
-  result = blessing.score_index(index, list(JUDGMENTS), queries, JUDGMENTS,
+  result = blessing.score_index(index, list(JUDGMENTS), queries, TEXT_JUDGMENTS,
                                 cutoffs=(3, 1))
   assert set(blessing.metric_names((1, 3))) <= set(result)
   for k in (1, 3):
@@ -86,7 +89,7 @@ def test_score_index_reports_the_index_and_exact_search():
 def test_score_index_scores_what_the_index_answers():
   item_ids, embeddings, queries = _items()
   index = _WorstFirst(item_ids, embeddings, {})
-  result = blessing.score_index(index, list(JUDGMENTS), queries, JUDGMENTS,
+  result = blessing.score_index(index, list(JUDGMENTS), queries, TEXT_JUDGMENTS,
                                 cutoffs=(1, 3))
   # The index finds none of the relevant items; exact search all of them.
   assert result["recall@3"] == pytest.approx(0.0, abs=1e-9)
@@ -98,7 +101,7 @@ def test_score_index_needs_one_embedding_per_query():
   item_ids, embeddings, queries = _items()
   with pytest.raises(ValueError, match="1 queries for 2"):
     blessing.score_index(ann.build(item_ids, embeddings, "exact"), ["q"],
-                         queries, {"q": {1: 3.0}}, cutoffs=(1,))
+                         queries, {"q": {"1": 3.0}}, cutoffs=(1,))
 
 
 @pytest.mark.parametrize("config,message", [

@@ -49,15 +49,15 @@ def test_stage_is_the_strongest_evidence_and_duplicates_are_set_aside():
   log = result.log
   assert log.query == "red drill"
   assert log.split == splits.split_of("red drill", fixtures.CONFIG)
-  np.testing.assert_array_equal(log.item_ids, [1, 2, 3])
+  assert log.item_ids.tolist() == ["1", "2", "3"]
   np.testing.assert_array_equal(
       log.stages, [features.Stage.ORDERED, features.Stage.UNCLICKED,
                    features.Stage.CLICKED])
   np.testing.assert_array_equal(log.impressions, [1, 2, 2])
-  np.testing.assert_array_equal(log.shown_ids, [1, 2, 3, 9])
-  assert log.impressions_by_item() == {1: 1, 2: 2, 3: 2}
+  assert log.shown_ids.tolist() == ["1", "2", "3", "9"]
+  assert log.impressions_by_item() == {"1": 1, "2": 2, "3": 2}
   assert [(r["request_id"], r["item_id"], r[cleaning.REASON])
-          for r in duplicates] == [("r2", 2, cleaning.DUPLICATE)]
+          for r in duplicates] == [("r2", "2", cleaning.DUPLICATE)]
   assert counts == {count_keys.set_aside(cleaning.DUPLICATE): 1,
                     count_keys.ROWS_KEPT: 5}
   assert result.counts == {

@@ -26,18 +26,25 @@ def test_parse_int_reads_int_cells():
 
 
 def test_set_aside_reason_takes_the_first_failing_check():
-  def reason(query="drill", item_id=1, position=1, flags=(0, 0, 0)):
-    return cleaning.set_aside_reason(query, item_id, position, flags, CATALOG)
+  def reason(query="drill", item_id="1", position=1, flags=(0, 0, 0),
+             item_id_problem=None):
+    return cleaning.set_aside_reason(query, item_id, position, flags, CATALOG,
+                                     item_id_problem)
 
   assert reason() is None
   assert reason(flags=(1, 1, 1)) is None
   assert reason(item_id=None) == cleaning.MALFORMED
+  assert reason(item_id=None, item_id_problem=cleaning.BAD_ITEM_ID) == (
+      cleaning.BAD_ITEM_ID)
+  assert reason(item_id=None, item_id_problem=cleaning.BAD_ITEM_ID,
+                position=0) == cleaning.MALFORMED
+  assert reason(item_id="01") == cleaning.UNKNOWN_ITEM  # "1" is another id.
   assert reason(position=0) == cleaning.MALFORMED
   assert reason(flags=(None, 0, 0)) == cleaning.MALFORMED
   assert reason(query="") == cleaning.EMPTY_QUERY
-  assert reason(query="", item_id=999) == cleaning.EMPTY_QUERY
-  assert reason(item_id=999) == cleaning.UNKNOWN_ITEM
-  assert reason(item_id=999, flags=(2, 0, 0)) == cleaning.UNKNOWN_ITEM
+  assert reason(query="", item_id="999") == cleaning.EMPTY_QUERY
+  assert reason(item_id="999") == cleaning.UNKNOWN_ITEM
+  assert reason(item_id="999", flags=(2, 0, 0)) == cleaning.UNKNOWN_ITEM
   assert reason(flags=(2, 0, 0)) == cleaning.INCONSISTENT_FLAGS
   assert reason(flags=(0, 1, 0)) == cleaning.INCONSISTENT_FLAGS
   assert reason(flags=(0, 0, 1)) == cleaning.INCONSISTENT_FLAGS
@@ -54,12 +61,12 @@ def test_clean_rows_groups_spellings_of_one_query():
   cleaned = cleaning.clean_rows(rows, CATALOG)
   assert list(cleaned.by_query) == ["drill"]
   kept, also_shown = cleaned.by_query["drill"]
-  assert [r[cleaning.ITEM_INDEX] for r in kept] == [1, 2]
+  assert [r[cleaning.ITEM_INDEX] for r in kept] == ["1", "2"]
   # The query as logged stays in the row; extras ride at the end.
   assert kept[0][cleaning.QUERY_INDEX] == "Drill,"
   assert kept[1][cleaning.EXTRAS_INDEX] == (("session", b"s1"),)
   # Set-aside rows of catalogue items count as shown; item 999 is unknown.
-  assert also_shown == [3]
+  assert also_shown == ["3"]
   assert cleaned.counts == collections.Counter({
       count_keys.ROWS_READ: 5,
       count_keys.set_aside(cleaning.UNKNOWN_ITEM): 1,

@@ -16,7 +16,7 @@ def test_report_nests_counts_and_fills_every_expected_key():
       count_keys.catalog("items"): 30,
       count_keys.catalog("bad_price"): 1}, fixtures.CONFIG)
   assert got["set_aside"] == {
-      cleaning.MALFORMED: 1, cleaning.EMPTY_QUERY: 0,
+      cleaning.MALFORMED: 1, cleaning.BAD_ITEM_ID: 0, cleaning.EMPTY_QUERY: 0,
       cleaning.UNKNOWN_ITEM: 0, cleaning.INCONSISTENT_FLAGS: 0,
       cleaning.DUPLICATE: 2}
   assert got["rows_set_aside"] == 3
@@ -25,7 +25,8 @@ def test_report_nests_counts_and_fills_every_expected_key():
   assert got["slots"] == {"PADDING": 0, "RANDOM": 0, "UNCLICKED": 0,
                           "CLICKED": 0, "ORDERED": 0}
   assert got["catalog"] == {"rows_read": 31, "items": 30,
-                            "missing_item_id": 0, "duplicate_item_id": 0,
+                            "missing_item_id": 0, "bad_item_id": 0,
+                            "duplicate_item_id": 0,
                             "missing_title": 0, "bad_price": 1}
   assert got["mining_config"]["seed"] == fixtures.CONFIG.seed
   assert got["slate_size"] == 6

@@ -3,6 +3,7 @@ import collections
 
 import numpy as np
 
+from contracts import catalog as catalog_lib
 from contracts import features
 from mining import aggregation
 from mining import count_keys
@@ -17,12 +18,13 @@ SAMPLER = NegativeSampler(np.zeros(len(CATALOG), np.int64), 0.5)
 
 
 def _log(query, stages, shown=()):
-  item_ids = np.array(sorted(stages), dtype=np.int64)
+  stages = {str(i): stage for i, stage in stages.items()}
+  item_ids = catalog_lib.id_array(sorted(stages))
   return aggregation.QueryLog(
       query, splits.split_of(query, fixtures.CONFIG), item_ids,
       np.array([stages[i] for i in item_ids.tolist()], dtype=np.int64),
       np.ones(len(item_ids), dtype=np.int64),
-      np.union1d(item_ids, np.array(shown, dtype=np.int64)))
+      np.union1d(item_ids, catalog_lib.id_array(map(str, shown))))
 
 
 # "red drill": 1 ordered; 2 and 3 clicked; 4-7 unclicked; 8 shown in a
@@ -34,15 +36,16 @@ RED_DRILL = _log("red drill", {1: O, 2: C, 3: C, 4: U, 5: U, 6: U, 7: U},
 def test_one_slate_per_positive_strongest_first():
   made = list(slates.slates(RED_DRILL, CATALOG, SAMPLER, fixtures.CONFIG))
   ids = [CATALOG.item_ids[np.maximum(i, 0)].tolist() for i, _ in made]
-  assert [i[0] for i in ids] == [1, 2, 3]
+  assert [i[0] for i in ids] == ["1", "2", "3"]
   assert [s.tolist() for _, s in made] == [
       [O, C, C, U, R, R], [C, U, U, U, R, R], [C, U, U, U, R, R]]
   # The ordered anchor's context: both clicked items, then an unclicked one.
-  assert sorted(ids[0][1:3]) == [2, 3] and ids[0][3] in {4, 5, 6, 7}
+  assert sorted(ids[0][1:3]) == ["2", "3"] and ids[0][3] in {"4", "5", "6",
+                                                              "7"}
   for (indexes, stages), slate_ids in zip(made, ids):
     negatives = [i for i, s in zip(slate_ids, stages.tolist()) if s == R]
     assert len(set(negatives)) == 2
-    assert not set(negatives) & set(range(1, 9))
+    assert not set(negatives) & set(map(str, range(1, 9)))
     assert len(indexes) == fixtures.CONFIG.slate_size
 
 
@@ -75,7 +78,7 @@ def test_encode_writes_catalogue_columns_and_utf8_titles():
                           np.array([C, R, P]))
   assert _values(example, features.QUERY) == [b"perceuse"]
   assert _values(example, features.STAGE) == [C, R, P]
-  assert _values(example, features.ITEM_ID) == [2, 1, 0]
+  assert _values(example, features.ITEM_ID) == [b"2", b"1", b""]
   assert [t.decode("utf-8") for t in _values(example, features.TITLE)] == [
       "perceuse 2 à percussion", "perceuse 1 à percussion", ""]
   assert _values(example, "brand") == [b"b2", b"b1", b""]

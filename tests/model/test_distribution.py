@@ -215,7 +215,7 @@ def _embeddings(serving: pathlib.Path):
       query_tower(query=tf.constant(list(tiny_trainer.QUERIES)))[
           serving_layout.EMBEDDING_OUTPUT].numpy(),
       item_tower(
-          item_id=tf.constant(items, tf.int64),
+          item_id=tf.constant(items, tf.string),
           title=tf.constant([tiny_trainer.ITEMS[i][0] for i in items]),
           brand=tf.constant([tiny_trainer.ITEMS[i][1] for i in items]),
           price=tf.constant([tiny_trainer.ITEMS[i][2] for i in items],

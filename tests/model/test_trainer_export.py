@@ -66,7 +66,7 @@ def _signature(path):
 
 def _item_inputs(ids):
   return {
-      features.ITEM_ID: tf.constant(ids, tf.int64),
+      features.ITEM_ID: tf.constant(ids, tf.string),
       features.TITLE: tf.constant([ITEMS[i][0] for i in ids]),
       "brand": tf.constant([ITEMS[i][1] for i in ids]),
       "price": tf.constant([ITEMS[i][2] for i in ids], tf.float32),
@@ -119,20 +119,22 @@ def test_retrieval_model_returns_exact_top_k(trained, tmp_path):
   trained, _ = trained
   items = _signature(trained / serving_layout.ITEM_TOWER)(
       **_catalog())["embedding"]
-  ids = np.asarray(sorted(ITEMS), np.int64)
+  ids = np.asarray(sorted(ITEMS), str)
   export.export_retrieval_model(
       str(trained / serving_layout.QUERY_TOWER), ids, items.numpy(),
       str(tmp_path / "retrieval"), k=100)
   retrieval = _signature(tmp_path / "retrieval")
   queries = tf.constant(["cordless drill", "paint roller"])
   result = retrieval(query=queries)
-  assert result["item_ids"].dtype == tf.int64
+  assert result["item_ids"].dtype == tf.string
   assert result["item_ids"].shape == (2, len(ITEMS))  # k capped at N
   query_embeddings = _signature(trained / serving_layout.QUERY_TOWER)(
       query=queries)["embedding"].numpy()
   scores = query_embeddings @ items.numpy().T
-  np.testing.assert_array_equal(result["item_ids"],
-                                ids[np.argsort(-scores, axis=1)])
+  # Every id byte for byte as the catalogue has it.
+  assert [[i.decode("utf-8") for i in row]
+          for row in result["item_ids"].numpy().tolist()] == (
+              ids[np.argsort(-scores, axis=1)].tolist())
   np.testing.assert_allclose(result["scores"], -np.sort(-scores, axis=1),
                              rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="another model"):

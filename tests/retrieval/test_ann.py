@@ -24,17 +24,18 @@ def _clustered(num_items, num_queries, dim=16, clusters=50, seed=0):
 
 def test_exact_index_matches_hand_computed_top_k():
   items = np.array([[1, 0], [0, 1], [0.6, 0.8], [-1, 0]], dtype=np.float32)
-  index = ann.build(np.array([10, 11, 12, 13]), items, kind="exact")
+  index = ann.build(np.array(["10", "SKU-11", "012", "13"]), items,
+                    kind="exact")
   ids, scores = index.search(np.array([[1, 0], [0, 1]], dtype=np.float32), 2)
-  assert ids.tolist() == [[10, 12], [11, 12]]
+  assert ids.tolist() == [["10", "012"], ["SKU-11", "012"]]
   np.testing.assert_allclose(scores, [[1.0, 0.6], [1.0, 0.8]], atol=1e-6)
 
 
 def test_exact_index_agrees_with_the_exact_top_k():
   items, queries = _clustered(3000, 40)
-  rows, scores = ann.build(np.arange(3000), items, "exact").search(queries, 10)
+  ids, scores = ann.build(np.arange(3000), items, "exact").search(queries, 10)
   ref_rows, ref_scores = topk.exact_top_k(queries, items, 10)
-  np.testing.assert_array_equal(rows, ref_rows)
+  np.testing.assert_array_equal(ids, ref_rows.astype(str))
   np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
 
 
@@ -59,7 +60,7 @@ def test_ann_recall_against_exact(kind, params, min_recall, score_error):
   assert metrics.index_recall(ids, exact_ids) >= min_recall
   # Returned scores are the dot products of the returned items, best first
   # (both re-score their candidates with the embeddings).
-  rows = (ids - 1) // 3
+  rows = (ids.astype(np.int64) - 1) // 3
   true_scores = np.einsum("qd,qkd->qk", queries, items[rows])
   np.testing.assert_allclose(scores, true_scores, atol=score_error)
   assert (np.diff(scores, axis=1) <= 1e-6).all()
@@ -175,7 +176,7 @@ def test_small_catalogues_still_return_k_items():
   items, queries = _clustered(7, 3)
   for kind in ("scann", "faiss"):
     ids, _ = ann.build(np.arange(7), items, kind, k=7).search(queries, 7)
-    assert sorted(ids[0].tolist()) == list(range(7))
+    assert sorted(ids[0].tolist()) == [str(i) for i in range(7)]
 
 
 @pytest.mark.parametrize("item_ids,embeddings,kind,params,message", [

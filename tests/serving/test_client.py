@@ -15,7 +15,7 @@ def address(serving_dir):
 
 def test_query_returns_the_top_hits_with_titles(address):
   hits = client.query(address, "cordless drill", k=2)
-  assert [h.item_id for h in hits][:1] == [100]
+  assert [h.item_id for h in hits][:1] == ["0100"]
   assert hits[0].title == "cordless drill" and len(hits) == 2
   assert hits[0].score == pytest.approx(1.0, abs=1e-5)
 

@@ -23,7 +23,7 @@ def test_build_index_writes_a_complete_new_version(towers_dir, tmp_path,
   catalog = toy_serving.write_catalog(tmp_path / "catalog.csv")
   # A second row for an item is set aside with a warning, not an error.
   with open(catalog, "a", encoding="utf-8") as f:
-    f.write("100,zzz cordless drill\n")
+    f.write("0100,zzz cordless drill\n")
   assert indexing.build_index(towers_dir, catalog, kind="scann", k=50) == 4
   assert "set aside {'duplicate_item_id': 1}" in caplog.text
   retrieval = os.path.join(towers_dir, "retrieval")

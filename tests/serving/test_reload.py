@@ -133,7 +133,7 @@ def test_hot_reload_under_load(serving_dir, tmp_path):
     running.stop()
   assert not load.failures, load.failures[:3]
   tops = {(v, q): top for v, q, top in load.answers}
-  assert tops[(2, "red claw hammer")] == 101
-  assert tops[(7, "cordless drill kit")] == 200
-  assert tops[(8, "cordless drill kit")] == 200
+  assert tops[(2, "red claw hammer")] == b"SKU-101"
+  assert tops[(7, "cordless drill kit")] == b"200"
+  assert tops[(8, "cordless drill kit")] == b"200"
   assert 2 not in {v for v, _, _ in load.answers[-20:]}

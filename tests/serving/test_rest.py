@@ -42,8 +42,8 @@ def test_row_format_with_one_input(url):
   assert response.status_code == 200
   predictions = response.json()["predictions"]
   assert len(predictions) == 2
-  assert predictions[0]["item_ids"][0] == 100
-  assert predictions[1]["item_ids"][0] == 103
+  assert predictions[0]["item_ids"][0] == "0100"
+  assert predictions[1]["item_ids"][0] == "103"
   assert predictions[0]["titles"][0] == "cordless drill"
   assert len(predictions[0]["scores"]) == K
   assert predictions[0]["scores"][0] == pytest.approx(1.0, abs=1e-5)
@@ -51,8 +51,8 @@ def test_row_format_with_one_input(url):
 
 def test_row_format_with_named_inputs_and_one_output(url):
   response = _predict(url, "item_tower", {"instances": [
-      {"item_id": 100, "title": "cordless drill"},
-      {"item_id": 103, "title": "led light bulb"}]})
+      {"item_id": "0100", "title": "cordless drill"},
+      {"item_id": "103", "title": "led light bulb"}]})
   assert response.status_code == 200, response.text
   # One output: each prediction is the value itself.
   embeddings = np.asarray(response.json()["predictions"])
@@ -68,7 +68,7 @@ def test_columnar_format(url):
       "inputs": {"query": ["red claw hammer"]}})
   outputs = response.json()["outputs"]
   assert set(outputs) == {"item_ids", "scores", "titles"}
-  assert outputs["item_ids"][0][0] == 101
+  assert outputs["item_ids"][0][0] == "SKU-101"
   lone = _predict(url, "query_tower", {"inputs": ["red claw hammer"]}).json()
   assert np.asarray(lone["outputs"]).shape == (1, DIM)
 
@@ -77,7 +77,7 @@ def test_b64_strings_and_an_explicit_version(url):
   text = base64.b64encode(b"copper pipe fitting").decode()
   response = _predict(url, "retrieval", {"instances": [{"b64": text}]},
                       version=2)
-  assert response.json()["predictions"][0]["item_ids"][0] == 105
+  assert response.json()["predictions"][0]["item_ids"][0] == "105"
 
 
 def test_grpc_and_rest_give_the_same_answer(serving_dir, url):
@@ -125,12 +125,12 @@ BAD_REQUESTS = {
     "wrong dtype": ("retrieval", {"instances": [1.5]}, 400, "strings"),
     "wrong shape": ("retrieval", {"instances": [["x", "y"]]}, 400, "shape"),
     "scalar": ("retrieval", {"inputs": "x"}, 400, "shape"),
-    "missing input": ("item_tower", {"instances": [{"item_id": 1}]}, 400,
+    "missing input": ("item_tower", {"instances": [{"item_id": "1"}]}, 400,
                       "missing ['title']"),
     "unexpected input": ("retrieval", {"instances": [{"query": "x",
                                                       "user": "u"}]}, 400,
                          "unexpected ['user']"),
-    "batch sizes differ": ("item_tower", {"inputs": {"item_id": [1, 2],
+    "batch sizes differ": ("item_tower", {"inputs": {"item_id": ["1", "2"],
                                                      "title": ["a"]}}, 400,
                            "disagree"),
     "empty batch": ("retrieval", {"instances": []}, 400, "empty"),
@@ -142,10 +142,10 @@ BAD_REQUESTS = {
         b"\xff\xfe").decode()}]}, 400, "UTF-8"),
     "bad base64": ("retrieval", {"instances": [{"b64": "%%%"}]}, 400,
                    "base64"),
-    "ragged": ("item_tower", {"inputs": {"item_id": [[1], [2, 3]],
+    "ragged": ("item_tower", {"inputs": {"item_id": [["1"], ["2", "3"]],
                                          "title": ["a", "b"]}}, 400, "ragged"),
-    "integer out of range": ("item_tower", {"instances": [
-        {"item_id": 2**70, "title": "a"}]}, 400, "item_id"),
+    "a number for a text id": ("item_tower", {"instances": [
+        {"item_id": 7, "title": "a"}]}, 400, "input 'item_id' expects strings"),
     "not json": ("retrieval", '{"instances": ', 400, "JSON"),
     "neither format": ("retrieval", {"queries": ["x"]}, 400, "exactly one"),
     "both formats": ("retrieval", {"instances": ["x"], "inputs": ["x"]}, 400,
@@ -203,7 +203,7 @@ def test_curl_as_the_guide_writes_it(url):
       ["curl", "-s", "-d", '{"instances": ["cordless drill"]}', "-X", "POST",
        f"{url}/v1/models/retrieval:predict"],
       check=True, capture_output=True, text=True, timeout=30).stdout
-  assert json.loads(out)["predictions"][0]["item_ids"][0] == 100
+  assert json.loads(out)["predictions"][0]["item_ids"][0] == "0100"
   status = subprocess.run(["curl", "-s", f"{url}/v1/models/retrieval"],
                           check=True, capture_output=True, text=True,
                           timeout=30).stdout

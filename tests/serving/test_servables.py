@@ -58,7 +58,7 @@ def test_retrieval_answers_through_its_index(serving_dir, base_paths):
   servable = _load_retrieval(serving_dir, base_paths)
   assert "index over 8 items" in servable.description
   outputs = _retrieve(servable, "led light bulb")
-  assert outputs[serving_layout.ITEM_IDS_OUTPUT][0, 0] == 103
+  assert outputs[serving_layout.ITEM_IDS_OUTPUT][0, 0] == b"103"
   np.testing.assert_allclose(outputs[serving_layout.SCORES_OUTPUT][0, 0], 1.0,
                              atol=1e-5)
   assert outputs[servables.TITLES_OUTPUT][0, 0] == b"led light bulb"
@@ -75,7 +75,7 @@ def test_retrieval_without_its_query_tower_is_served_exactly(
   outputs = _retrieve(servable, "led light bulb")
   assert set(outputs) == {serving_layout.ITEM_IDS_OUTPUT,
                           serving_layout.SCORES_OUTPUT}
-  assert outputs[serving_layout.ITEM_IDS_OUTPUT][0, 0] == 103
+  assert outputs[serving_layout.ITEM_IDS_OUTPUT][0, 0] == b"103"
   np.testing.assert_allclose(outputs[serving_layout.SCORES_OUTPUT][0, 0], 1.0,
                              atol=1e-5)
 
@@ -87,8 +87,7 @@ def test_session_runner_answers_as_the_loaded_signature(serving_dir, model):
   signature = tf.saved_model.load(path).signatures[
       serving_layout.SERVING_SIGNATURE]
   titles = ["cordless drill", "led light bulb", "a title no item has"]
-  # item_id as int32: the runner casts to the signature's int64.
-  inputs = {features.ITEM_ID: np.array([100, 103, 7], dtype=np.int32),
+  inputs = {features.ITEM_ID: np.array([b"0100", b"103", b"7"], dtype=object),
             features.TITLE: np.array(titles, dtype=object),
             serving_layout.QUERY_INPUT: np.array(titles, dtype=object)}
   _, specs = signature.structured_input_signature

@@ -82,7 +82,7 @@ def test_query_tower_normalises_case_and_spaces(predict_stub):
 
 def test_item_tower_embeds_titles_in_the_query_space(predict_stub):
   items = _outputs(predict_stub.Predict(_request(
-      "item_tower", {"item_id": np.array([100, 103]),
+      "item_tower", {"item_id": _texts("0100", "103"),
                      "title": _texts("cordless drill", "led light bulb")})))
   queries = _outputs(predict_stub.Predict(_request(
       "query_tower", {"query": _texts("cordless drill", "led light bulb")})))
@@ -96,7 +96,7 @@ def test_retrieval_answers_through_the_index(predict_stub, serving_dir):
   out = _outputs(response)
   assert response.model_spec.version.value == 2
   # A query equal to a title gets that item's unit embedding: score 1.0.
-  assert out["item_ids"][:, 0].tolist() == [100, 103]
+  assert out["item_ids"][:, 0].tolist() == [b"0100", b"103"]
   np.testing.assert_allclose(out["scores"][:, 0], [1.0, 1.0], atol=1e-5)
   assert out["titles"][0, 0] == b"cordless drill"
   assert out["titles"].shape == out["item_ids"].shape == (2, K)
@@ -128,7 +128,7 @@ def test_concurrent_requests_get_their_own_answers(predict_stub):
     try:
       out = _outputs(predict_stub.Predict(_request(
           "retrieval", {"query": _texts(title)})))
-      answers[item_id] = int(out["item_ids"][0, 0])
+      answers[item_id] = out["item_ids"][0, 0].decode("utf-8")
     except grpc.RpcError as e:
       failures.append(e)
 
@@ -179,8 +179,8 @@ def _wrong_dtype():
 
 
 def _bad_content():
-  proto = tensor_codec.from_ndarray(np.array([1, 2], dtype=np.int64))
-  proto.tensor_content = proto.tensor_content[:-1]
+  proto = tensor_codec.from_ndarray(_texts("1", "2", "3"))
+  proto.tensor_shape.dim[0].size = 2
   return {"item_id": proto, "title": _texts("a", "b")}
 
 
@@ -205,12 +205,12 @@ BAD_REQUESTS = {
                     {}, INVALID, "shape"),
     "scalar": ("retrieval", {"query": np.asarray(b"x", dtype=object)}, {},
                INVALID, "shape"),
-    "missing input": ("item_tower", {"item_id": np.array([1])}, {}, INVALID,
+    "missing input": ("item_tower", {"item_id": _texts("1")}, {}, INVALID,
                       "missing ['title']"),
     "unexpected input": ("retrieval", {"query": _texts("x"),
                                        "user": _texts("u")}, {}, INVALID,
                          "unexpected ['user']"),
-    "batch sizes differ": ("item_tower", {"item_id": np.array([1, 2]),
+    "batch sizes differ": ("item_tower", {"item_id": _texts("1", "2"),
                                           "title": _texts("a")}, {}, INVALID,
                            "disagree"),
     "empty batch": ("retrieval", {"query": _texts()}, {}, INVALID, "empty"),
@@ -220,8 +220,8 @@ BAD_REQUESTS = {
                         "65-byte"),
     "not utf-8": ("retrieval", {"query": _texts(b"\xff\xfe")}, {}, INVALID,
                   "UTF-8"),
-    "truncated tensor": ("item_tower", _bad_content(), {}, INVALID,
-                         "tensor_content"),
+    "values unlike the shape": ("item_tower", _bad_content(), {}, INVALID,
+                                "carries 3 values"),
     "huge shape, one value": ("retrieval", {"query": _huge_shape()}, {},
                               INVALID, "elements"),
 }
@@ -257,7 +257,7 @@ def test_oversized_message_is_refused_and_server_survives(predict_stub):
   assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
   out = _outputs(predict_stub.Predict(_request(
       "retrieval", {"query": _texts("copper pipe fitting")})))
-  assert out["item_ids"][0, 0] == 105
+  assert out["item_ids"][0, 0] == b"105"
 
 
 def test_binds_loopback_and_refuses_a_taken_port(serving_dir, running):
@@ -305,6 +305,6 @@ def test_client_disconnecting_mid_call(serving_dir):
         stub.Predict(request, timeout=0.3)
       assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
       out = _outputs(stub.Predict(request, timeout=10))
-    assert out["item_ids"][0, 0] == 101
+    assert out["item_ids"][0, 0] == b"SKU-101"
   finally:
     slow.stop()

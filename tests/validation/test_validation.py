@@ -67,11 +67,20 @@ def test_a_missing_optional_column_is_fine(tmp_path):
 
 def test_text_in_a_number_column_blocks(tmp_path):
   rows = search_logs.log_rows()
-  rows[3][LOG_HEADER.index(features.ITEM_ID)] = "SKU-17"
+  rows[3][LOG_HEADER.index(features.POSITION)] = "top"
   found = _findings(_csv(tmp_path, rows))
   assert found.blocking == [
-      "column 'item_id' holds text where the schema expects whole numbers (a "
-      "single cell of another kind changes the whole column)"]
+      "column 'position' holds text where the schema expects whole numbers "
+      "(a single cell of another kind changes the whole column)"]
+
+
+def test_item_ids_of_any_shape_pass(tmp_path):
+  # SKUs, leading zeros, unicode: item ids are text, never numbers.
+  rows = search_logs.log_rows()
+  column = LOG_HEADER.index(features.ITEM_ID)
+  for row, item_id in zip(rows, ["SKU-17", "0042", "Ü-7", "B00X4WHP5E"]):
+    row[column] = item_id
+  assert _findings(_csv(tmp_path, rows)) == anomalies.Findings([], [])
 
 
 def test_a_mostly_empty_required_column_blocks(tmp_path):
@@ -153,6 +162,7 @@ def test_inferred_schema_keeps_the_pipeline_rules(tmp_path):
   header = LOG_HEADER + ["device"]
   rows = [row + ["mobile"] for row in search_logs.log_rows()]
   rows[0][LOG_HEADER.index(features.ITEM_ID)] = "SKU-17"
+  rows[1][LOG_HEADER.index(features.POSITION)] = "top"
   schema, warnings = schemas.infer(
       [_csv(tmp_path, rows, header)],
       schemas.shipped(schemas.LOGS))
@@ -163,10 +173,10 @@ def test_inferred_schema_keeps_the_pipeline_rules(tmp_path):
   # request_id holds text, user_id too; event_time whole numbers: the
   # shipped optional rules fit and are kept.
   assert by_name[features.EVENT_TIME].type == schemas.schema_pb2.INT
-  assert by_name[features.ITEM_ID] == next(
-      f for f in schemas.shipped(schemas.LOGS).feature
-      if f.name == features.ITEM_ID)
-  assert warnings == ["column 'item_id' holds text; the pipeline needs whole "
+  for name in (features.ITEM_ID, features.POSITION):
+    assert by_name[name] == next(
+        f for f in schemas.shipped(schemas.LOGS).feature if f.name == name)
+  assert warnings == ["column 'position' holds text; the pipeline needs whole "
                       "numbers"]
   path = tmp_path / "out" / "logs.pbtxt"
   schemas.write(schema, str(path), "line one\nline two")
