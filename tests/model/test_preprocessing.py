@@ -28,18 +28,18 @@ TEXT = {
 }
 RAW_SPEC = {
     features.QUERY: tf.io.FixedLenFeature([1], tf.string),
-    features.ITEM_ID: tf.io.FixedLenFeature([SLATE], tf.int64),
+    features.ITEM_ID: tf.io.FixedLenFeature([SLATE], tf.string),
     features.TITLE: tf.io.FixedLenFeature([SLATE], tf.string),
     features.STAGE: tf.io.FixedLenFeature([SLATE], tf.int64),
     "brand": tf.io.FixedLenFeature([SLATE], tf.string),
     "price": tf.io.FixedLenFeature([SLATE], tf.float32),
 }
 SLATES = [
-    {"query": [b"Cordless DRILL"], "item_id": [11, 12, 13],
+    {"query": [b"Cordless DRILL"], "item_id": [b"SKU-11", b"012", b"13"],
      "title": [b"Cordless Drill 20V, 1/2 in.", b"Drill bit set", b"Paint"],
      "stage": [3, 1, 0], "brand": [b"dewalt", b"", b"behr"],
      "price": [99.0, 10.0, 0.0]},
-    {"query": [b"drill  bits"], "item_id": [12, 11, 0],
+    {"query": [b"drill  bits"], "item_id": [b"012", b"SKU-11", b""],
      "title": [b"Drill bit set", b"Cordless Drill 20V, 1/2 in.", b""],
      "stage": [2, 1, -1], "brand": [b"", b"dewalt", b""],
      "price": [10.0, 99.0, 0.0]},
@@ -111,13 +111,18 @@ def test_item_and_side_features(transformed):
   data, output = transformed
   first, second = data
   assert list(first[preprocessing.STAGE]) == [3, 1, 0]
-  assert list(second[preprocessing.ITEM_ID]) == [12, 11, 0]
+  assert list(second[preprocessing.ITEM_ID]) == [b"012", b"SKU-11", b""]
+  # Equal ids, equal keys: the retrieval loss finds accidental hits by key.
+  first_keys = list(first[preprocessing.ITEM_KEY])
+  second_keys = list(second[preprocessing.ITEM_KEY])
+  assert second_keys[:2] == [first_keys[1], first_keys[0]]
+  assert len(set(first_keys)) == 3
   item_vocabulary = output.vocabulary_by_name(preprocessing.ITEM_VOCABULARY)
   # Padding slots do not enter the id vocabulary.
-  assert sorted(int(i) for i in item_vocabulary) == [11, 12, 13]
-  index = {int(i): n + 1 for n, i in enumerate(item_vocabulary)}
+  assert sorted(item_vocabulary) == [b"012", b"13", b"SKU-11"]
+  index = {i: n + 1 for n, i in enumerate(item_vocabulary)}
   assert list(first[preprocessing.ITEM_INDEX]) == [
-      index[11], index[12], index[13]]
+      index[b"SKU-11"], index[b"012"], index[b"13"]]
   brand = preprocessing.side_feature_index("brand")
   assert first[brand][1] == 0 and first[brand][0] == second[brand][1] > 0
   log_prices = np.log1p([99.0, 10.0, 10.0, 99.0])
@@ -149,15 +154,19 @@ def test_serving_transform_matches_training(transformed):
   for name, value in item_features.items():
     expected = [np.asarray(data[e][name]).reshape(SLATE, -1)[s]
                 for e, s in slots]
-    np.testing.assert_allclose(value.numpy().reshape(len(slots), -1),
-                               expected, rtol=1e-6, atol=1e-6, err_msg=name)
+    got = value.numpy().reshape(len(slots), -1)
+    if got.dtype == object:  # The ids, passed through as text.
+      np.testing.assert_array_equal(got, expected, err_msg=name)
+    else:
+      np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6,
+                                 err_msg=name)
 
 
 def test_variable_length_slates_are_rejected():
   inputs = {
       features.QUERY: tf.constant(["q"]),
       features.TITLE: tf.sparse.from_dense(tf.constant([["a", "b"]])),
-      features.ITEM_ID: tf.constant([[1, 2]], tf.int64),
+      features.ITEM_ID: tf.constant([["1", "2"]]),
       features.STAGE: tf.constant([[3, 0]], tf.int64),
   }
   with pytest.raises(ValueError, match="infer_feature_shape"):

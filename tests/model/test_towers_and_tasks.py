@@ -33,7 +33,7 @@ def _slates(batch=2, slate=3, seed=0):
       preprocessing.TITLE_TOKENS: rng.integers(0, 20, (batch, slate, 5)),
       preprocessing.TITLE_TRIGRAMS: rng.integers(0, 50, (batch, slate, 7)),
       preprocessing.ITEM_INDEX: rng.integers(0, 10, (batch, slate)),
-      preprocessing.ITEM_ID: np.arange(batch * slate).reshape(batch, slate),
+      preprocessing.ITEM_KEY: np.arange(batch * slate).reshape(batch, slate),
       preprocessing.side_feature_index("brand"): rng.integers(
           0, 5, (batch, slate)),
       preprocessing.PRICE: rng.normal(size=(batch, slate)).astype(np.float32),
@@ -239,7 +239,7 @@ def test_model_loss_mixes_the_enabled_tasks_and_trains():
   queries, items = _embedded(model, batch)
   retrieval = model.retrieval_task(
       queries, items, batch[preprocessing.STAGE],
-      batch[preprocessing.ITEM_ID], batch[preprocessing.QUERY_KEY])
+      batch[preprocessing.ITEM_KEY], batch[preprocessing.QUERY_KEY])
   ranking = model.ranking_task(tf.einsum("bd,bld->bl", queries, items),
                                batch[preprocessing.STAGE])
   np.testing.assert_allclose(model.compute_loss(batch),
@@ -290,7 +290,7 @@ def test_unclicked_items_can_stay_out_of_the_retrieval_softmax():
   def retrieval(use_unclicked):
     return tasks.MultiStageRetrieval(
         temperature=config.temperature, use_unclicked=use_unclicked)(
-            queries, items, stage, batch[preprocessing.ITEM_ID],
+            queries, items, stage, batch[preprocessing.ITEM_KEY],
             batch[preprocessing.QUERY_KEY])
 
   # The ranking loss still orders the unclicked slot (stage 1) between the

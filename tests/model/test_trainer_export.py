@@ -91,7 +91,7 @@ def test_run_fn_exports_both_towers_with_the_contract_signatures(trained):
   item_tower = _signature(trained / serving_layout.ITEM_TOWER)
   _, inputs = item_tower.structured_input_signature
   assert {n: s.dtype for n, s in inputs.items()} == {
-      "item_id": tf.int64, "title": tf.string, "brand": tf.string,
+      "item_id": tf.string, "title": tf.string, "brand": tf.string,
       "price": tf.float32}
   items = item_tower(**_catalog())["embedding"]
   assert items.shape == (len(ITEMS), EMBEDDING_DIM)
@@ -161,7 +161,7 @@ def test_exported_towers_reproduce_the_models_fused_score(transformed,
   queries = _signature(serving / serving_layout.QUERY_TOWER)(
       query=tf.constant([s[features.QUERY][0] for s in slates]))["embedding"]
   items = _signature(serving / serving_layout.ITEM_TOWER)(**_item_inputs(
-      [i for s in slates for i in s[features.ITEM_ID]]))["embedding"]
+      [i.decode() for s in slates for i in s[features.ITEM_ID]]))["embedding"]
   np.testing.assert_allclose(tf.matmul(queries, items, transpose_b=True),
                              expected, rtol=1e-4, atol=1e-5)
 
@@ -208,7 +208,8 @@ def test_run_fn_serves_several_trainings_side_by_side(transformed, tmp_path,
   queries = _signature(tmp_path / "serving" / serving_layout.QUERY_TOWER)(
       query=tf.constant([s[features.QUERY][0] for s in slates]))["embedding"]
   items = _signature(tmp_path / "serving" / serving_layout.ITEM_TOWER)(
-      **_item_inputs([i for s in slates for i in s[features.ITEM_ID]]))[
+      **_item_inputs([i.decode() for s in slates
+                      for i in s[features.ITEM_ID]]))[
           "embedding"]
   assert queries.shape[1] == items.shape[1] == 2 * EMBEDDING_DIM
   np.testing.assert_allclose(tf.matmul(queries, items, transpose_b=True),

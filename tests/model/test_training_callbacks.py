@@ -60,13 +60,15 @@ def test_slate_items_judge_eval_queries_and_keep_each_item_once(transformed):
   spec = output.transformed_feature_spec()
   items = in_slate_eval.SlateItems.collect(_split_dataset(tmp, spec, "eval"),
                                            _split_dataset(tmp, spec, "train"))
-  assert sorted(items.item_ids.tolist()) == sorted(tiny.ITEMS)
+  assert sorted(i.decode() for i in items.item_ids.tolist()) == sorted(
+      tiny.ITEMS)
   assert len(items.item_ids) == len(tiny.ITEMS)
   for name, values in items.item_features.items():
     assert len(values) == len(tiny.ITEMS), name
   # Every query anchors both of its items (ORDERED) in one slate or another.
   assert sorted(sorted(j.items()) for j in items.judgments) == sorted(
-      [(i, 3.0) for i in group] for group in tiny.QUERIES.values())
+      sorted((i.encode(), 3.0) for i in group)
+      for group in tiny.QUERIES.values())
   assert items.query_features[preprocessing.QUERY_TOKENS].shape == (
       len(tiny.QUERIES), tiny.TEXT["max_query_tokens"])
 
@@ -122,7 +124,7 @@ def test_training_writes_item_embeddings_for_the_projector(trained):
   assert lines[0].split("\t") == ["item_id", "title", "brand"]
   rows = [line.split("\t") for line in lines[1:]]
   # Titles and brands as the Transform saw them (normalised words).
-  assert {int(item_id): [title, brand] for item_id, title, brand in rows} == {
+  assert {item_id: [title, brand] for item_id, title, brand in rows} == {
       item_id: [" ".join(text.words(title)), brand]
       for item_id, (title, brand, _) in tiny.ITEMS.items()}
 
@@ -132,7 +134,7 @@ def test_training_writes_item_embeddings_for_the_projector(trained):
   item_tower = tf.saved_model.load(str(serving / "item_tower")).signatures[
       "serving_default"]
   exported = item_tower(**tiny._item_inputs(  # pylint: disable=protected-access
-      [int(row[0]) for row in rows]))["embedding"].numpy()
+      [row[0] for row in rows]))["embedding"].numpy()
   np.testing.assert_allclose(vectors, exported, rtol=1e-4, atol=1e-5)
 
 

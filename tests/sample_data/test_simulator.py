@@ -158,7 +158,7 @@ def test_dirt_counts_match_the_summary(tiny):
   as_tuples = [tuple(r.values()) for r in rows]
   found = {
       "empty_query": sum(r["query"] == "" for r in rows),
-      "unknown_item": sum(int(r["item_id"]) not in item_ids for r in rows),
+      "unknown_item": sum(r["item_id"] not in item_ids for r in rows),
       "order_without_click": sum(
           r["ordered"] == "1" and r["clicked"] == "0" for r in rows),
       "duplicate": len(as_tuples) - len(set(as_tuples)),

@@ -117,7 +117,7 @@ def test_schema_writes_both_schemas_and_what_to_review(tmp_path, capsys,
   (tmp_path / "logs").mkdir()
   (tmp_path / "logs" / "day1.csv").write_text(
       "query,item_id,position,clicked,added_to_cart,ordered,device\n"
-      "drill,A-1,1,1,0,0,mobile\nsaw,2,2,0,0,0,desktop\n")
+      "drill,A-1,1,1,0,0,mobile\nsaw,2,top,0,0,0,desktop\n")
   (tmp_path / "catalog.csv").write_text("item_id,title\n1,Drill\n2,Saw\n")
   out = tmp_path / "schemas"
   assert cli.main(["schema", "--logs", str(tmp_path / "logs" / "*.csv"),
@@ -126,8 +126,9 @@ def test_schema_writes_both_schemas_and_what_to_review(tmp_path, capsys,
   printed = capsys.readouterr().out
   assert f"Wrote {out / 'logs.pbtxt'}" in printed
   assert f"Wrote {out / 'catalog.pbtxt'}" in printed
-  assert ("review: the search logs: column 'item_id' holds text; the "
+  assert ("review: the search logs: column 'position' holds text; the "
           "pipeline needs whole numbers") in printed
+  assert "'item_id'" not in printed  # Ids are text: A-1 and 2 alike.
   assert f"mmse run --schema {out}" in printed
   logs_schema = (out / "logs.pbtxt").read_text()
   assert 'name: "device"' in logs_schema

@@ -64,6 +64,7 @@ def test_catalogue_dirt_is_set_aside_and_the_index_has_each_item_once(
   catalog_counts = report["mining"]["catalog"]
   assert catalog_counts[catalog_lib.DUPLICATE_ITEM_ID] == 1
   assert catalog_counts[catalog_lib.MISSING_ITEM_ID] == 1
+  assert catalog_counts[catalog_lib.BAD_ITEM_ID] == 2
   served = np.load(os.path.join(
       serving_layout.index_dir(os.path.join(config.serving_dir,
                                             serving_layout.RETRIEVAL, "1")),
@@ -131,8 +132,11 @@ def test_pushed_models_agree_with_each_other(pipeline_run):
 
   result = retrieval(query=queries)
   ids, scores = result["item_ids"].numpy(), result["scores"].numpy()
-  assert ids.shape == (2, 50) and ids.dtype == np.int64
-  assert set(ids.ravel()) <= set(items.item_ids)
+  # Ids come back as text, each byte for byte one of the catalogue's.
+  assert ids.shape == (2, 50) and ids.dtype == object
+  assert {i.decode("utf-8") for i in ids.ravel()} <= set(
+      items.item_ids.tolist())
+  assert any(not i.isdigit() for i in items.item_ids.tolist())
   assert np.all(np.diff(scores, axis=1) <= 1e-6)  # Best first.
 
   # The retrieval model's scores are query_tower . item_tower.

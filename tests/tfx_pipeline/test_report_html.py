@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import tensorflow as tf
 
+from contracts import catalog as catalog_lib
 from tfx_pipeline import cli
 from tfx_pipeline import report_html
 from tfx_pipeline import run_report
@@ -210,9 +211,9 @@ def test_browser_shows_the_key_figures_offline(report, tmp_path):
   recall = run["evaluation"]["candidate"]["recall@100"]
   assert texts["key-recall-at-100"].startswith(f"recall@100 {recall:.3f}")
   mining = run["mining"]
-  catalog_aside = (mining["catalog"]["duplicate_item_id"] +
-                   mining["catalog"]["missing_item_id"])
-  assert catalog_aside == 2
+  catalog_aside = sum(mining["catalog"][r]
+                      for r in catalog_lib.SET_ASIDE_REASONS)
+  assert catalog_aside == 4
   assert texts["key-set-aside"].startswith(
       f"Rows set aside {mining['rows_set_aside'] + catalog_aside:,} "
       f"{mining['rows_set_aside']:,} of {mining['rows_read']:,} log rows")

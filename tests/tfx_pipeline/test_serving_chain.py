@@ -150,9 +150,16 @@ def test_served_top_k_equals_mmse_retrieve(served, queries, tmp_path):
                             {"query": np.asarray(queries, dtype=object)})
   over_rest = _rest_predict(endpoints.rest_url, "retrieval",
                             {"inputs": {"query": queries}})["outputs"]
-  np.testing.assert_array_equal(np.asarray(over_rest["item_ids"]),
-                                over_grpc["item_ids"])
-  served_ids = over_grpc["item_ids"][:, :K]
+  # gRPC returns DT_STRING as bytes, REST as JSON text, `mmse retrieve`
+  # as JSON text: the same ids.
+  grpc_ids = np.asarray([[i.decode("utf-8") for i in row]
+                         for row in over_grpc["item_ids"].tolist()])
+  np.testing.assert_array_equal(np.asarray(over_rest["item_ids"]), grpc_ids)
+  catalog_ids = set(catalog_lib.read_catalog(config.catalog_path)
+                    .item_ids.tolist())
+  assert set(grpc_ids.ravel()) <= catalog_ids
+  assert set(np.asarray(exact_ids).ravel()) <= catalog_ids
+  served_ids = grpc_ids[:, :K]
   # The server answers through the ANN index, `mmse retrieve` exactly.
   recall = metrics.index_recall(served_ids, exact_ids)
   print(f"served top-{K} against mmse retrieve: recall {recall:.4f}")
