@@ -280,12 +280,6 @@ _TRAINED = (
     ("no_token_table", "MMSE with a random start for the token table "
      "instead of the teacher's word vectors",
      ("model.pretrained_token_table=",)),
-    ("distillation", "MMSE with the teacher's distillation objective "
-     "(weight 0.2) over the batch and the teacher's top 4 items per slate",
-     ("model.distillation_weight=0.2",)),
-    ("distillation_in_batch", "MMSE with the teacher's distillation "
-     "objective (weight 0.2) over the batch alone",
-     ("model.distillation_weight=0.2", "model.teacher_picks=0")),
     ("two_trainings", "MMSE with two trainings instead of three served "
      "side by side",
      ("model.trainings=2",)),

@@ -65,17 +65,6 @@ class ModelConfig:
   # Weight of a positive in the retrieval loss by its stage.
   ordered_weight: float = 2.0
   clicked_weight: float = 1.0
-  # Distillation (`tasks.TeacherDistillation`): each query's softmax over
-  # the batch's items learns the teacher's (all-MiniLM-L6-v2 over whole
-  # queries and titles, `model.sentence_teacher`), at this weight; 0: off.
-  # Off by default: on Home Depot dev (three seeds), 0.2 with the picks
-  # below adds Recall@100 but not Recall@10 or NDCG@10, for a longer
-  # training (docs/quality.md, "Distilling the teacher's sentences").
-  distillation_weight: float = 0.0
-  teacher_temperature: float = 0.05
-  # Items the teacher ranks highest for a slate's query, added to the slate
-  # for the distillation objective alone (a random batch seldom holds them).
-  teacher_picks: int = 4
   # Ranking loss over each slate's pairs: "logistic" (RankNet's, scaled by
   # the retrieval temperature) or "hinge" (margin per stage of difference,
   # on fused scores), whose margin most pairs clear from the start, so it

@@ -16,7 +16,6 @@ import tensorflow_recommenders as tfrs
 from model import config as model_config
 from model import fusion
 from model import preprocessing
-from model import sentence_teacher
 from model import tasks
 from model import towers
 
@@ -61,10 +60,9 @@ class MMSEModel(tfrs.models.Model):
         `preprocessing.PRICE`).
     """
     super().__init__()
-    if not (config.retrieval_weight or config.ranking_weight or
-            config.distillation_weight):
-      raise ValueError("retrieval_weight, ranking_weight and "
-                       "distillation_weight are all 0: nothing to train")
+    if not (config.retrieval_weight or config.ranking_weight):
+      raise ValueError("retrieval_weight and ranking_weight are both 0: "
+                       "nothing to train")
     self.config = config
     text = towers.TextEncoder(
         id_feature_sizes[preprocessing.QUERY_TOKENS],
@@ -99,18 +97,6 @@ class MMSEModel(tfrs.models.Model):
     self.batch_ranking_loss = _LatestBatch(name="batch_ranking_loss")
     # The batch's total: the logs' `loss`, one value under any strategy.
     self.batch_loss = _LatestBatch(name="batch_loss")
-    # Only where it is on, so that the logs show no objective that is off.
-    self.distillation_task = None
-    if config.distillation_weight:
-      self.distillation_task = tasks.TeacherDistillation(
-          temperature=config.temperature,
-          teacher_temperature=config.teacher_temperature,
-          use_unclicked=config.use_unclicked,
-          use_random_negatives=config.use_random_negatives,
-          name="distillation")
-      self.distillation_loss = tf.keras.metrics.Mean(name="distillation_loss")
-      self.batch_distillation_loss = _LatestBatch(
-          name="batch_distillation_loss")
 
   @classmethod
   def from_transform_output(cls, config: model_config.ModelConfig,
@@ -165,15 +151,6 @@ class MMSEModel(tfrs.models.Model):
       self.ranking_loss.update_state(ranking)
       self.batch_ranking_loss.update_state(ranking)
       loss += self.config.ranking_weight * ranking
-    if (self.distillation_task is not None and
-        sentence_teacher.TEACHER_QUERY in inputs):
-      distillation = self.distillation_task(
-          query_embeddings, item_embeddings, stage,
-          inputs[sentence_teacher.TEACHER_QUERY],
-          inputs[sentence_teacher.TEACHER_ITEMS])
-      self.distillation_loss.update_state(distillation)
-      self.batch_distillation_loss.update_state(distillation)
-      loss += self.config.distillation_weight * distillation
     self.mean_loss.update_state(loss)
     self.batch_loss.update_state(loss)
     return loss

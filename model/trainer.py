@@ -18,7 +18,6 @@ runs this function; all of them train and save, and only the chief's logs
 and towers are kept (the others write to temporary directories).
 """
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -41,7 +40,6 @@ from model import hard_negatives
 from model import in_slate_eval
 from model import mmse
 from model import pretrained_tokens
-from model import sentence_teacher
 from model import towers
 from model import training_callbacks
 from model import training_set
@@ -131,14 +129,12 @@ def _with_hard_negatives(model, config: model_config.ModelConfig,
 
 def _train(model, config: model_config.ModelConfig,
            fn_args: tfx.components.FnArgs, tf_transform_output, evaluation,
-           with_teacher, training: Optional[training_set.TrainingSet],
-           callbacks) -> None:
+           training: Optional[training_set.TrainingSet], callbacks) -> None:
   """Trains one model: `config.epochs` passes, then the hard-negative ones."""
   tf.keras.utils.set_random_seed(config.seed)
-  train = with_teacher(_dataset(fn_args, fn_args.train_files,
-                                tf_transform_output, config.batch_size,
-                                fn_args.train_steps, shuffle=True,
-                                seed=config.seed))
+  train = _dataset(fn_args, fn_args.train_files, tf_transform_output,
+                   config.batch_size, fn_args.train_steps, shuffle=True,
+                   seed=config.seed)
   steps_per_epoch = (math.ceil(fn_args.train_steps / config.epochs)
                      if fn_args.train_steps else None)
   logging.info("Training MMSE for %d epochs: %s", config.epochs, config)
@@ -153,8 +149,8 @@ def _train(model, config: model_config.ModelConfig,
         verbose=0)
     if config.hard_negatives and config.hard_negative_epochs:
       model.fit(
-          with_teacher(_with_hard_negatives(model, config, fn_args,
-                                            tf_transform_output, training)),
+          _with_hard_negatives(model, config, fn_args, tf_transform_output,
+                               training),
           initial_epoch=config.epochs,
           epochs=config.epochs + config.hard_negative_epochs,
           steps_per_epoch=steps_per_epoch,
@@ -242,20 +238,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   distribution.remove_worker_dir(initial_dir, chief)
 
   training = None
-  if config.distillation_weight or config.hard_negatives:
+  if config.hard_negatives:
     training = _training_set(fn_args, fn_args.train_files,
                              tf_transform_output, config.eval_batch_size)
-  teacher, picked = None, None
-  if config.distillation_weight:
-    # The eval split too, so that validation reports the objective.
-    teacher = sentence_teacher.TeacherVectors.encode(
-        [training, _training_set(fn_args, fn_args.eval_files,
-                                 tf_transform_output, config.eval_batch_size)],
-        pretrained_tokens.read_token_vocabulary(tf_transform_output),
-        custom_config.get("teacher_cache_dir", ""))
-    picked = (teacher.top_items(training, config.teacher_picks)
-              if config.teacher_picks else None)
-    evaluation = teacher.add_to(evaluation)
 
   slate_items = None
   if chief or config.served_width:
@@ -264,10 +249,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     slate_items = _slate_items(fn_args, tf_transform_output,
                                config.eval_batch_size)
   for k, (model, member_config) in enumerate(zip(members, member_configs)):
-    with_teacher = lambda slates: slates
-    if teacher is not None:
-      with_teacher = functools.partial(teacher.add_to, training=training,
-                                       picked=picked, seed=member_config.seed)
     log_dir = fn_args.model_run_dir
     if len(members) > 1:
       logging.info("Training %d of %d (seed %d)", k + 1, len(members),
@@ -279,7 +260,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       callbacks.insert(0, training_callbacks.TensorBoardLog(
           log_dir, towers.head_kinds(config.num_heads), in_slate=slate_items))
     _train(model, member_config, fn_args, tf_transform_output, evaluation,
-           with_teacher, training, callbacks)
+           training, callbacks)
   ensemble = _narrowed(ensemble, config.served_width, slate_items)
   if chief:
     projected = training_callbacks.write_item_projector(

@@ -2,8 +2,7 @@
 each item of its slates, by their transformed features.
 
 Whatever looks at the whole training set before or between passes over it
-reads it here: the hard-negative miner (`hard_negatives`) and the teacher
-(`sentence_teacher`).
+reads it here: the hard-negative miner (`hard_negatives`).
 """
 import collections
 import dataclasses

@@ -323,9 +323,6 @@ def test_trained_systems_are_config_changes_of_one_shared_pipeline(tmp_path):
       ("mining", "title_query_fraction"): 0.0}
   assert changed("no_token_table") == {("model", "pretrained_token_table"): ""}
   assert changed("hard_negatives") == {("model", "hard_negatives"): 8}
-  assert changed("distillation") == {("model", "distillation_weight"): 0.2}
-  assert changed("distillation_in_batch") == {
-      ("model", "distillation_weight"): 0.2, ("model", "teacher_picks"): 0}
   assert changed("tfrs") == {
       ("mining", "title_query_fraction"): 0.0,
       ("model", "ranking_weight"): 0.0,

@@ -10,7 +10,6 @@ from model import config as model_config
 from model import fusion
 from model import mmse
 from model import preprocessing
-from model import sentence_teacher
 from model import tasks
 from model import towers
 
@@ -233,8 +232,7 @@ def _embedded(model, batch):
 
 def test_model_loss_mixes_the_enabled_tasks_and_trains():
   batch = {k: tf.constant(v) for k, v in _slates(batch=4, seed=2).items()}
-  config = dataclasses.replace(CONFIG, ranking_weight=0.5,
-                               distillation_weight=0.2)
+  config = dataclasses.replace(CONFIG, ranking_weight=0.5)
   model = mmse.MMSEModel(config, SIZES, use_price=True)
   queries, items = _embedded(model, batch)
   retrieval = model.retrieval_task(
@@ -244,33 +242,14 @@ def test_model_loss_mixes_the_enabled_tasks_and_trains():
                                batch[preprocessing.STAGE])
   np.testing.assert_allclose(model.compute_loss(batch),
                              retrieval + 0.5 * ranking, atol=1e-5)
-  # With the teacher's vectors in the batch, its objective joins in.
-  rng = np.random.default_rng(3)
-  taught = dict(batch)
-  taught[sentence_teacher.TEACHER_QUERY] = tf.constant(
-      rng.normal(size=(4, 5)), tf.float32)
-  taught[sentence_teacher.TEACHER_ITEMS] = tf.constant(
-      rng.normal(size=(4, 3, 5)), tf.float32)
-  distillation = model.distillation_task(
-      queries, items, batch[preprocessing.STAGE],
-      taught[sentence_teacher.TEACHER_QUERY],
-      taught[sentence_teacher.TEACHER_ITEMS])
-  np.testing.assert_allclose(
-      model.compute_loss(taught),
-      retrieval + 0.5 * ranking + config.distillation_weight * distillation,
-      atol=1e-5)
 
   only_ranking = mmse.MMSEModel(
       dataclasses.replace(CONFIG, retrieval_weight=0.0), SIZES, True)
   only_ranking.compute_loss(batch)
   assert only_ranking.retrieval_loss.count == 0
-  # An objective that is off is not in the logs at all.
-  assert only_ranking.distillation_task is None
-  assert "distillation_loss" not in [m.name for m in only_ranking.metrics]
   with pytest.raises(ValueError, match="nothing to train"):
     mmse.MMSEModel(dataclasses.replace(CONFIG, retrieval_weight=0.0,
-                                       ranking_weight=0.0,
-                                       distillation_weight=0.0), SIZES, True)
+                                       ranking_weight=0.0), SIZES, True)
 
   model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
   dataset = tf.data.Dataset.from_tensors(batch).repeat(20)
