@@ -288,9 +288,6 @@ _TRAINED = (
     ("served_width", "MMSE served 1,024 wide: both towers projected onto "
      "the top principal directions of the item vectors",
      ("model.served_width=1024",)),
-    ("hard_negatives", "MMSE with a second pass over slates that hold 8 of "
-     "the first pass's near misses (ranks 100-500)",
-     ("model.hard_negatives=8",)),
 )
 SYSTEM_OVERRIDES: Dict[str, Sequence[str]] = {
     name: overrides for name, _, overrides in _TRAINED}

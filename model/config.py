@@ -80,15 +80,6 @@ class ModelConfig:
   # On Home Depot dev it changed nothing (README's ablation table).
   unclicked_in_retrieval: bool = True
   use_random_negatives: bool = True
-  # Hard negatives (`model.hard_negatives`): after `epochs` passes, the
-  # model's own near misses for each training query - items it ranks in
-  # [min_rank, max_rank) that are not the query's positives - are appended
-  # to its slates, `hard_negatives` per slate, for `hard_negative_epochs`
-  # more passes. 0: off.
-  hard_negatives: int = 0
-  hard_negative_min_rank: int = 100
-  hard_negative_max_rank: int = 500
-  hard_negative_epochs: int = 1
   remove_accidental_hits: bool = True
   # Subtract log(sampling probability) of in-batch candidates (Yi et al. 2019).
   sampling_bias_correction: bool = True

@@ -31,18 +31,15 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from contracts import config_io
-from contracts import features
 from contracts import serving_layout
 from model import config as model_config
 from model import distribution
 from model import export
-from model import hard_negatives
 from model import in_slate_eval
 from model import mmse
 from model import pretrained_tokens
 from model import towers
 from model import training_callbacks
-from model import training_set
 
 
 def _dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
@@ -102,35 +99,10 @@ def _without_arithmetic_rewrites():
         {"arithmetic_optimization": True})
 
 
-def _training_set(fn_args: tfx.components.FnArgs, files, tf_transform_output,
-                  batch_size: int) -> training_set.TrainingSet:
-  return training_set.TrainingSet.collect(
-      _dataset(fn_args, files, tf_transform_output, batch_size, steps=None,
-               shuffle=False))
-
-
-def _with_hard_negatives(model, config: model_config.ModelConfig,
-                         fn_args: tfx.components.FnArgs, tf_transform_output,
-                         training: training_set.TrainingSet
-                        ) -> tf.data.Dataset:
-  """The train split again, each slate with the model's near misses."""
-  mined = hard_negatives.mine(
-      model, training, config.hard_negative_min_rank,
-      config.hard_negative_max_rank,
-      per_query=hard_negatives.CANDIDATES_PER_SLOT * config.hard_negatives,
-      seed=config.seed)
-  return training_set.append_to_slates(
-      _dataset(fn_args, fn_args.train_files, tf_transform_output,
-               config.batch_size, fn_args.train_steps, shuffle=True,
-               seed=config.seed + 1),
-      training, mined, config.hard_negatives, features.Stage.RANDOM,
-      seed=config.seed)
-
-
 def _train(model, config: model_config.ModelConfig,
            fn_args: tfx.components.FnArgs, tf_transform_output, evaluation,
-           training: Optional[training_set.TrainingSet], callbacks) -> None:
-  """Trains one model: `config.epochs` passes, then the hard-negative ones."""
+           callbacks) -> None:
+  """Trains one model: `config.epochs` passes over the train split."""
   tf.keras.utils.set_random_seed(config.seed)
   train = _dataset(fn_args, fn_args.train_files, tf_transform_output,
                    config.batch_size, fn_args.train_steps, shuffle=True,
@@ -147,17 +119,6 @@ def _train(model, config: model_config.ModelConfig,
         validation_steps=fn_args.eval_steps,
         callbacks=callbacks,
         verbose=0)
-    if config.hard_negatives and config.hard_negative_epochs:
-      model.fit(
-          _with_hard_negatives(model, config, fn_args, tf_transform_output,
-                               training),
-          initial_epoch=config.epochs,
-          epochs=config.epochs + config.hard_negative_epochs,
-          steps_per_epoch=steps_per_epoch,
-          validation_data=evaluation,
-          validation_steps=fn_args.eval_steps,
-          callbacks=callbacks,
-          verbose=0)
 
 
 def _narrowed(ensemble: mmse.Ensemble, width: int,
@@ -237,11 +198,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     export.export_towers(ensemble, tf_transform_output, initial_dir)
   distribution.remove_worker_dir(initial_dir, chief)
 
-  training = None
-  if config.hard_negatives:
-    training = _training_set(fn_args, fn_args.train_files,
-                             tf_transform_output, config.eval_batch_size)
-
   slate_items = None
   if chief or config.served_width:
     # The chief's for TensorBoard; every worker fits the served projection
@@ -260,7 +216,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       callbacks.insert(0, training_callbacks.TensorBoardLog(
           log_dir, towers.head_kinds(config.num_heads), in_slate=slate_items))
     _train(model, member_config, fn_args, tf_transform_output, evaluation,
-           training, callbacks)
+           callbacks)
   ensemble = _narrowed(ensemble, config.served_width, slate_items)
   if chief:
     projected = training_callbacks.write_item_projector(

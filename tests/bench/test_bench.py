@@ -322,7 +322,6 @@ def test_trained_systems_are_config_changes_of_one_shared_pipeline(tmp_path):
   assert changed("no_title_queries") == {
       ("mining", "title_query_fraction"): 0.0}
   assert changed("no_token_table") == {("model", "pretrained_token_table"): ""}
-  assert changed("hard_negatives") == {("model", "hard_negatives"): 8}
   assert changed("tfrs") == {
       ("mining", "title_query_fraction"): 0.0,
       ("model", "ranking_weight"): 0.0,

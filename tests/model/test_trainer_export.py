@@ -164,21 +164,6 @@ def test_exported_towers_reproduce_the_models_fused_score(transformed,
                              expected, rtol=1e-4, atol=1e-5)
 
 
-def test_run_fn_trains_a_pass_with_hard_negatives(transformed, tmp_path,
-                                                  caplog):
-  root, _, _ = transformed
-  fn_args = tiny_trainer.fn_args(
-      root, tmp_path / "serving", tmp_path / "run",
-      model={"epochs": 1, "hard_negatives": 2, "hard_negative_min_rank": 1,
-             "hard_negative_max_rank": 4})
-  with caplog.at_level(logging.INFO):
-    trainer.run_fn(fn_args)
-  log = caplog.text
-  assert "Hard negatives: ranks 1-4" in log
-  assert "Epoch 2/2" in log  # The pass with them follows the first.
-  assert _signature(tmp_path / "serving" / serving_layout.QUERY_TOWER)
-
-
 def test_run_fn_serves_several_trainings_side_by_side(transformed, tmp_path,
                                                        caplog):
   root, _, data = transformed
