@@ -285,9 +285,6 @@ _TRAINED = (
      ("model.trainings=2",)),
     ("one_training", "MMSE with one training instead of three served "
      "side by side", ("model.trainings=1",)),
-    ("served_width", "MMSE served 1,024 wide: both towers projected onto "
-     "the top principal directions of the item vectors",
-     ("model.served_width=1024",)),
 )
 SYSTEM_OVERRIDES: Dict[str, Sequence[str]] = {
     name: overrides for name, _, overrides in _TRAINED}

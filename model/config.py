@@ -103,15 +103,6 @@ class ModelConfig:
   # NDCG@10 at every seed (bench/results/quality.md). (One for the
   # embedded sample.)
   trainings: int = 3
-  # Served vectors at most this wide: a wider ensemble's towers end in a
-  # projection onto the top principal directions of its item vectors
-  # (`mmse.principal_directions`, fitted on the items of the training
-  # slates after training). At 1,024 of three trainings' 3,072 the ranking
-  # is unchanged and the index a third, but every query reads the 3,072 x
-  # 1,024 matrix, which more than doubled the query tower's time
-  # (bench/results/served_width); worth it where the index, not the tower,
-  # costs most (a large catalogue). 0: no projection.
-  served_width: int = 0
   learning_rate: float = 2e-3
   eval_batch_size: int = 512
   # One of DISTRIBUTIONS; batch_size is the global batch under all three.

@@ -24,7 +24,6 @@ import os
 import time
 from typing import Optional
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
@@ -121,24 +120,6 @@ def _train(model, config: model_config.ModelConfig,
         verbose=0)
 
 
-def _narrowed(ensemble: mmse.Ensemble, width: int,
-              slate_items: in_slate_eval.SlateItems) -> mmse.Ensemble:
-  """`ensemble`, served at most `width` wide (`ModelConfig.served_width`)."""
-  if not width:
-    return ensemble
-  full_width = slate_items.item_embeddings(ensemble, limit=1).shape[1]
-  if full_width <= width:
-    return ensemble
-  started = time.monotonic()
-  vectors = slate_items.item_embeddings(ensemble)
-  directions, kept = mmse.principal_directions(vectors, width)
-  logging.info("Served vectors: %d wide instead of %d, the principal "
-               "directions of %d items (%.1f%% of their variance; %.1f s)",
-               width, full_width, len(vectors), 100 * kept,
-               time.monotonic() - started)
-  return mmse.Ensemble(ensemble.members, directions)
-
-
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Writes the towers at their initial weights, trains, writes them again.
 
@@ -147,8 +128,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   (`serving_layout.initial_towers_dir`), for the evaluator. With
   `ModelConfig.trainings` above 1 the models train one after another, each
   logging to TensorBoard under `training_<k>/` of `fn_args.model_run_dir`,
-  and the towers serve them side by side (`mmse.Ensemble`), projected to
-  `ModelConfig.served_width` when wider. Under a
+  and the towers serve them side by side (`mmse.Ensemble`). Under a
   multi-worker strategy only the chief writes there, and TensorBoard's logs.
 
   Args:
@@ -199,9 +179,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   distribution.remove_worker_dir(initial_dir, chief)
 
   slate_items = None
-  if chief or config.served_width:
-    # The chief's for TensorBoard; every worker fits the served projection
-    # on their items.
+  if chief:
     slate_items = _slate_items(fn_args, tf_transform_output,
                                config.eval_batch_size)
   for k, (model, member_config) in enumerate(zip(members, member_configs)):
@@ -217,7 +195,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
           log_dir, towers.head_kinds(config.num_heads), in_slate=slate_items))
     _train(model, member_config, fn_args, tf_transform_output, evaluation,
            callbacks)
-  ensemble = _narrowed(ensemble, config.served_width, slate_items)
   if chief:
     projected = training_callbacks.write_item_projector(
         fn_args.model_run_dir, ensemble, slate_items, tf_transform_output)

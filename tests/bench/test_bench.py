@@ -11,7 +11,6 @@ from bench import baselines
 from bench import drift as drift_bench
 from bench import quality
 from bench import report
-from bench import served_width
 from contracts import catalog as catalog_lib
 from contracts import features
 from tfx_pipeline import configs
@@ -359,18 +358,3 @@ def test_drift_pairs_measure_what_they_change():
   later, earlier = drift_bench._weeks(logs)  # pylint: disable=protected-access
   assert len(later) + len(earlier) == len(logs) and len(later) > 0
 
-
-
-def test_served_width_report_gives_each_width_its_mean_over_models():
-  rows = [
-      {"model": m, "width": w, "variance_kept": kept, **{
-          c: value for c in served_width.COLUMNS}}
-      for m, w, kept, value in (("a", 3072, 1.0, 0.80), ("a", 1024, 0.99, 0.79),
-                                ("b", 3072, 1.0, 0.82), ("b", 1024, 0.97, 0.81))
-  ]
-  text = served_width.report(rows)
-  assert "| 3,072 | 1.0000 | 0.8100 | 0.8100 |" in text
-  assert "| 1,024 | 0.9800 | 0.8000 | 0.8000 |" in text
-  # The full width comes first, then every model's own rows.
-  assert text.index("| 3,072 |") < text.index("| 1,024 |")
-  assert "| b | 1,024 | 0.8100 |" in text

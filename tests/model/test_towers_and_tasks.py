@@ -291,24 +291,3 @@ def test_member_configs_give_each_training_its_own_seed():
   with pytest.raises(ValueError, match="model.trainings must be at least 1"):
     mmse.member_configs(dataclasses.replace(CONFIG, trainings=0))
 
-
-def test_principal_directions_keep_the_items_spread_and_rank_alike():
-  rng = np.random.default_rng(0)
-  # Items spread along three directions of eight, around a common mean.
-  basis = np.linalg.qr(rng.standard_normal((8, 3)))[0]
-  items = (rng.standard_normal((500, 3)) * [5.0, 2.0, 1.0]) @ basis.T + 3.0
-  directions, kept = mmse.principal_directions(items.astype(np.float32), 3)
-  assert directions.shape == (8, 3)
-  np.testing.assert_allclose(directions.T @ directions, np.eye(3), atol=1e-5)
-  assert kept == pytest.approx(1.0, abs=1e-6)
-  # Scores of projected vectors differ from the full ones by one amount per
-  # query, so every query ranks the items alike.
-  queries = rng.standard_normal((4, 8))
-  full = queries @ items.T
-  served = (queries @ directions) @ (items @ directions).T
-  np.testing.assert_allclose(served - served[:, :1], full - full[:, :1],
-                             atol=1e-3)
-  _, fewer = mmse.principal_directions(items.astype(np.float32), 1)
-  assert fewer == pytest.approx(25 / 30, abs=0.03)
-  with pytest.raises(ValueError, match="width 9 is not in 1..8"):
-    mmse.principal_directions(items, 9)
