@@ -254,9 +254,6 @@ _TRAINED = (
      "only, same towers", PLAIN_TFRS),
     ("no_ranking", "MMSE without the ranking loss",
      ("model.ranking_weight=0",)),
-    ("ranking_hinge", "MMSE with a margin hinge as its ranking loss "
-     "instead of RankNet's logistic pairwise loss",
-     ("model.ranking_loss=hinge",)),
     ("ranking_weight_1", "MMSE with the ranking loss weighted as much as "
      "the retrieval loss (1 instead of 0.5)",
      ("model.ranking_weight=1",)),

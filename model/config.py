@@ -57,7 +57,8 @@ class ModelConfig:
   # carry to unseen queries; off by default.
   use_item_id: bool = False
   # Objectives. The retrieval loss compares each positive with in-batch and
-  # random items (global); the ranking loss orders one query's slate (local).
+  # random items (global); the ranking loss orders one query's slate (local:
+  # RankNet's pairwise logistic loss, scaled by the retrieval temperature).
   retrieval_weight: float = 1.0
   ranking_weight: float = 0.5
   # Softmax temperature of the retrieval loss (tuned on Home Depot dev).
@@ -65,13 +66,6 @@ class ModelConfig:
   # Weight of a positive in the retrieval loss by its stage.
   ordered_weight: float = 2.0
   clicked_weight: float = 1.0
-  # Ranking loss over each slate's pairs: "logistic" (RankNet's, scaled by
-  # the retrieval temperature) or "hinge" (margin per stage of difference,
-  # on fused scores), whose margin most pairs clear from the start, so it
-  # teaches little (Home Depot dev: README, "Ablations at the shipped
-  # default").
-  ranking_loss: str = "logistic"
-  ranking_margin: float = 0.1
   use_unclicked: bool = True
   # With use_unclicked, whether shown-unclicked items are also negatives of
   # the retrieval softmax, not only the stage between clicks and random

@@ -79,8 +79,6 @@ class MMSEModel(tfrs.models.Model):
         sampling_bias_correction=config.sampling_bias_correction,
         name="retrieval")
     self.ranking_task = tasks.StageRankingTask(
-        loss=config.ranking_loss,
-        margin=config.ranking_margin,
         temperature=config.temperature,
         use_unclicked=config.use_unclicked,
         use_random_negatives=config.use_random_negatives,

@@ -230,21 +230,14 @@ class StageRankingTask(tf.keras.layers.Layer, tfrs.tasks.base.Task):
   """Orders each slate by stage: ordered > clicked > unclicked > random.
 
   For every pair of real slots of one slate where `a` has the higher stage,
-  either
-  - `hinge`: max(0, margin * (stage_a - stage_b) - (s_a - s_b)), asking for a
-    score gap that grows with the stage gap, or
-  - `logistic`: log(1 + exp(-(s_a - s_b) / temperature)), RankNet's pairwise
-    loss on the same scale as the retrieval softmax.
-  Padding never pairs, and pairs of equal stage carry no order. The loss is the
-  mean over the batch's pairs. Unlike the retrieval softmax, which only sees
-  positives against the rest, this teaches the grades between negatives too.
+  log(1 + exp(-(s_a - s_b) / temperature)): RankNet's pairwise loss, on the
+  same scale as the retrieval softmax. Padding never pairs, and pairs of
+  equal stage carry no order. The loss is the mean over the batch's pairs.
+  Unlike the retrieval softmax, which only sees positives against the rest,
+  this teaches the grades between negatives too.
   """
 
-  LOSSES = ("hinge", "logistic")
-
   def __init__(self,
-               loss: str = "hinge",
-               margin: float = 0.1,
                temperature: float = 0.05,
                use_unclicked: bool = True,
                use_random_negatives: bool = True,
@@ -252,18 +245,12 @@ class StageRankingTask(tf.keras.layers.Layer, tfrs.tasks.base.Task):
     """Initializes the task.
 
     Args:
-      loss: "hinge" or "logistic".
-      margin: Hinge margin per stage of difference.
       temperature: Scale of the logistic loss.
       use_unclicked: Whether shown-unclicked slots take part.
       use_random_negatives: Whether random catalogue slots take part.
       name: Optional task name.
     """
     super().__init__(name=name)
-    if loss not in self.LOSSES:
-      raise ValueError(f"ranking loss must be one of {self.LOSSES}, got {loss}")
-    self._loss = loss
-    self._margin = margin
     self._temperature = temperature
     self._use_unclicked = use_unclicked
     self._use_random_negatives = use_random_negatives
@@ -283,10 +270,7 @@ class StageRankingTask(tf.keras.layers.Layer, tfrs.tasks.base.Task):
     stage_gap = grade[:, :, None] - grade[:, None, :]
     pairs = real[:, :, None] & real[:, None, :] & (stage_gap > 0)
     score_gap = scores[:, :, None] - scores[:, None, :]
-    if self._loss == "hinge":
-      losses = tf.nn.relu(self._margin * stage_gap - score_gap)
-    else:
-      losses = tf.nn.softplus(-score_gap / self._temperature)
+    losses = tf.nn.softplus(-score_gap / self._temperature)
     weights = tf.cast(pairs, scores.dtype)
     return replica_share_of_mean(tf.reduce_sum(losses * weights),
                                  tf.reduce_sum(weights))

@@ -308,7 +308,6 @@ def test_trained_systems_are_config_changes_of_one_shared_pipeline(tmp_path):
 
   assert changed("mmse") == {}
   assert changed("no_ranking") == {("model", "ranking_weight"): 0.0}
-  assert changed("ranking_hinge") == {("model", "ranking_loss"): "hinge"}
   assert changed("ranking_weight_1") == {("model", "ranking_weight"): 1.0}
   assert changed("no_retrieval") == {("model", "retrieval_weight"): 0.0}
   assert changed("no_unclicked") == {("model", "use_unclicked"): False}

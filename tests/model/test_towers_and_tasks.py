@@ -200,24 +200,16 @@ def _ranking_loss(**kwargs):
   return float(task(tf.constant(SCORES), tf.constant(RANKED_STAGES)))
 
 
-def test_ranking_hinge_over_stage_pairs():
+def test_ranking_logistic_over_stage_pairs():
   # Pairs (3>1), (3>0), (1>0); padding and equal stages make no pair.
-  expected = (max(0.0, 0.2 - 0.2) + max(0.0, 0.3 - 0.15) +
-              max(0.0, 0.1 + 0.05)) / 3
-  assert _ranking_loss(margin=0.1) == pytest.approx(expected, abs=1e-6)
-  # Without random negatives only (3>1) remains, and it meets its margin.
-  assert _ranking_loss(margin=0.1, use_random_negatives=False) == pytest.approx(
-      0.0, abs=1e-6)
-
-
-def test_ranking_logistic():
   softplus = lambda x: math.log1p(math.exp(x))
   expected = (softplus(-0.2 / 0.5) + softplus(-0.15 / 0.5) +
               softplus(0.05 / 0.5)) / 3
-  loss = _ranking_loss(loss="logistic", temperature=0.5)
+  loss = _ranking_loss(temperature=0.5)
   assert loss == pytest.approx(expected, abs=1e-5)
-  with pytest.raises(ValueError):
-    tasks.StageRankingTask(loss="listwise")
+  # Without random negatives only (3>1) remains.
+  only_first = _ranking_loss(temperature=0.5, use_random_negatives=False)
+  assert only_first == pytest.approx(softplus(-0.2 / 0.5), abs=1e-5)
 
 
 def _embedded(model, batch):
@@ -274,9 +266,8 @@ def test_unclicked_items_can_stay_out_of_the_retrieval_softmax():
 
   # The ranking loss still orders the unclicked slot (stage 1) between the
   # ordered one and the random one.
-  ranking = tasks.StageRankingTask(
-      loss=config.ranking_loss, temperature=config.temperature)(
-          tf.einsum("bd,bld->bl", queries, items), stage)
+  ranking = tasks.StageRankingTask(temperature=config.temperature)(
+      tf.einsum("bd,bld->bl", queries, items), stage)
   np.testing.assert_allclose(model.compute_loss(batch),
                              retrieval(False) + 0.5 * ranking, atol=1e-5)
   assert abs(float(retrieval(False)) - float(retrieval(True))) > 1e-3
