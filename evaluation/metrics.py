@@ -16,6 +16,7 @@ from typing import Dict, Iterable, Mapping, Sequence
 import numpy as np
 
 from contracts import features
+from evaluation import config as eval_config
 
 # query -> {item_id: grade}
 Judgments = Dict[str, Dict[int, float]]
@@ -75,7 +76,8 @@ def ndcg_at_k(ranked: Sequence[int], grades: Mapping[int, float],
 
 
 def score(rankings: Mapping[str, Sequence[int]], judgments: Judgments,
-          cutoffs: Iterable[int] = (10, 100, 1000)) -> Dict[str, float]:
+          cutoffs: Iterable[int] = eval_config.EvalConfig.cutoffs
+         ) -> Dict[str, float]:
   """Mean Recall@K and NDCG@K over the judged queries.
 
   Args:

@@ -22,6 +22,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from contracts import features
+from model import config as model_config
 
 # Added to the logits of excluded candidates: far below any real logit, yet
 # finite, so a row whose candidates are all excluded stays NaN-free.
@@ -129,13 +130,16 @@ class MultiStageRetrieval(tf.keras.layers.Layer, tfrs.tasks.base.Task):
   """
 
   def __init__(self,
-               temperature: float = 0.05,
-               ordered_weight: float = 2.0,
-               clicked_weight: float = 1.0,
-               use_unclicked: bool = True,
-               use_random_negatives: bool = True,
-               remove_accidental_hits: bool = True,
-               sampling_bias_correction: bool = True,
+               temperature: float = model_config.ModelConfig.temperature,
+               ordered_weight: float = model_config.ModelConfig.ordered_weight,
+               clicked_weight: float = model_config.ModelConfig.clicked_weight,
+               use_unclicked: bool = model_config.ModelConfig.use_unclicked,
+               use_random_negatives: bool = (
+                   model_config.ModelConfig.use_random_negatives),
+               remove_accidental_hits: bool = (
+                   model_config.ModelConfig.remove_accidental_hits),
+               sampling_bias_correction: bool = (
+                   model_config.ModelConfig.sampling_bias_correction),
                name: Optional[str] = None) -> None:
     """Initializes the task.
 
@@ -238,9 +242,10 @@ class StageRankingTask(tf.keras.layers.Layer, tfrs.tasks.base.Task):
   """
 
   def __init__(self,
-               temperature: float = 0.05,
-               use_unclicked: bool = True,
-               use_random_negatives: bool = True,
+               temperature: float = model_config.ModelConfig.temperature,
+               use_unclicked: bool = model_config.ModelConfig.use_unclicked,
+               use_random_negatives: bool = (
+                   model_config.ModelConfig.use_random_negatives),
                name: Optional[str] = None) -> None:
     """Initializes the task.
 
