@@ -5,9 +5,9 @@
 Builds the index `IndexBuilder` builds by default (`retrieval.ann`,
 `IndexConfig.kind` with its size-based defaults, k = 1,000) over clustered
 synthetic unit vectors as wide as the default model's served embedding
-(`ModelConfig`: num_heads x head_dim), writes it as `retrieval` ships it
-(ids, float32 embeddings, the index's own files), and loads it in a fresh
-process, as `mmse serve` does. Per size: the build time, the bytes on disk
+(`ModelConfig`: trainings x num_heads x head_dim), writes it as `retrieval`
+ships it (ids, float32 embeddings, the index's own files), and loads it in a
+fresh process, as `mmse serve` does. Per size: the build time, the bytes on disk
 and the resident memory the load adds; then the per-item slope of each
 between the sizes, times a million. Writes `bench/results/item_cost.md`.
 """
@@ -115,8 +115,9 @@ def main(argv=None):
   parser.add_argument("--sizes", default="100000,200000")
   parser.add_argument("--kind", default=IndexConfig.kind, choices=ann.KINDS)
   default = ModelConfig()
-  parser.add_argument("--dim", type=int,
-                      default=default.num_heads * default.head_dim)
+  parser.add_argument(
+      "--dim", type=int,
+      default=default.trainings * default.num_heads * default.head_dim)
   parser.add_argument("--results", default=str(RESULTS))
   args = parser.parse_args(argv)
   sizes = sorted(int(s) for s in args.sizes.split(","))

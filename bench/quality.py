@@ -254,9 +254,6 @@ _TRAINED = (
      "only, same towers", PLAIN_TFRS),
     ("no_ranking", "MMSE without the ranking loss",
      ("model.ranking_weight=0",)),
-    ("ranking_hinge", "MMSE with a margin hinge as its ranking loss "
-     "instead of RankNet's logistic pairwise loss",
-     ("model.ranking_loss=hinge",)),
     ("ranking_weight_1", "MMSE with the ranking loss weighted as much as "
      "the retrieval loss (1 instead of 0.5)",
      ("model.ranking_weight=1",)),
@@ -280,23 +277,11 @@ _TRAINED = (
     ("no_token_table", "MMSE with a random start for the token table "
      "instead of the teacher's word vectors",
      ("model.pretrained_token_table=",)),
-    ("distillation", "MMSE with the teacher's distillation objective "
-     "(weight 0.2) over the batch and the teacher's top 4 items per slate",
-     ("model.distillation_weight=0.2",)),
-    ("distillation_in_batch", "MMSE with the teacher's distillation "
-     "objective (weight 0.2) over the batch alone",
-     ("model.distillation_weight=0.2", "model.teacher_picks=0")),
     ("two_trainings", "MMSE with two trainings instead of three served "
      "side by side",
      ("model.trainings=2",)),
     ("one_training", "MMSE with one training instead of three served "
      "side by side", ("model.trainings=1",)),
-    ("served_width", "MMSE served 1,024 wide: both towers projected onto "
-     "the top principal directions of the item vectors",
-     ("model.served_width=1024",)),
-    ("hard_negatives", "MMSE with a second pass over slates that hold 8 of "
-     "the first pass's near misses (ranks 100-500)",
-     ("model.hard_negatives=8",)),
 )
 SYSTEM_OVERRIDES: Dict[str, Sequence[str]] = {
     name: overrides for name, _, overrides in _TRAINED}

@@ -285,9 +285,3 @@ def write_models_config(serving_dir: str,
     f.write(models_config_text(serving_dir, names))
   gfile.rename(path + ".incomplete", path, overwrite=True)
   return path
-
-
-def served_versions(serving_dir: str) -> Dict[str, List[int]]:
-  """Loadable versions of each served model."""
-  return {name: versions(os.path.join(serving_dir, name))
-          for name in SERVED_MODELS}

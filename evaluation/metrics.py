@@ -17,6 +17,7 @@ import numpy as np
 
 from contracts import catalog as catalog_lib
 from contracts import features
+from evaluation import config as eval_config
 
 # query -> {item_id: grade}
 Judgments = Dict[str, Dict[str, float]]
@@ -81,7 +82,8 @@ def ndcg_at_k(ranked: Sequence[int], grades: Mapping[int, float],
 
 
 def score(rankings: Mapping[str, Sequence[int]], judgments: Judgments,
-          cutoffs: Iterable[int] = (10, 100, 1000)) -> Dict[str, float]:
+          cutoffs: Iterable[int] = eval_config.EvalConfig.cutoffs
+         ) -> Dict[str, float]:
   """Mean Recall@K and NDCG@K over the judged queries.
 
   Args:

@@ -12,13 +12,14 @@ from typing import Dict, Iterable, Union
 
 from contracts import catalog as catalog_lib
 from contracts import serving_layout
+from evaluation import config as eval_config
 from evaluation import metrics
 from retrieval import embedding
 
 
 def evaluate_serving_dir(serving_dir: str, catalog_csv: str,
                          judgments_csv: str,
-                         cutoffs: Iterable[int] = (10, 100, 1000)
+                         cutoffs: Iterable[int] = eval_config.EvalConfig.cutoffs
                         ) -> Dict[str, Union[float, int]]:
   """Recall@K and NDCG@K of the latest pushed towers on judged queries.
 

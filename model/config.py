@@ -57,7 +57,8 @@ class ModelConfig:
   # carry to unseen queries; off by default.
   use_item_id: bool = False
   # Objectives. The retrieval loss compares each positive with in-batch and
-  # random items (global); the ranking loss orders one query's slate (local).
+  # random items (global); the ranking loss orders one query's slate (local:
+  # RankNet's pairwise logistic loss, scaled by the retrieval temperature).
   retrieval_weight: float = 1.0
   ranking_weight: float = 0.5
   # Softmax temperature of the retrieval loss (tuned on Home Depot dev).
@@ -65,24 +66,6 @@ class ModelConfig:
   # Weight of a positive in the retrieval loss by its stage.
   ordered_weight: float = 2.0
   clicked_weight: float = 1.0
-  # Distillation (`tasks.TeacherDistillation`): each query's softmax over
-  # the batch's items learns the teacher's (all-MiniLM-L6-v2 over whole
-  # queries and titles, `model.sentence_teacher`), at this weight; 0: off.
-  # Off by default: on Home Depot dev (three seeds), 0.2 with the picks
-  # below adds Recall@100 but not Recall@10 or NDCG@10, for a longer
-  # training (docs/quality.md, "Distilling the teacher's sentences").
-  distillation_weight: float = 0.0
-  teacher_temperature: float = 0.05
-  # Items the teacher ranks highest for a slate's query, added to the slate
-  # for the distillation objective alone (a random batch seldom holds them).
-  teacher_picks: int = 4
-  # Ranking loss over each slate's pairs: "logistic" (RankNet's, scaled by
-  # the retrieval temperature) or "hinge" (margin per stage of difference,
-  # on fused scores), whose margin most pairs clear from the start, so it
-  # teaches little (Home Depot dev: README, "Ablations at the shipped
-  # default").
-  ranking_loss: str = "logistic"
-  ranking_margin: float = 0.1
   use_unclicked: bool = True
   # With use_unclicked, whether shown-unclicked items are also negatives of
   # the retrieval softmax, not only the stage between clicks and random
@@ -91,15 +74,6 @@ class ModelConfig:
   # On Home Depot dev it changed nothing (README's ablation table).
   unclicked_in_retrieval: bool = True
   use_random_negatives: bool = True
-  # Hard negatives (`model.hard_negatives`): after `epochs` passes, the
-  # model's own near misses for each training query - items it ranks in
-  # [min_rank, max_rank) that are not the query's positives - are appended
-  # to its slates, `hard_negatives` per slate, for `hard_negative_epochs`
-  # more passes. 0: off.
-  hard_negatives: int = 0
-  hard_negative_min_rank: int = 100
-  hard_negative_max_rank: int = 500
-  hard_negative_epochs: int = 1
   remove_accidental_hits: bool = True
   # Subtract log(sampling probability) of in-batch candidates (Yi et al. 2019).
   sampling_bias_correction: bool = True
@@ -123,15 +97,6 @@ class ModelConfig:
   # NDCG@10 at every seed (bench/results/quality.md). (One for the
   # embedded sample.)
   trainings: int = 3
-  # Served vectors at most this wide: a wider ensemble's towers end in a
-  # projection onto the top principal directions of its item vectors
-  # (`mmse.principal_directions`, fitted on the items of the training
-  # slates after training). At 1,024 of three trainings' 3,072 the ranking
-  # is unchanged and the index a third, but every query reads the 3,072 x
-  # 1,024 matrix, which more than doubled the query tower's time
-  # (bench/results/served_width); worth it where the index, not the tower,
-  # costs most (a large catalogue). 0: no projection.
-  served_width: int = 0
   learning_rate: float = 2e-3
   eval_batch_size: int = 512
   # One of DISTRIBUTIONS; batch_size is the global batch under all three.

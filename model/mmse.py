@@ -7,24 +7,20 @@ them over a batch of slates and mixes the global retrieval loss with the local
 stage-ranking loss. `Ensemble` serves several trained models as one.
 """
 import dataclasses
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from model import config as model_config
 from model import fusion
 from model import preprocessing
-from model import sentence_teacher
 from model import tasks
 from model import towers
 
 # Transformed slate features the item tower reads (flattened from [B, L, ...]).
 _ITEM_INPUTS = (preprocessing.TITLE_TOKENS, preprocessing.TITLE_TRIGRAMS,
                 preprocessing.ITEM_INDEX, preprocessing.PRICE)
-# Items per step of the covariance in `principal_directions` (memory bound).
-_COVARIANCE_ROWS = 8192
 
 
 class _LatestBatch(tf.keras.metrics.Metric):
@@ -61,10 +57,9 @@ class MMSEModel(tfrs.models.Model):
         `preprocessing.PRICE`).
     """
     super().__init__()
-    if not (config.retrieval_weight or config.ranking_weight or
-            config.distillation_weight):
-      raise ValueError("retrieval_weight, ranking_weight and "
-                       "distillation_weight are all 0: nothing to train")
+    if not (config.retrieval_weight or config.ranking_weight):
+      raise ValueError("retrieval_weight and ranking_weight are both 0: "
+                       "nothing to train")
     self.config = config
     text = towers.TextEncoder(
         id_feature_sizes[preprocessing.QUERY_TOKENS],
@@ -84,8 +79,6 @@ class MMSEModel(tfrs.models.Model):
         sampling_bias_correction=config.sampling_bias_correction,
         name="retrieval")
     self.ranking_task = tasks.StageRankingTask(
-        loss=config.ranking_loss,
-        margin=config.ranking_margin,
         temperature=config.temperature,
         use_unclicked=config.use_unclicked,
         use_random_negatives=config.use_random_negatives,
@@ -99,18 +92,6 @@ class MMSEModel(tfrs.models.Model):
     self.batch_ranking_loss = _LatestBatch(name="batch_ranking_loss")
     # The batch's total: the logs' `loss`, one value under any strategy.
     self.batch_loss = _LatestBatch(name="batch_loss")
-    # Only where it is on, so that the logs show no objective that is off.
-    self.distillation_task = None
-    if config.distillation_weight:
-      self.distillation_task = tasks.TeacherDistillation(
-          temperature=config.temperature,
-          teacher_temperature=config.teacher_temperature,
-          use_unclicked=config.use_unclicked,
-          use_random_negatives=config.use_random_negatives,
-          name="distillation")
-      self.distillation_loss = tf.keras.metrics.Mean(name="distillation_loss")
-      self.batch_distillation_loss = _LatestBatch(
-          name="batch_distillation_loss")
 
   @classmethod
   def from_transform_output(cls, config: model_config.ModelConfig,
@@ -165,15 +146,6 @@ class MMSEModel(tfrs.models.Model):
       self.ranking_loss.update_state(ranking)
       self.batch_ranking_loss.update_state(ranking)
       loss += self.config.ranking_weight * ranking
-    if (self.distillation_task is not None and
-        sentence_teacher.TEACHER_QUERY in inputs):
-      distillation = self.distillation_task(
-          query_embeddings, item_embeddings, stage,
-          inputs[sentence_teacher.TEACHER_QUERY],
-          inputs[sentence_teacher.TEACHER_ITEMS])
-      self.distillation_loss.update_state(distillation)
-      self.batch_distillation_loss.update_state(distillation)
-      loss += self.config.distillation_weight * distillation
     self.mean_loss.update_state(loss)
     self.batch_loss.update_state(loss)
     return loss
@@ -224,59 +196,22 @@ class Ensemble:
 
   The dot product of concatenated vectors is the sum of the members' fused
   scores, so the ensemble is served and indexed like one model, at the
-  members' total width - or, given a `projection` ([total width, W]), at W:
-  both towers' vectors are multiplied by it, and the score becomes the dot
-  product of the projected vectors.
+  members' total width.
   """
 
-  def __init__(self, members: Sequence[MMSEModel],
-               projection: Optional[np.ndarray] = None):
+  def __init__(self, members: Sequence[MMSEModel]):
     if not members:
       raise ValueError("An ensemble needs at least one model")
     self.members = list(members)
-    self.projection = None
-    if projection is not None:
-      self.projection = tf.constant(projection, tf.float32)
 
   def embed_queries(self, inputs: Mapping[str, tf.Tensor],
                     training: bool = False) -> tf.Tensor:
-    """[N, width] query vectors."""
-    return self._served(tf.concat([m.embed_queries(inputs, training)
-                                   for m in self.members], axis=-1))
+    """[N, sum of the members' widths] query vectors."""
+    return tf.concat([m.embed_queries(inputs, training)
+                      for m in self.members], axis=-1)
 
   def embed_items(self, inputs: Mapping[str, tf.Tensor],
                   training: bool = False) -> tf.Tensor:
-    """[N, width] item vectors."""
-    return self._served(tf.concat([m.embed_items(inputs, training)
-                                   for m in self.members], axis=-1))
-
-  def _served(self, vectors: tf.Tensor) -> tf.Tensor:
-    if self.projection is None:
-      return vectors
-    return tf.matmul(vectors, self.projection)
-
-
-def principal_directions(item_vectors: np.ndarray,
-                         width: int) -> Tuple[np.ndarray, float]:
-  """The items' top principal directions and the share of variance they hold.
-
-  With both towers' vectors projected onto these `width` directions (a
-  [D, width] matrix of orthonormal columns), the score of a query for an
-  item moves by the same amount for every item (the part along the items'
-  mean) plus the part along the dropped directions, along which the items
-  vary least: rankings change little while the served vectors narrow.
-  """
-  count, dim = item_vectors.shape
-  if not 0 < width <= dim:
-    raise ValueError(f"width {width} is not in 1..{dim}")
-  mean = item_vectors.mean(axis=0, dtype=np.float64)
-  covariance = np.zeros((dim, dim))
-  for start in range(0, count, _COVARIANCE_ROWS):
-    centred = (item_vectors[start:start + _COVARIANCE_ROWS] - mean).astype(
-        np.float32)
-    covariance += centred.T @ centred
-  # The covariance's eigenvectors, from a D x D problem (N >> D).
-  eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-  top = np.argsort(eigenvalues)[::-1][:width]
-  kept = float(eigenvalues[top].sum() / max(eigenvalues.sum(), 1e-30))
-  return np.ascontiguousarray(eigenvectors[:, top], dtype=np.float32), kept
+    """[N, sum of the members' widths] item vectors."""
+    return tf.concat([m.embed_items(inputs, training)
+                      for m in self.members], axis=-1)

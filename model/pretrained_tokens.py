@@ -6,8 +6,7 @@ clicked, would start as random vectors that no training slate moves. Encoding
 each word alone with all-MiniLM-L6-v2 (`model.minilm`, in TensorFlow) gives
 every word a vector that already places "faucet" near "tap", in the spirit of
 Model2Vec's static embeddings. By default the trainer distils the Transform's
-word vocabulary this way (`teacher_vectors`: a cache of every text the
-teacher has encoded, shared with `sentence_teacher`), starts
+word vocabulary this way (`teacher_vectors`, cached by word), starts
 the token table from these vectors, projected to its width, and fine-tunes
 it; the served towers stay plain lookups, so no encoder ships with them.
 
@@ -30,9 +29,8 @@ from model import preprocessing
 TEACHER = "teacher"
 
 
-def teacher_vectors(texts: Sequence[str], cache_dir: str = "",
-                    what: str = "words") -> np.ndarray:
-  """[len(texts), D] float32: each text (a word, a query, a title) encoded
+def teacher_vectors(texts: Sequence[str], cache_dir: str = "") -> np.ndarray:
+  """[len(texts), D] float32: each text (a word of the vocabulary) encoded
   alone by the teacher.
 
   Args:
@@ -40,7 +38,6 @@ def teacher_vectors(texts: Sequence[str], cache_dir: str = "",
     cache_dir: where the teacher's vectors are kept between runs, one table
       of every text it has encoded (`{minilm.NAME}.npz`): a run encodes only
       the texts no earlier run did. Empty: encode every time.
-    what: what `texts` are, for the progress log.
   """
   texts = list(texts)
   if not texts:
@@ -51,10 +48,10 @@ def teacher_vectors(texts: Sequence[str], cache_dir: str = "",
     known_texts, known_vectors = load(path)
   row = {text: n for n, text in enumerate(known_texts)}
   new = sorted(set(texts) - set(row))
-  logging.info("Teacher: %d %s, %d of them in the cache", len(texts), what,
+  logging.info("Teacher: %d words, %d of them in the cache", len(texts),
                sum(t in row for t in texts))
   if new:
-    encoded = minilm.load().encode(new, batch_size=512, what=what)
+    encoded = minilm.load().encode(new, batch_size=512, what="words")
     known_vectors = (encoded if known_vectors is None else
                      np.vstack([known_vectors, encoded]))
     row.update((text, len(known_texts) + n) for n, text in enumerate(new))

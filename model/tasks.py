@@ -22,11 +22,8 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from contracts import features
+from model import config as model_config
 
-# Stage of a slot added in training, not mined: an item the teacher ranks
-# high for the slate's query (`sentence_teacher`). Below every
-# `features.Stage`, so only the distillation objective reads it.
-TEACHER_PICK_STAGE = -2
 # Added to the logits of excluded candidates: far below any real logit, yet
 # finite, so a row whose candidates are all excluded stays NaN-free.
 MIN_FLOAT = np.finfo(np.float32).min / 100.0
@@ -133,13 +130,16 @@ class MultiStageRetrieval(tf.keras.layers.Layer, tfrs.tasks.base.Task):
   """
 
   def __init__(self,
-               temperature: float = 0.05,
-               ordered_weight: float = 2.0,
-               clicked_weight: float = 1.0,
-               use_unclicked: bool = True,
-               use_random_negatives: bool = True,
-               remove_accidental_hits: bool = True,
-               sampling_bias_correction: bool = True,
+               temperature: float = model_config.ModelConfig.temperature,
+               ordered_weight: float = model_config.ModelConfig.ordered_weight,
+               clicked_weight: float = model_config.ModelConfig.clicked_weight,
+               use_unclicked: bool = model_config.ModelConfig.use_unclicked,
+               use_random_negatives: bool = (
+                   model_config.ModelConfig.use_random_negatives),
+               remove_accidental_hits: bool = (
+                   model_config.ModelConfig.remove_accidental_hits),
+               sampling_bias_correction: bool = (
+                   model_config.ModelConfig.sampling_bias_correction),
                name: Optional[str] = None) -> None:
     """Initializes the task.
 
@@ -234,40 +234,28 @@ class StageRankingTask(tf.keras.layers.Layer, tfrs.tasks.base.Task):
   """Orders each slate by stage: ordered > clicked > unclicked > random.
 
   For every pair of real slots of one slate where `a` has the higher stage,
-  either
-  - `hinge`: max(0, margin * (stage_a - stage_b) - (s_a - s_b)), asking for a
-    score gap that grows with the stage gap, or
-  - `logistic`: log(1 + exp(-(s_a - s_b) / temperature)), RankNet's pairwise
-    loss on the same scale as the retrieval softmax.
-  Padding never pairs, and pairs of equal stage carry no order. The loss is the
-  mean over the batch's pairs. Unlike the retrieval softmax, which only sees
-  positives against the rest, this teaches the grades between negatives too.
+  log(1 + exp(-(s_a - s_b) / temperature)): RankNet's pairwise loss, on the
+  same scale as the retrieval softmax. Padding never pairs, and pairs of
+  equal stage carry no order. The loss is the mean over the batch's pairs.
+  Unlike the retrieval softmax, which only sees positives against the rest,
+  this teaches the grades between negatives too.
   """
 
-  LOSSES = ("hinge", "logistic")
-
   def __init__(self,
-               loss: str = "hinge",
-               margin: float = 0.1,
-               temperature: float = 0.05,
-               use_unclicked: bool = True,
-               use_random_negatives: bool = True,
+               temperature: float = model_config.ModelConfig.temperature,
+               use_unclicked: bool = model_config.ModelConfig.use_unclicked,
+               use_random_negatives: bool = (
+                   model_config.ModelConfig.use_random_negatives),
                name: Optional[str] = None) -> None:
     """Initializes the task.
 
     Args:
-      loss: "hinge" or "logistic".
-      margin: Hinge margin per stage of difference.
       temperature: Scale of the logistic loss.
       use_unclicked: Whether shown-unclicked slots take part.
       use_random_negatives: Whether random catalogue slots take part.
       name: Optional task name.
     """
     super().__init__(name=name)
-    if loss not in self.LOSSES:
-      raise ValueError(f"ranking loss must be one of {self.LOSSES}, got {loss}")
-    self._loss = loss
-    self._margin = margin
     self._temperature = temperature
     self._use_unclicked = use_unclicked
     self._use_random_negatives = use_random_negatives
@@ -287,80 +275,7 @@ class StageRankingTask(tf.keras.layers.Layer, tfrs.tasks.base.Task):
     stage_gap = grade[:, :, None] - grade[:, None, :]
     pairs = real[:, :, None] & real[:, None, :] & (stage_gap > 0)
     score_gap = scores[:, :, None] - scores[:, None, :]
-    if self._loss == "hinge":
-      losses = tf.nn.relu(self._margin * stage_gap - score_gap)
-    else:
-      losses = tf.nn.softplus(-score_gap / self._temperature)
+    losses = tf.nn.softplus(-score_gap / self._temperature)
     weights = tf.cast(pairs, scores.dtype)
     return replica_share_of_mean(tf.reduce_sum(losses * weights),
                                  tf.reduce_sum(weights))
-
-
-class TeacherDistillation(tf.keras.layers.Layer, tfrs.tasks.base.Task):
-  """Each query's softmax over the batch's items, learned from the teacher's.
-
-  The teacher (a sentence encoder, `sentence_teacher`) scores every query of
-  the batch against every candidate slot, as the retrieval softmax does; the
-  loss is the cross-entropy of the towers' softmax against the teacher's.
-  Where the logs say only which items were clicked, the teacher grades all
-  of them, including the words and titles no log covers. Besides the mined
-  slots, the candidates include the teacher's own picks for each query
-  (`TEACHER_PICK_STAGE` slots), which no other objective reads: a
-  random batch seldom holds the few items the teacher ranks highest.
-  """
-
-  def __init__(self,
-               temperature: float = 0.05,
-               teacher_temperature: float = 0.05,
-               use_unclicked: bool = True,
-               use_random_negatives: bool = True,
-               name: Optional[str] = None) -> None:
-    super().__init__(name=name)
-    self._temperature = temperature
-    self._teacher_temperature = teacher_temperature
-    self._use_unclicked = use_unclicked
-    self._use_random_negatives = use_random_negatives
-
-  def call(self, query_embeddings: tf.Tensor, item_embeddings: tf.Tensor,
-           stage: tf.Tensor, teacher_query: tf.Tensor,
-           teacher_items: tf.Tensor) -> tf.Tensor:
-    """Computes the loss.
-
-    Args:
-      query_embeddings: [B, D] fused-space query vectors.
-      item_embeddings: [B, L, D] fused-space vectors of each slate's items.
-      stage: [B, L] `features.Stage` of each slot.
-      teacher_query: [B, T] the teacher's query vectors (zeros: unknown).
-      teacher_items: [B, L, T] the teacher's item vectors (zeros: unknown).
-
-    Returns:
-      Scalar: mean cross-entropy over the queries the teacher knows.
-    """
-    candidates = tf.reshape(item_embeddings, [-1, item_embeddings.shape[-1]])
-    teacher_candidates = tf.reshape(teacher_items,
-                                    [-1, teacher_items.shape[-1]])
-    is_candidate = tf.reshape(
-        slot_mask(stage, self._use_unclicked, self._use_random_negatives) |
-        (stage == TEACHER_PICK_STAGE), [-1])
-    is_candidate &= tf.reduce_any(teacher_candidates != 0, axis=-1)
-    context = _replica_context()
-    if context is not None:
-      candidates = context.all_gather(candidates, axis=0)
-      teacher_candidates, is_candidate = context.all_gather(
-          [teacher_candidates, tf.cast(is_candidate, tf.int32)], axis=0)
-      is_candidate = tf.cast(is_candidate, tf.bool)
-    excluded = tf.logical_not(is_candidate)[tf.newaxis, :]
-    min_float = tf.constant(MIN_FLOAT, query_embeddings.dtype)
-    logits = tf.where(
-        excluded, min_float,
-        tf.matmul(query_embeddings, candidates, transpose_b=True) /
-        self._temperature)
-    teacher_logits = tf.where(
-        excluded, min_float,
-        tf.matmul(teacher_query, teacher_candidates, transpose_b=True) /
-        self._teacher_temperature)
-    losses = tf.nn.softmax_cross_entropy_with_logits(
-        labels=tf.stop_gradient(tf.nn.softmax(teacher_logits)), logits=logits)
-    known = tf.cast(tf.reduce_any(teacher_query != 0, axis=-1), losses.dtype)
-    return replica_share_of_mean(tf.reduce_sum(known * losses),
-                                 tf.reduce_sum(known))

@@ -18,33 +18,27 @@ runs this function; all of them train and save, and only the chief's logs
 and towers are kept (the others write to temporary directories).
 """
 import contextlib
-import functools
 import logging
 import math
 import os
 import time
 from typing import Optional
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from contracts import config_io
-from contracts import features
 from contracts import serving_layout
 from model import config as model_config
 from model import distribution
 from model import export
-from model import hard_negatives
 from model import in_slate_eval
 from model import mmse
 from model import pretrained_tokens
-from model import sentence_teacher
 from model import towers
 from model import training_callbacks
-from model import training_set
 
 
 def _dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
@@ -104,41 +98,14 @@ def _without_arithmetic_rewrites():
         {"arithmetic_optimization": True})
 
 
-def _training_set(fn_args: tfx.components.FnArgs, files, tf_transform_output,
-                  batch_size: int) -> training_set.TrainingSet:
-  return training_set.TrainingSet.collect(
-      _dataset(fn_args, files, tf_transform_output, batch_size, steps=None,
-               shuffle=False))
-
-
-def _with_hard_negatives(model, config: model_config.ModelConfig,
-                         fn_args: tfx.components.FnArgs, tf_transform_output,
-                         training: training_set.TrainingSet
-                        ) -> tf.data.Dataset:
-  """The train split again, each slate with the model's near misses."""
-  mined = hard_negatives.mine(
-      model, training, config.hard_negative_min_rank,
-      config.hard_negative_max_rank,
-      per_query=hard_negatives.CANDIDATES_PER_SLOT * config.hard_negatives,
-      seed=config.seed)
-  return training_set.append_to_slates(
-      _dataset(fn_args, fn_args.train_files, tf_transform_output,
-               config.batch_size, fn_args.train_steps, shuffle=True,
-               seed=config.seed + 1),
-      training, mined, config.hard_negatives, features.Stage.RANDOM,
-      seed=config.seed)
-
-
 def _train(model, config: model_config.ModelConfig,
            fn_args: tfx.components.FnArgs, tf_transform_output, evaluation,
-           with_teacher, training: Optional[training_set.TrainingSet],
            callbacks) -> None:
-  """Trains one model: `config.epochs` passes, then the hard-negative ones."""
+  """Trains one model: `config.epochs` passes over the train split."""
   tf.keras.utils.set_random_seed(config.seed)
-  train = with_teacher(_dataset(fn_args, fn_args.train_files,
-                                tf_transform_output, config.batch_size,
-                                fn_args.train_steps, shuffle=True,
-                                seed=config.seed))
+  train = _dataset(fn_args, fn_args.train_files, tf_transform_output,
+                   config.batch_size, fn_args.train_steps, shuffle=True,
+                   seed=config.seed)
   steps_per_epoch = (math.ceil(fn_args.train_steps / config.epochs)
                      if fn_args.train_steps else None)
   logging.info("Training MMSE for %d epochs: %s", config.epochs, config)
@@ -151,35 +118,6 @@ def _train(model, config: model_config.ModelConfig,
         validation_steps=fn_args.eval_steps,
         callbacks=callbacks,
         verbose=0)
-    if config.hard_negatives and config.hard_negative_epochs:
-      model.fit(
-          with_teacher(_with_hard_negatives(model, config, fn_args,
-                                            tf_transform_output, training)),
-          initial_epoch=config.epochs,
-          epochs=config.epochs + config.hard_negative_epochs,
-          steps_per_epoch=steps_per_epoch,
-          validation_data=evaluation,
-          validation_steps=fn_args.eval_steps,
-          callbacks=callbacks,
-          verbose=0)
-
-
-def _narrowed(ensemble: mmse.Ensemble, width: int,
-              slate_items: in_slate_eval.SlateItems) -> mmse.Ensemble:
-  """`ensemble`, served at most `width` wide (`ModelConfig.served_width`)."""
-  if not width:
-    return ensemble
-  full_width = slate_items.item_embeddings(ensemble, limit=1).shape[1]
-  if full_width <= width:
-    return ensemble
-  started = time.monotonic()
-  vectors = slate_items.item_embeddings(ensemble)
-  directions, kept = mmse.principal_directions(vectors, width)
-  logging.info("Served vectors: %d wide instead of %d, the principal "
-               "directions of %d items (%.1f%% of their variance; %.1f s)",
-               width, full_width, len(vectors), 100 * kept,
-               time.monotonic() - started)
-  return mmse.Ensemble(ensemble.members, directions)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -190,8 +128,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   (`serving_layout.initial_towers_dir`), for the evaluator. With
   `ModelConfig.trainings` above 1 the models train one after another, each
   logging to TensorBoard under `training_<k>/` of `fn_args.model_run_dir`,
-  and the towers serve them side by side (`mmse.Ensemble`), projected to
-  `ModelConfig.served_width` when wider. Under a
+  and the towers serve them side by side (`mmse.Ensemble`). Under a
   multi-worker strategy only the chief writes there, and TensorBoard's logs.
 
   Args:
@@ -241,33 +178,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     export.export_towers(ensemble, tf_transform_output, initial_dir)
   distribution.remove_worker_dir(initial_dir, chief)
 
-  training = None
-  if config.distillation_weight or config.hard_negatives:
-    training = _training_set(fn_args, fn_args.train_files,
-                             tf_transform_output, config.eval_batch_size)
-  teacher, picked = None, None
-  if config.distillation_weight:
-    # The eval split too, so that validation reports the objective.
-    teacher = sentence_teacher.TeacherVectors.encode(
-        [training, _training_set(fn_args, fn_args.eval_files,
-                                 tf_transform_output, config.eval_batch_size)],
-        pretrained_tokens.read_token_vocabulary(tf_transform_output),
-        custom_config.get("teacher_cache_dir", ""))
-    picked = (teacher.top_items(training, config.teacher_picks)
-              if config.teacher_picks else None)
-    evaluation = teacher.add_to(evaluation)
-
   slate_items = None
-  if chief or config.served_width:
-    # The chief's for TensorBoard; every worker fits the served projection
-    # on their items.
+  if chief:
     slate_items = _slate_items(fn_args, tf_transform_output,
                                config.eval_batch_size)
   for k, (model, member_config) in enumerate(zip(members, member_configs)):
-    with_teacher = lambda slates: slates
-    if teacher is not None:
-      with_teacher = functools.partial(teacher.add_to, training=training,
-                                       picked=picked, seed=member_config.seed)
     log_dir = fn_args.model_run_dir
     if len(members) > 1:
       logging.info("Training %d of %d (seed %d)", k + 1, len(members),
@@ -279,8 +194,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       callbacks.insert(0, training_callbacks.TensorBoardLog(
           log_dir, towers.head_kinds(config.num_heads), in_slate=slate_items))
     _train(model, member_config, fn_args, tf_transform_output, evaluation,
-           with_teacher, training, callbacks)
-  ensemble = _narrowed(ensemble, config.served_width, slate_items)
+           callbacks)
   if chief:
     projected = training_callbacks.write_item_projector(
         fn_args.model_run_dir, ensemble, slate_items, tf_transform_output)

@@ -3,9 +3,9 @@
 - `ProgressLog`: a line every few seconds within an epoch (step, loss,
   examples/s) and one per epoch. Keras' progress bar redraws a terminal
   line; in a log file it is noise.
-- `TensorBoardLog`: every few steps the batch's losses (total, retrieval,
-  ranking and, where it is on, distillation), the learning rate and the
-  post-fusion head weights; each epoch the mean losses of train and
+- `TensorBoardLog`: every few steps the batch's losses (total, retrieval
+  and ranking), the learning rate and the post-fusion head weights; each
+  epoch the mean losses of train and
   validation and Recall@K/NDCG@K of the eval queries over the slates' items
   (`in_slate_eval`). Run `train` holds the training curves, run
   `validation` the held-out ones; the x axis is the training step
@@ -31,7 +31,6 @@ STEP_TAGS = {
     "loss": "loss/total",
     "batch_retrieval_loss": "loss/retrieval",
     "batch_ranking_loss": "loss/ranking",
-    "batch_distillation_loss": "loss/distillation",
 }
 LEARNING_RATE_TAG = "optimizer/learning_rate"
 HEAD_WEIGHT_TAG = "fusion/head_weight_{kind}"
@@ -40,7 +39,6 @@ EPOCH_TAGS = {
     "mean_loss": "epoch/loss",
     "retrieval_loss": "epoch/retrieval_loss",
     "ranking_loss": "epoch/ranking_loss",
-    "distillation_loss": "epoch/distillation_loss",
 }
 IN_SLATE_TAG = "eval/{metric}_in_slate_items"
 # Prefix of the in-slate metrics this module adds to the epoch's logs.
@@ -107,7 +105,7 @@ class ProgressLog(tf.keras.callbacks.Callback):
 def _losses(logs: Dict[str, float]) -> str:
   """The epoch's mean losses so far: "loss 4.36 (retrieval 4.34, ...)"."""
   objectives = [f"{name} {logs[f'{name}_loss']:.4f}"
-                for name in ("retrieval", "ranking", "distillation")
+                for name in ("retrieval", "ranking")
                 if f"{name}_loss" in logs]
   text = f"loss {logs.get('mean_loss', logs.get('loss', float('nan'))):.4f}"
   return f"{text} ({', '.join(objectives)})" if objectives else text

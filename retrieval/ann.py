@@ -33,6 +33,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 import numpy as np
 
 from contracts import serving_layout
+from retrieval import config as index_config
 from retrieval import topk
 
 INDEX_SUBDIR = serving_layout.INDEX_SUBDIR
@@ -409,8 +410,10 @@ class FaissIndex(Index):
 _CLASSES = {c.kind: c for c in (ScannIndex, FaissIndex, ExactIndex)}
 
 
-def build(item_ids: np.ndarray, embeddings: np.ndarray, kind: str = "scann",
-          k: int = 100, params: Optional[Dict[str, Any]] = None) -> Index:
+def build(item_ids: np.ndarray, embeddings: np.ndarray,
+          kind: str = index_config.IndexConfig.kind,
+          k: int = index_config.IndexConfig.k,
+          params: Optional[Dict[str, Any]] = None) -> Index:
   """Builds an index; `params` override the kind's size-based defaults.
 
   Args:
@@ -588,7 +591,7 @@ def save(index: Index, directory: str, k: int,
 
 
 def write_index(directory: str, item_ids: np.ndarray, embeddings: np.ndarray,
-                k: int, kind: str = "scann",
+                k: int, kind: str = index_config.IndexConfig.kind,
                 params: Optional[Dict[str, Any]] = None,
                 titles: Optional[Sequence[str]] = None,
                 query_tower_dir: Optional[str] = None) -> Index:

@@ -1,8 +1,6 @@
 """Knobs of the ANN index built over the catalogue."""
 import dataclasses
 
-from retrieval import ann
-
 
 @dataclasses.dataclass(frozen=True)
 class IndexConfig:
@@ -20,6 +18,8 @@ class IndexConfig:
 
 def check_config(config: IndexConfig) -> None:
   """Fails before any work on a config no index can be built with."""
+  # Here, not above: `ann` takes its defaults from `IndexConfig`.
+  from retrieval import ann  # pylint: disable=g-import-not-at-top
   if config.kind not in ann.KINDS:
     raise ValueError(f"Unknown index kind {config.kind!r}; one of {ann.KINDS}")
   if config.k < 1:

@@ -14,9 +14,9 @@ import numpy as np
 from contracts import catalog as catalog_lib
 from contracts.serving_layout import EMBEDDING_OUTPUT
 from contracts.serving_layout import SERVING_SIGNATURE
+from retrieval import config as index_config
 from retrieval import topk
 
-DEFAULT_BATCH_SIZE = 1024
 # Log progress of a long loop about this often.
 _LOG_EVERY_SECONDS = 10.0
 
@@ -85,7 +85,8 @@ def _embed_batches(signature: Signature, columns: Dict[str, np.ndarray],
 
 
 def embed_catalog(item_tower: Signature, columns: Mapping[str, np.ndarray],
-                  batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+                  batch_size: int = index_config.IndexConfig.batch_size
+                 ) -> np.ndarray:
   """Embeds every catalogue row; returns float32 [N, D] in row order.
 
   Feeds exactly the inputs the tower's signature declares: a model trained
@@ -109,7 +110,8 @@ def embed_catalog(item_tower: Signature, columns: Mapping[str, np.ndarray],
 
 
 def embed_queries(query_tower: Signature, queries: Sequence[str],
-                  batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+                  batch_size: int = index_config.IndexConfig.batch_size
+                 ) -> np.ndarray:
   """Embeds raw query strings; returns float32 [Q, D] in the given order."""
   names = list(_input_specs(query_tower))
   if len(names) != 1:
@@ -121,7 +123,7 @@ def embed_queries(query_tower: Signature, queries: Sequence[str],
 
 def rank_catalog(query_tower: Signature, item_tower: Signature,
                  catalog: catalog_lib.Catalog, queries: Sequence[str], k: int,
-                 batch_size: int = DEFAULT_BATCH_SIZE
+                 batch_size: int = index_config.IndexConfig.batch_size
                 ) -> Dict[str, np.ndarray]:
   """Each query's k best catalogue item ids under one model, best first.
 

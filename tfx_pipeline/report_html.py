@@ -44,13 +44,10 @@ _MAX_QUARANTINE_LINES = 100_000
 _INPUT_TITLES = {"logs": "Search logs", "catalog": "Catalogue",
                  "samples": "Mined samples"}
 _OK_STATES = ("COMPLETE", "CACHED")
-# Training curves, one panel per objective: the first tag a run has of each
-# list. `model.training_callbacks` writes "epoch/..." at the global step;
-# runs from before it have Keras' "epoch_..." at the epoch.
-_LOSS_PANELS = (("Retrieval loss", ("epoch/retrieval_loss",
-                                    "epoch_retrieval_loss")),
-                ("Ranking loss", ("epoch/ranking_loss", "epoch_ranking_loss")))
-_TOTAL_LOSS_PANEL = ("Loss", ("epoch/loss", "epoch_loss"))
+# Training curves, one panel per objective the run has, as
+# `model.training_callbacks` writes them ("epoch/...", at the global step).
+_LOSS_PANELS = (("Retrieval loss", "epoch/retrieval_loss"),
+                ("Ranking loss", "epoch/ranking_loss"))
 # Evaluation table rows: (label, metrics.json key prefix before "@K").
 _EVALUATION_ROWS = (
     ("Recall", "recall"),
@@ -328,12 +325,7 @@ def _training(run) -> str:
     return _not_found(logdir)
   curves = read_training_curves(logdir)
   tags = {tag for series in curves.values() for tag in series}
-  panels = []
-  for title, choices in _LOSS_PANELS:
-    panels += [(title, t) for t in choices if t in tags][:1]
-  if not panels:
-    panels = [(_TOTAL_LOSS_PANEL[0], t) for t in _TOTAL_LOSS_PANEL[1]
-              if t in tags][:1]
+  panels = [panel for panel in _LOSS_PANELS if panel[1] in tags]
   if not panels:
     return "<p>The Trainer logged no epoch losses.</p>"
   epochs = max(len(series[panels[0][1]]) for series in curves.values()

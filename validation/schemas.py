@@ -41,10 +41,6 @@ def is_required(feature: schema_pb2.Feature) -> bool:
           feature.presence.min_count > 0)
 
 
-def required_columns(schema: schema_pb2.Schema) -> List[str]:
-  return [f.name for f in schema.feature if is_required(f)]
-
-
 _TYPE_WORDS = {
     schema_pb2.INT: "whole numbers",
     schema_pb2.FLOAT: "decimal numbers",

@@ -11,7 +11,6 @@ from bench import baselines
 from bench import drift as drift_bench
 from bench import quality
 from bench import report
-from bench import served_width
 from contracts import catalog as catalog_lib
 from contracts import features
 from tfx_pipeline import configs
@@ -309,7 +308,6 @@ def test_trained_systems_are_config_changes_of_one_shared_pipeline(tmp_path):
 
   assert changed("mmse") == {}
   assert changed("no_ranking") == {("model", "ranking_weight"): 0.0}
-  assert changed("ranking_hinge") == {("model", "ranking_loss"): "hinge"}
   assert changed("ranking_weight_1") == {("model", "ranking_weight"): 1.0}
   assert changed("no_retrieval") == {("model", "retrieval_weight"): 0.0}
   assert changed("no_unclicked") == {("model", "use_unclicked"): False}
@@ -322,10 +320,6 @@ def test_trained_systems_are_config_changes_of_one_shared_pipeline(tmp_path):
   assert changed("no_title_queries") == {
       ("mining", "title_query_fraction"): 0.0}
   assert changed("no_token_table") == {("model", "pretrained_token_table"): ""}
-  assert changed("hard_negatives") == {("model", "hard_negatives"): 8}
-  assert changed("distillation") == {("model", "distillation_weight"): 0.2}
-  assert changed("distillation_in_batch") == {
-      ("model", "distillation_weight"): 0.2, ("model", "teacher_picks"): 0}
   assert changed("tfrs") == {
       ("mining", "title_query_fraction"): 0.0,
       ("model", "ranking_weight"): 0.0,
@@ -363,18 +357,3 @@ def test_drift_pairs_measure_what_they_change():
   later, earlier = drift_bench._weeks(logs)  # pylint: disable=protected-access
   assert len(later) + len(earlier) == len(logs) and len(later) > 0
 
-
-
-def test_served_width_report_gives_each_width_its_mean_over_models():
-  rows = [
-      {"model": m, "width": w, "variance_kept": kept, **{
-          c: value for c in served_width.COLUMNS}}
-      for m, w, kept, value in (("a", 3072, 1.0, 0.80), ("a", 1024, 0.99, 0.79),
-                                ("b", 3072, 1.0, 0.82), ("b", 1024, 0.97, 0.81))
-  ]
-  text = served_width.report(rows)
-  assert "| 3,072 | 1.0000 | 0.8100 | 0.8100 |" in text
-  assert "| 1,024 | 0.9800 | 0.8000 | 0.8000 |" in text
-  # The full width comes first, then every model's own rows.
-  assert text.index("| 3,072 |") < text.index("| 1,024 |")
-  assert "| b | 1,024 | 0.8100 |" in text

@@ -75,7 +75,7 @@ def test_pushing_what_is_served_again_writes_nothing(tmp_path, artifacts):
   serving_dir = str(tmp_path / "serving")
   assert executor.push(sources, serving_dir) == 1
   assert executor.push(sources, serving_dir) == 1
-  assert serving_layout.served_versions(serving_dir) == {
+  assert toy_serving.served_versions(serving_dir) == {
       name: [1] for name in serving_layout.SERVED_MODELS}
   # Another training's towers are new.
   _fake_saved_model(str(tmp_path / "retrained"), "retrained")

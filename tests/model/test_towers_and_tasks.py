@@ -10,7 +10,6 @@ from model import config as model_config
 from model import fusion
 from model import mmse
 from model import preprocessing
-from model import sentence_teacher
 from model import tasks
 from model import towers
 
@@ -201,24 +200,16 @@ def _ranking_loss(**kwargs):
   return float(task(tf.constant(SCORES), tf.constant(RANKED_STAGES)))
 
 
-def test_ranking_hinge_over_stage_pairs():
+def test_ranking_logistic_over_stage_pairs():
   # Pairs (3>1), (3>0), (1>0); padding and equal stages make no pair.
-  expected = (max(0.0, 0.2 - 0.2) + max(0.0, 0.3 - 0.15) +
-              max(0.0, 0.1 + 0.05)) / 3
-  assert _ranking_loss(margin=0.1) == pytest.approx(expected, abs=1e-6)
-  # Without random negatives only (3>1) remains, and it meets its margin.
-  assert _ranking_loss(margin=0.1, use_random_negatives=False) == pytest.approx(
-      0.0, abs=1e-6)
-
-
-def test_ranking_logistic():
   softplus = lambda x: math.log1p(math.exp(x))
   expected = (softplus(-0.2 / 0.5) + softplus(-0.15 / 0.5) +
               softplus(0.05 / 0.5)) / 3
-  loss = _ranking_loss(loss="logistic", temperature=0.5)
+  loss = _ranking_loss(temperature=0.5)
   assert loss == pytest.approx(expected, abs=1e-5)
-  with pytest.raises(ValueError):
-    tasks.StageRankingTask(loss="listwise")
+  # Without random negatives only (3>1) remains.
+  only_first = _ranking_loss(temperature=0.5, use_random_negatives=False)
+  assert only_first == pytest.approx(softplus(-0.2 / 0.5), abs=1e-5)
 
 
 def _embedded(model, batch):
@@ -233,8 +224,7 @@ def _embedded(model, batch):
 
 def test_model_loss_mixes_the_enabled_tasks_and_trains():
   batch = {k: tf.constant(v) for k, v in _slates(batch=4, seed=2).items()}
-  config = dataclasses.replace(CONFIG, ranking_weight=0.5,
-                               distillation_weight=0.2)
+  config = dataclasses.replace(CONFIG, ranking_weight=0.5)
   model = mmse.MMSEModel(config, SIZES, use_price=True)
   queries, items = _embedded(model, batch)
   retrieval = model.retrieval_task(
@@ -244,33 +234,14 @@ def test_model_loss_mixes_the_enabled_tasks_and_trains():
                                batch[preprocessing.STAGE])
   np.testing.assert_allclose(model.compute_loss(batch),
                              retrieval + 0.5 * ranking, atol=1e-5)
-  # With the teacher's vectors in the batch, its objective joins in.
-  rng = np.random.default_rng(3)
-  taught = dict(batch)
-  taught[sentence_teacher.TEACHER_QUERY] = tf.constant(
-      rng.normal(size=(4, 5)), tf.float32)
-  taught[sentence_teacher.TEACHER_ITEMS] = tf.constant(
-      rng.normal(size=(4, 3, 5)), tf.float32)
-  distillation = model.distillation_task(
-      queries, items, batch[preprocessing.STAGE],
-      taught[sentence_teacher.TEACHER_QUERY],
-      taught[sentence_teacher.TEACHER_ITEMS])
-  np.testing.assert_allclose(
-      model.compute_loss(taught),
-      retrieval + 0.5 * ranking + config.distillation_weight * distillation,
-      atol=1e-5)
 
   only_ranking = mmse.MMSEModel(
       dataclasses.replace(CONFIG, retrieval_weight=0.0), SIZES, True)
   only_ranking.compute_loss(batch)
   assert only_ranking.retrieval_loss.count == 0
-  # An objective that is off is not in the logs at all.
-  assert only_ranking.distillation_task is None
-  assert "distillation_loss" not in [m.name for m in only_ranking.metrics]
   with pytest.raises(ValueError, match="nothing to train"):
     mmse.MMSEModel(dataclasses.replace(CONFIG, retrieval_weight=0.0,
-                                       ranking_weight=0.0,
-                                       distillation_weight=0.0), SIZES, True)
+                                       ranking_weight=0.0), SIZES, True)
 
   model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
   dataset = tf.data.Dataset.from_tensors(batch).repeat(20)
@@ -295,9 +266,8 @@ def test_unclicked_items_can_stay_out_of_the_retrieval_softmax():
 
   # The ranking loss still orders the unclicked slot (stage 1) between the
   # ordered one and the random one.
-  ranking = tasks.StageRankingTask(
-      loss=config.ranking_loss, temperature=config.temperature)(
-          tf.einsum("bd,bld->bl", queries, items), stage)
+  ranking = tasks.StageRankingTask(temperature=config.temperature)(
+      tf.einsum("bd,bld->bl", queries, items), stage)
   np.testing.assert_allclose(model.compute_loss(batch),
                              retrieval(False) + 0.5 * ranking, atol=1e-5)
   assert abs(float(retrieval(False)) - float(retrieval(True))) > 1e-3
@@ -312,24 +282,3 @@ def test_member_configs_give_each_training_its_own_seed():
   with pytest.raises(ValueError, match="model.trainings must be at least 1"):
     mmse.member_configs(dataclasses.replace(CONFIG, trainings=0))
 
-
-def test_principal_directions_keep_the_items_spread_and_rank_alike():
-  rng = np.random.default_rng(0)
-  # Items spread along three directions of eight, around a common mean.
-  basis = np.linalg.qr(rng.standard_normal((8, 3)))[0]
-  items = (rng.standard_normal((500, 3)) * [5.0, 2.0, 1.0]) @ basis.T + 3.0
-  directions, kept = mmse.principal_directions(items.astype(np.float32), 3)
-  assert directions.shape == (8, 3)
-  np.testing.assert_allclose(directions.T @ directions, np.eye(3), atol=1e-5)
-  assert kept == pytest.approx(1.0, abs=1e-6)
-  # Scores of projected vectors differ from the full ones by one amount per
-  # query, so every query ranks the items alike.
-  queries = rng.standard_normal((4, 8))
-  full = queries @ items.T
-  served = (queries @ directions) @ (items @ directions).T
-  np.testing.assert_allclose(served - served[:, :1], full - full[:, :1],
-                             atol=1e-3)
-  _, fewer = mmse.principal_directions(items.astype(np.float32), 1)
-  assert fewer == pytest.approx(25 / 30, abs=0.03)
-  with pytest.raises(ValueError, match="width 9 is not in 1..8"):
-    mmse.principal_directions(items, 9)

@@ -5,12 +5,10 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
 
 from contracts import features
 from contracts import serving_layout
 from model import export
-from model import mmse
 from model import trainer
 from tests.fixtures import tiny_trainer
 # pylint: disable=g-importing-member,unused-import
@@ -166,24 +164,6 @@ def test_exported_towers_reproduce_the_models_fused_score(transformed,
                              expected, rtol=1e-4, atol=1e-5)
 
 
-def test_run_fn_trains_a_pass_with_hard_negatives_and_the_teacher(
-    transformed, tmp_path, caplog):
-  root, _, _ = transformed
-  fn_args = tiny_trainer.fn_args(
-      root, tmp_path / "serving", tmp_path / "run",
-      model={"epochs": 1, "hard_negatives": 2, "hard_negative_min_rank": 1,
-             "hard_negative_max_rank": 4, "distillation_weight": 0.2})
-  with caplog.at_level(logging.INFO):
-    trainer.run_fn(fn_args)
-  log = caplog.text
-  assert "Hard negatives: ranks 1-4" in log
-  assert "Epoch 2/2" in log  # The pass with them follows the first.
-  # The teacher's picks join both passes' slates, its objective both losses.
-  assert "Teacher: top 4 of" in log
-  assert "distillation" in log.split("Epoch 2/2")[1]
-  assert _signature(tmp_path / "serving" / serving_layout.QUERY_TOWER)
-
-
 def test_run_fn_serves_several_trainings_side_by_side(transformed, tmp_path,
                                                        caplog):
   root, _, data = transformed
@@ -218,43 +198,6 @@ def test_run_fn_serves_several_trainings_side_by_side(transformed, tmp_path,
   queries = queries.numpy()
   assert np.abs(queries[:, :EMBEDDING_DIM] -
                 queries[:, EMBEDDING_DIM:]).max() > 1e-3
-
-
-def test_run_fn_serves_a_wider_ensemble_projected_to_served_width(
-    transformed, tmp_path, caplog):
-  root, _, _ = transformed
-  fn_args = tiny_trainer.fn_args(
-      root, tmp_path / "serving", tmp_path / "run",
-      model={"trainings": 2, "epochs": 1, "served_width": 6})
-  with caplog.at_level(logging.INFO):
-    ensemble = _run_fn(fn_args)
-  assert "Served vectors: 6 wide instead of 24, the principal directions " \
-         "of 6 items" in caplog.text
-  projection = ensemble.projection.numpy()
-  np.testing.assert_allclose(projection.T @ projection, np.eye(6), atol=1e-5)
-
-  slates = tiny_trainer.slates()
-  query_text = tf.constant([s[features.QUERY][0] for s in slates])
-  queries = _signature(tmp_path / "serving" / serving_layout.QUERY_TOWER)(
-      query=query_text)["embedding"].numpy()
-  items = _signature(tmp_path / "serving" / serving_layout.ITEM_TOWER)(
-      **_catalog())["embedding"].numpy()
-  assert queries.shape[1] == items.shape[1] == 6
-  # The six items' vectors, centred, span at most five directions: all of
-  # them kept, so a query's score differences between items are the full
-  # ensemble's (the scores themselves move by one amount per query).
-  export.export_towers(
-      mmse.Ensemble(ensemble.members),
-      tft.TFTransformOutput(fn_args.transform_graph_path), tmp_path / "full")
-  full_queries = _signature(tmp_path / "full" / serving_layout.QUERY_TOWER)(
-      query=query_text)["embedding"].numpy()
-  full_items = _signature(tmp_path / "full" / serving_layout.ITEM_TOWER)(
-      **_catalog())["embedding"].numpy()
-  assert full_queries.shape[1] == 24
-  full_scores = full_queries @ full_items.T
-  served = queries @ items.T
-  np.testing.assert_allclose(served - served[:, :1],
-                             full_scores - full_scores[:, :1], atol=1e-4)
 
 
 def test_run_fn_turns_arithmetic_rewrites_back_on_after_training(trained):

@@ -16,6 +16,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from contracts import serving_layout
 from serving import server
 from serving import tensor_codec
+from tests.fixtures import toy_serving
 
 MODELS = serving_layout.SERVED_MODELS
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -69,7 +70,7 @@ def _copy_version_one(directory):
 def test_a_push_publishes_one_version_of_every_model(pushed_once):
   assert serving_layout.publish_release(
       pushed_once, _copy_version_one(pushed_once)) == 2
-  assert serving_layout.served_versions(pushed_once) == {
+  assert toy_serving.served_versions(pushed_once) == {
       name: [1, 2] for name in MODELS}
   assert not serving_layout.pending_versions(pushed_once)
   assert serving_layout.latest_release_dirs(pushed_once) == {
@@ -132,7 +133,7 @@ def test_a_killed_push_is_never_seen_and_the_next_one_cleans_up(
         push.wait()
       assert serving_layout.pending_versions(pushed_once) == {2}
       # What has landed of version 2 stays hidden from every reader ...
-      assert serving_layout.served_versions(pushed_once) == {
+      assert toy_serving.served_versions(pushed_once) == {
           name: [1] for name in MODELS}
       time.sleep(0.5)  # ... and from the server, polling all along.
       for model in (serving_layout.QUERY_TOWER, serving_layout.RETRIEVAL):

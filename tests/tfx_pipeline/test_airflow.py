@@ -16,6 +16,7 @@ import pytest
 
 from contracts import serving_layout
 from sample_data import simulator
+from tests.fixtures import toy_serving
 from tfx_pipeline import configs
 from tfx_pipeline import pipeline
 from tfx_pipeline import report_html
@@ -161,7 +162,7 @@ def test_airflow_runs_the_pipeline_and_pushes_a_model(tmp_path):
   assert set(states.values()) == {"success"}, states
   assert runs == [("success",)]
   serving_dir = str(output_dir / "serving")
-  assert serving_layout.served_versions(serving_dir) == {
+  assert toy_serving.served_versions(serving_dir) == {
       name: [1] for name in serving_layout.SERVED_MODELS}
   assert os.path.isfile(os.path.join(serving_dir,
                                      serving_layout.MODELS_CONFIG))

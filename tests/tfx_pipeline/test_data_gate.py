@@ -17,6 +17,7 @@ import pytest
 
 from contracts import features
 from contracts import serving_layout
+from tests.fixtures import toy_serving
 from tfx_pipeline import cli
 from tfx_pipeline import run_report
 from tfx_pipeline.runners import local
@@ -133,5 +134,5 @@ def test_drift_from_the_served_data_is_reported_and_not_pushed_unless_accepted(
   assert report["evaluation"]["reason"].startswith(
       "the data: accepted for this run: drift against served version 1: ")
   # The towers are the served ones: blessed, and not pushed a second time.
-  assert serving_layout.served_versions(copy.serving_dir) == {
+  assert toy_serving.served_versions(copy.serving_dir) == {
       name: [1] for name in serving_layout.SERVED_MODELS}

@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from contracts import serving_layout
+from tests.fixtures import toy_serving
 from tfx_pipeline import configs
 from tfx_pipeline import run_report
 from tfx_pipeline.runners import local
@@ -54,7 +55,7 @@ def test_a_first_run_that_cannot_learn_is_refused(pipeline_run, tmp_path):
   assert evaluation["candidate"]["recall@100"] == pytest.approx(
       evaluation["initial"]["recall@100"], abs=1e-6)
   assert "against its initial weights" in _refusals(evaluation["reason"])
-  assert serving_layout.served_versions(fresh.serving_dir) == {
+  assert toy_serving.served_versions(fresh.serving_dir) == {
       name: [] for name in serving_layout.SERVED_MODELS}
   summary = run_report.format_report(report)
   assert "Blessed: False (on the judgments file, recall@100" in summary
@@ -75,7 +76,7 @@ def test_a_worse_model_leaves_the_served_one_alone(pipeline_run, tmp_path):
   assert evaluation["baseline_model"] is not None
   assert report["blessed"] is False and report["pushed"] is False
   assert "against the last blessed model" in _refusals(evaluation["reason"])
-  assert serving_layout.served_versions(copy.serving_dir) == {
+  assert toy_serving.served_versions(copy.serving_dir) == {
       name: [1] for name in serving_layout.SERVED_MODELS}
 
 
@@ -86,5 +87,5 @@ def test_a_retrain_with_another_seed_is_blessed(pipeline_run, tmp_path):
   assert report["blessed"] is True, evaluation["reason"]
   assert "against the last blessed model" in evaluation["reason"]
   assert report["pushed"] is True and report["pushed_version"] == "2"
-  assert serving_layout.served_versions(copy.serving_dir) == {
+  assert toy_serving.served_versions(copy.serving_dir) == {
       name: [1, 2] for name in serving_layout.SERVED_MODELS}

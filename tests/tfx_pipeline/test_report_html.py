@@ -101,10 +101,10 @@ def test_training_curves_are_read_from_the_event_files(tmp_path):
   for run, losses in (("train", [3.0, 2.0]), ("validation", [3.5, 3.25])):
     with tf.summary.create_file_writer(str(tmp_path / run)).as_default():
       for epoch, loss in enumerate(losses):
-        tf.summary.scalar("epoch_retrieval_loss", loss, step=epoch)
+        tf.summary.scalar("epoch/retrieval_loss", loss, step=epoch)
   curves = report_html.read_training_curves(str(tmp_path))
   for run, losses in (("train", [3.0, 2.0]), ("validation", [3.5, 3.25])):
-    steps, values = zip(*curves[run]["epoch_retrieval_loss"])
+    steps, values = zip(*curves[run]["epoch/retrieval_loss"])
     assert steps == (0, 1)
     assert values == pytest.approx(losses, abs=1e-6)
 

@@ -37,13 +37,13 @@ def _without(header, rows, column):
 def test_the_shipped_schemas_hold_the_contract_columns():
   logs = schemas.shipped(schemas.LOGS)
   assert {f.name for f in logs.feature} == set(features.LOG_COLUMNS)
-  assert set(schemas.required_columns(logs)) == {
+  assert {f.name for f in logs.feature if schemas.is_required(f)} == {
       features.QUERY, features.ITEM_ID, features.POSITION, features.CLICKED,
       features.ADDED_TO_CART, features.ORDERED}
   catalog = schemas.shipped(schemas.CATALOG)
   assert {f.name for f in catalog.feature} == {
       *features.CATALOG_REQUIRED_COLUMNS, *features.ITEM_SIDE_FEATURES}
-  assert set(schemas.required_columns(catalog)) == set(
+  assert {f.name for f in catalog.feature if schemas.is_required(f)} == set(
       features.CATALOG_REQUIRED_COLUMNS)
 
 
