@@ -172,6 +172,9 @@ def test_cli_retrieve_and_evaluate_read_the_serving_dir(pipeline_run, tmp_path,
   for key in ("recall@10", "recall@100", "recall@1000", "ndcg@10", "ndcg@100"):
     assert 0.0 <= metrics[key] <= 1.0
   assert metrics["queries"] > 0
+  # The judgments' text ids meet the catalogue's: most relevant items are
+  # found (mismatched ids would find none).
+  assert metrics["recall@1000"] > 0.5
 
 
 @pytest.mark.e2e
