@@ -23,7 +23,7 @@ from contracts import catalog as catalog_lib
 from model import minilm
 from retrieval import topk
 
-Rankings = Dict[str, List[int]]
+Rankings = Dict[str, List[str]]  # query -> item ids, best first
 
 # Every run of word characters is a token, single characters and digits
 # included: titles and queries lean on sizes and counts ("2 x 4", "1/2 in.",
@@ -137,8 +137,8 @@ def minilm_rankings(catalog: catalog_lib.Catalog, queries: Sequence[str],
   return {q: item_ids[row].tolist() for q, row in zip(queries, top)}
 
 
-def rrf_rankings(rankings_a: Mapping[str, Sequence[int]],
-                 rankings_b: Mapping[str, Sequence[int]], k: int = 60,
+def rrf_rankings(rankings_a: Mapping[str, Sequence[str]],
+                 rankings_b: Mapping[str, Sequence[str]], k: int = 60,
                  depth: Optional[int] = None) -> Rankings:
   """Reciprocal-rank fusion: score(item) = sum over lists of 1 / (k + rank).
 

@@ -54,7 +54,7 @@ class FineTuning:
 @dataclasses.dataclass
 class Result:
   """Rankings of the dev queries and what they cost."""
-  rankings: Dict[str, List[int]]
+  rankings: Dict[str, List[str]]
   train_seconds: float  # Also when the fine-tuned model came from the cache.
   encode_seconds: float  # The catalogue and the queries.
 

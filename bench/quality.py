@@ -68,12 +68,12 @@ UNSEEN_WORDS_SUBSET = "a word no title has"
 @dataclasses.dataclass
 class SystemRun:
   """What a system hands to the report: its rankings and training cost."""
-  rankings: Dict[str, List[int]]
+  rankings: Dict[str, List[str]]
   # Wall time spent fitting to the logs (the mean over seeds); None when
   # nothing is trained.
   train_seconds: Optional[float] = None
   # A trained system's rankings, one per seed (`rankings` is the first).
-  seed_rankings: List[Dict[str, List[int]]] = dataclasses.field(
+  seed_rankings: List[Dict[str, List[str]]] = dataclasses.field(
       default_factory=list)
   # Wall time to embed the catalogue and the queries, where a system
   # reports it apart (the mean over seeds).
@@ -221,7 +221,7 @@ def _trained(overrides: Sequence[str]) -> Callable[[Context], SystemRun]:
 
 
 def _rank(ctx: Context, query_embeddings: np.ndarray,
-          item_embeddings: np.ndarray) -> Dict[str, List[int]]:
+          item_embeddings: np.ndarray) -> Dict[str, List[str]]:
   """Each dev query's `ctx.depth` best catalogue ids by exact search."""
   rankings = embedding.rank_embedded(query_embeddings, item_embeddings,
                                      ctx.catalog.item_ids, ctx.queries,

@@ -71,7 +71,7 @@ def index_recall(found: np.ndarray, exact: np.ndarray) -> float:
       len(np.intersect1d(f, e)) / len(e) for f, e in zip(found, exact)]))
 
 
-def ndcg_at_k(ranked: Sequence[int], grades: Mapping[int, float],
+def ndcg_at_k(ranked: Sequence[str], grades: Mapping[str, float],
               k: int) -> float:
   gains = {i: g - 1.0 for i, g in grades.items() if g > 1.0}
   dcg = sum(gains.get(item, 0.0) / math.log2(rank + 2)
@@ -81,7 +81,7 @@ def ndcg_at_k(ranked: Sequence[int], grades: Mapping[int, float],
   return dcg / idcg if idcg > 0 else 0.0
 
 
-def score(rankings: Mapping[str, Sequence[int]], judgments: Judgments,
+def score(rankings: Mapping[str, Sequence[str]], judgments: Judgments,
           cutoffs: Iterable[int] = eval_config.EvalConfig.cutoffs
          ) -> Dict[str, float]:
   """Mean Recall@K and NDCG@K over the judged queries.
