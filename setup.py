@@ -24,7 +24,7 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=["contracts*", "mining*", "retrieval*", "tfx_pipeline*", "model*",
                  "components*", "serving*",
-                 "sample_data*", "evaluation*", "validation*", "bench*"]),
+                 "sample_data*", "evaluation*", "validation*"]),
     package_data={"": ["*.json", "*.pbtxt", "*.txt"],
                   "validation": ["schemas/*.pbtxt"]},
     install_requires=_requirements("requirements.txt"),

@@ -38,6 +38,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from bench import baselines
+from evaluation import lexical
 from bench import report
 from contracts import catalog as catalog_lib
 from contracts import serving_layout
@@ -144,7 +145,7 @@ class Context:
 
 
 def _bm25(ctx: Context) -> SystemRun:
-  return SystemRun(baselines.bm25_rankings(ctx.catalog, ctx.queries,
+  return SystemRun(lexical.bm25_rankings(ctx.catalog, ctx.queries,
                                            ctx.depth))
 
 
@@ -155,7 +156,7 @@ def _minilm(ctx: Context) -> SystemRun:
 
 
 def _hybrid(ctx: Context) -> SystemRun:
-  return SystemRun(baselines.rrf_rankings(ctx.result("bm25").rankings,
+  return SystemRun(lexical.rrf_rankings(ctx.result("bm25").rankings,
                                           ctx.result("minilm").rankings,
                                           k=60, depth=ctx.depth))
 
@@ -176,7 +177,7 @@ def _finetuned_minilm(ctx: Context) -> SystemRun:
 def _finetuned_hybrid(ctx: Context) -> SystemRun:
   bm25 = ctx.result("bm25").rankings
   tuned = ctx.result("finetuned_minilm")
-  fused = [baselines.rrf_rankings(bm25, rankings, k=60, depth=ctx.depth)
+  fused = [lexical.rrf_rankings(bm25, rankings, k=60, depth=ctx.depth)
            for rankings in tuned.seed_rankings]
   return SystemRun(fused[0], train_seconds=tuned.train_seconds,
                    seed_rankings=fused, encode_seconds=tuned.encode_seconds)

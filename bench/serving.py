@@ -11,7 +11,7 @@ writes `bench/results/serving.md` and `serving.json`:
   32, the tower and the index alone, and each part of one request timed
   alone (decode, tower, index, encode).
 - Load (`bench.serving_load`): `mmse serve` in its own process
-  (`bench.serving_process`) answers query -> top-100 (ids, scores, titles)
+  (`tfx_pipeline.serve_process`) answers query -> top-100 (ids, scores, titles)
   through the ANN index for 1, 8 and 32 closed-loop clients over gRPC and
   over REST, `--duration` seconds each after a warm-up; p50/p99 latency,
   queries/s, failed requests, the cores clients and server used, and each
@@ -48,7 +48,7 @@ import numpy as np
 from bench import serving_ann
 from bench import serving_limit
 from bench import serving_load
-from bench import serving_process
+from tfx_pipeline import serve_process
 from bench import serving_report
 from bench import serving_swap
 from contracts import catalog as catalog_lib
@@ -219,7 +219,7 @@ def main(argv=None) -> int:
         results["plans"] = {**stamp, "rows": serving_ann.catalogue_plans(
             serving_dir, queries, read_judgments(args.queries), K)}
       if sections & {"load", "swap"}:
-        with serving_process.running_server(serving_dir) as endpoints:
+        with serve_process.running_server(serving_dir) as endpoints:
           if "load" in sections:
             stamp = serving_report.section_stamp()
             rows = [serving_load.load_test(

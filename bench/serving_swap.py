@@ -17,7 +17,7 @@ import numpy as np
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from bench import serving_load
-from bench import serving_process
+from tfx_pipeline import serve_process
 from contracts import serving_layout
 from contracts import serving_warmup
 
@@ -59,7 +59,7 @@ def hot_swap(address: str, serving_dir: str, queries: Sequence[str],
       time.sleep(settle_s)
       before = len(calls)
       version = _publish_copy(serving_dir, with_warmup)
-      serving_process.wait_until_available(address, version=version,
+      serve_process.wait_until_available(address, version=version,
                                            timeout_s=120, interval_s=0.005)
       time.sleep(settle_s)
     finally:

@@ -17,3 +17,11 @@ def serving_dir(tmp_path_factory):
   directory = str(root / "serving")
   toy_serving.write_serving_dir(directory, catalog, kind="scann")
   return directory
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory):
+  """(config, data_dir) of the one pipeline run the end-to-end tests share
+  (tests/fixtures/pipeline_run.py)."""
+  from tests.fixtures import pipeline_run as run  # pylint: disable=g-import-not-at-top
+  return run.run(str(tmp_path_factory.mktemp("e2e")))

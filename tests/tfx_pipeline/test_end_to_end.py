@@ -8,13 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bench import baselines
-from bench import quality
 from contracts import catalog as catalog_lib
 from contracts import features
 from contracts import serving_layout
+from evaluation import lexical
 from evaluation import metrics
-from tests.tfx_pipeline.conftest import e2e_overrides
 from tfx_pipeline import cli
 from tfx_pipeline import run_report
 
@@ -50,7 +48,7 @@ def test_the_model_learned_what_word_overlap_cannot_find(pipeline_run):
   assert learned["recall@100"] >= initial["recall@100"] + 0.03
   # The sample's queries often name products by words no title holds.
   judgments = metrics.read_judgments(os.path.join(data_dir, "judgments.csv"))
-  bm25 = metrics.score(baselines.bm25_rankings(
+  bm25 = metrics.score(lexical.bm25_rankings(
       catalog_lib.read_catalog(config.catalog_path), list(judgments), k=100),
                        judgments, (100,))
   assert learned["recall@100"] > bm25["recall@100"]
@@ -87,35 +85,6 @@ def test_no_eval_query_is_trained_on(pipeline_run):
         for record in tf.data.TFRecordDataset(files, compression_type="GZIP")}
   assert queries["train"] and queries["eval"]
   assert not queries["train"] & queries["eval"]
-
-
-@pytest.mark.e2e
-def test_benchmark_ranks_with_the_towers_its_pipeline_run_trained(
-    pipeline_run):
-  config, data_dir = pipeline_run
-  work_dir = os.path.dirname(config.output_dir)
-
-  class Context:  # What `quality.Context` gives a trained system.
-    logs_pattern = config.logs_pattern
-    catalog_path = config.catalog_path
-    catalog = catalog_lib.read_catalog(config.catalog_path)
-    queries = ["cordless drill", "led light bulb"]
-    depth = 20
-    cache_dir = os.path.join(work_dir, "cache")
-    seeds = [1]  # The shipped seed: the run above.
-
-  Context.work_dir = work_dir
-  overrides = e2e_overrides(data_dir)
-  assert quality.pipeline_config(Context, overrides) == config
-  run = quality._trained(overrides)(Context)  # Every component cached.
-  report = run_report.latest_run(config.metadata_path)
-  assert report["components"]["Trainer"]["state"] == "CACHED"
-  assert sorted(run.rankings) == sorted(Context.queries)
-  assert all(len(r) == 20 for r in run.rankings.values())
-  assert set(np.concatenate(list(run.rankings.values()))) <= set(
-      Context.catalog.item_ids.tolist())
-  # The time of the execution that trained the model, not the cache hit's.
-  assert run.train_seconds == report["train_seconds"] > 0
 
 
 @pytest.mark.e2e

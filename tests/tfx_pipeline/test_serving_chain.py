@@ -20,7 +20,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from bench import serving_process
+from tfx_pipeline import serve_process
 from contracts import catalog as catalog_lib
 from contracts import serving_layout
 from contracts import serving_warmup
@@ -34,7 +34,7 @@ K = 20
 def served(pipeline_run):
   config, data_dir = pipeline_run
   log_path = os.path.join(os.path.dirname(config.serving_dir), "serve.log")
-  with serving_process.running_server(config.serving_dir,
+  with serve_process.running_server(config.serving_dir,
                                       log_path) as endpoints:
     yield config, data_dir, endpoints
 

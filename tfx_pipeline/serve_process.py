@@ -1,4 +1,5 @@
-"""`mmse serve` in a process of its own, as a user runs it."""
+"""`mmse serve` in a process of its own, as a user runs it: the serving
+chain's end-to-end tests and the serving benchmarks start it this way."""
 import contextlib
 import dataclasses
 import os
