@@ -240,9 +240,10 @@ def unseen_word_queries(queries: Sequence[str],
   return [q for q in queries if set(text.words(q)) - title_words]
 
 
-# The plain two-tower model of the TFRS tutorials, on the same towers: every
-# click (ordered or not) is a positive of equal weight, scored by an in-batch
-# softmax alone, with no mined negatives and no bias corrections.
+# The TFRS tutorials' recipe on MMSE's own model (its towers, three heads,
+# three trainings, the teacher's word table; not `tfrs.tasks.Retrieval`):
+# every click (ordered or not) is a positive of equal weight, scored by an
+# in-batch softmax alone, with no mined negatives and no bias corrections.
 PLAIN_TFRS = ("mining.title_query_fraction=0", "model.ranking_weight=0",
               "model.use_unclicked=false", "model.use_random_negatives=false",
               "model.ordered_weight=1", "model.remove_accidental_hits=false",
@@ -251,8 +252,8 @@ PLAIN_TFRS = ("mining.title_query_fraction=0", "model.ranking_weight=0",
 # MMSE as shipped and each variant: (name, description, config overrides).
 _TRAINED = (
     ("mmse", "MMSE as shipped (pipeline defaults)", ()),
-    ("tfrs", "plain TFRS two-tower: clicks as positives, in-batch softmax "
-     "only, same towers", PLAIN_TFRS),
+    ("tfrs", "the TFRS tutorials' recipe on MMSE's model: clicks as "
+     "positives, in-batch softmax only", PLAIN_TFRS),
     ("no_ranking", "MMSE without the ranking loss",
      ("model.ranking_weight=0",)),
     ("ranking_weight_1", "MMSE with the ranking loss weighted as much as "

@@ -214,7 +214,7 @@ def test_benchmark_names_a_missing_extra_before_reading_data(tmp_path):
                           cache_dir=None, registry=registry)
 
 
-def test_a_bare_run_reproduces_the_committed_table():
+def test_a_bare_run_runs_the_systems_of_the_committed_table():
   # `python -m bench.quality` with no --systems writes README's table into
   # bench/results: the systems it runs are those the committed JSON holds.
   committed = json.loads(
