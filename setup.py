@@ -26,6 +26,7 @@ setuptools.setup(
                  "components*", "serving*",
                  "sample_data*", "evaluation*", "validation*"]),
     package_data={"": ["*.json", "*.pbtxt", "*.txt"],
+                  "tfx_pipeline": ["report.css"],
                   "validation": ["schemas/*.pbtxt"]},
     install_requires=_requirements("requirements.txt"),
     extras_require={

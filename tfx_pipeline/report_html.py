@@ -1,45 +1,39 @@
 """A pipeline run as one web page: `report.html` beside the run's outputs.
 
 `write(output_dir)` reads the latest run from `<output_dir>/metadata.sqlite`
-(through `run_report`) and the artifacts it points at, and writes one
-self-contained file: inline CSS, plots as PNG data URIs, no script of its
-own. The verdict and the key figures come first; then evaluation, training
-and wall times, then the data (inputs, rows set aside, mining counts,
-validation, statistics). TFDV's own statistics view (Facets) is embedded as TFDV renders
-it; Facets loads its code from the web, so that view shows only when the
-browser is online, and the page carries the same statistics as tables.
+(through `run_report`) and the artifacts it points at (`report_data`), and
+writes one self-contained file: CSS from report.css inlined, plots
+(`report_plots`) as PNG data URIs, no script of its own. The verdict and the
+key figures come first; then evaluation, training and wall times, then the
+data (inputs, rows set aside, mining counts, validation, statistics). TFDV's
+own statistics view (Facets) is embedded as TFDV renders it; Facets loads its
+code from the web, so that view shows only when the browser is online, and
+the page carries the same statistics as tables.
 """
 import base64
 import datetime
-import gzip
 import html
-import io
-import json
 import os
 import re
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from matplotlib import figure
-from matplotlib.backends import backend_agg
-from tensorboard.backend.event_processing import event_accumulator
-from tensorboard.util import tensor_util
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
-from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components.multistage_samples import spec as mining_spec
 from contracts import catalog as catalog_lib
 from mining import cleaning
 from tfx_pipeline import configs
+from tfx_pipeline import report_data
+from tfx_pipeline import report_plots
 from tfx_pipeline import run_report
 
 REPORT_FILE = "report.html"
+# The page's stylesheet, inlined into every report.
+_CSS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "report.css")
 
-EXAMPLES_PER_REASON = 3
-# Reading a quarantine stops here even if a reason still lacks examples:
-# the benchmark's quarantine holds many thousands of rows.
-_MAX_QUARANTINE_LINES = 100_000
 # What each per-input check is called on the page, in page order.
 _INPUT_TITLES = {"logs": "Search logs", "catalog": "Catalogue",
                  "samples": "Mined samples"}
@@ -58,9 +52,6 @@ _EVALUATION_ROWS = (
     ("NDCG, exact search", "exact_ndcg"),
     ("Index finds of exact top K", "index_recall"),
 )
-_COLOURS = {"candidate": "#1f6feb", "exact": "#8b949e", "baseline": "#d9822b",
-            "ordered": "#2da44e", "clicked": "#8250df", "train": "#1f6feb",
-            "validation": "#d9822b"}
 
 
 def write(output_dir: str) -> str:
@@ -92,7 +83,7 @@ def render(run: Mapping[str, Any]) -> str:
       _section("TFDV statistics view", _tfdv_views(run), "tfdv"),
   ])
   return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-          f"<title>MMSE run {_e(run['run'])}</title><style>{_CSS}</style>"
+          f"<title>MMSE run {_e(run['run'])}</title><style>\n{_css()}</style>"
           f"</head><body>\n{body}\n</body></html>\n")
 
 
@@ -220,7 +211,8 @@ def _evaluation(run) -> str:
   facts += ("base: the last blessed model, searched the same way." if baseline
             else "No earlier blessed model to compare.")
   return (table + f'<p class="small">{facts}</p>' +
-          _image(_recall_plot(candidate, baseline, cutoffs), "Recall at K") +
+          _image(report_plots.recall_plot(candidate, baseline, cutoffs),
+                 "Recall at K") +
           _blessing(run, evaluation))
 
 
@@ -251,70 +243,7 @@ def _blessing(run, evaluation) -> str:
           f"Compared with: <code>{_e(baseline)}</code><br>{pushed}</div>")
 
 
-def _recall_plot(candidate, baseline, cutoffs) -> Optional[bytes]:
-  lines = [("candidate, served index", "recall", candidate, "-", "candidate"),
-           ("candidate, exact search", "exact_recall", candidate, "--",
-            "exact"),
-           ("ordered items", "recall_ordered", candidate, ":", "ordered"),
-           ("clicked items", "recall_clicked", candidate, ":", "clicked"),
-           ("last blessed model", "recall", baseline, "-", "baseline")]
-  fig = figure.Figure(figsize=(5.6, 2.6), dpi=110)
-  ax = fig.add_subplot()
-  plotted = False
-  for label, prefix, values, style, colour in lines:
-    points = [(k, values[f"{prefix}@{k}"]) for k in cutoffs
-              if f"{prefix}@{k}" in values]
-    if not points:
-      continue
-    ks, ys = zip(*points)
-    ax.plot(ks, ys, style, marker="o", markersize=3, label=label,
-            color=_COLOURS[colour], linewidth=2 if prefix == "recall" else 1)
-    plotted = True
-    if values is candidate and prefix == "recall":
-      for k, y in points:
-        ax.annotate(f"{y:.3f}", (k, y), textcoords="offset points",
-                    xytext=(5, -10), fontsize=7)
-  if not plotted:
-    return None
-  ax.set_xscale("log")
-  ax.set_xlim(cutoffs[0] / 1.5, cutoffs[-1] * 2)  # Room for the labels.
-  ax.set_xticks(cutoffs, [str(k) for k in cutoffs])
-  ax.set_xlabel("K")
-  ax.set_ylabel("Recall@K")
-  ax.set_ylim(0, 1.08)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, loc="lower right")
-  return _png(fig)
-
-
 # ---------------------------------------------------------------- training
-
-
-Curve = List[Tuple[int, float]]  # (step, value) pairs of one summary tag.
-
-
-def read_training_curves(logdir: str) -> Dict[str, Dict[str, Curve]]:
-  """{run ("train", "validation"): {tag: [(step, value)]}} from event files."""
-  curves = {}
-  for run_dir in sorted(tf.io.gfile.listdir(logdir)):
-    path = os.path.join(logdir, run_dir.rstrip("/"))
-    if not tf.io.gfile.isdir(path):
-      continue
-    accumulator = event_accumulator.EventAccumulator(
-        path, size_guidance={event_accumulator.TENSORS: 0,
-                             event_accumulator.SCALARS: 0})
-    accumulator.Reload()
-    tags = accumulator.Tags()
-    series = {}
-    for tag in tags.get(event_accumulator.SCALARS, []):
-      series[tag] = [(e.step, e.value) for e in accumulator.Scalars(tag)]
-    for tag in tags.get(event_accumulator.TENSORS, []):
-      values = [(e.step, tensor_util.make_ndarray(e.tensor_proto))
-                for e in accumulator.Tensors(tag)]
-      if all(v.size == 1 for _, v in values):  # Scalars written as tensors.
-        series[tag] = [(step, float(v.item())) for step, v in values]
-    curves[run_dir.rstrip("/")] = series
-  return curves
 
 
 def _training(run) -> str:
@@ -323,7 +252,7 @@ def _training(run) -> str:
     return _missing("Trainer")
   if not tf.io.gfile.isdir(logdir):
     return _not_found(logdir)
-  curves = read_training_curves(logdir)
+  curves = report_data.read_training_curves(logdir)
   tags = {tag for series in curves.values() for tag in series}
   panels = [panel for panel in _LOSS_PANELS if panel[1] in tags]
   if not panels:
@@ -340,79 +269,11 @@ def _training(run) -> str:
           f"<code>tensorboard --logdir {_e(logdir)}</code>"
           + (f"; model trained in {_duration(run['train_seconds'])}"
              if "train_seconds" in run else "") + ".</p>")
-  return (_image(_curves_plot(curves, panels, metrics), "Training curves")
-          + text)
-
-
-def _curves_plot(curves, panels, metrics) -> bytes:
-  """Losses (train against validation) and held-out metrics by epoch."""
-  count = len(panels) + (1 if metrics else 0)
-  columns = min(count, 2)
-  rows = (count + columns - 1) // columns
-  fig = figure.Figure(figsize=(5.6, 2.4 * rows), dpi=110)
-  for i, (title, tag) in enumerate(panels):
-    ax = _epoch_axes(fig, rows, columns, i + 1, title)
-    for run_name, series in curves.items():
-      if tag in series:
-        ax.plot(_epochs(series[tag]), [v for _, v in series[tag]], marker="o",
-                markersize=3, label=run_name, color=_COLOURS.get(run_name))
-    ax.legend(fontsize=7)
-  if metrics:
-    ax = _epoch_axes(fig, rows, columns, count, "Held-out metrics")
-    for run_name, tag in metrics:
-      points = curves[run_name][tag]
-      ax.plot(_epochs(points), [v for _, v in points], marker="o",
-              markersize=3, label=tag.split("/")[-1])
-    if count % 2 and count > 1:  # The grid's last cell is free for it.
-      legend = fig.add_subplot(rows, columns, count + 1)
-      legend.axis("off")
-      legend.legend(*ax.get_legend_handles_labels(), loc="center",
-                    fontsize=7)
-    else:
-      ax.legend(fontsize=6)
-  fig.tight_layout()
-  return _png(fig)
-
-
-def _epoch_axes(fig, rows: int, columns: int, index: int, title: str):
-  ax = fig.add_subplot(rows, columns, index)
-  ax.set_title(title, fontsize=9)
-  ax.set_xlabel("epoch", fontsize=8)
-  ax.tick_params(labelsize=7)
-  ax.grid(alpha=0.3)
-  return ax
-
-
-def _epochs(points: Curve) -> List[int]:
-  """1, 2, ...: one point an epoch, whatever step it was written at."""
-  return list(range(1, len(points) + 1))
+  return (_image(report_plots.curves_plot(curves, panels, metrics),
+                 "Training curves") + text)
 
 
 # -------------------------------------------------------------------- data
-
-
-def read_quarantine(report_dir: str, prefix: str,
-                    reasons: Iterable[str]) -> Dict[str, List[Dict[str, Any]]]:
-  """Up to EXAMPLES_PER_REASON set-aside records of each of `reasons`."""
-  examples: Dict[str, List[Dict[str, Any]]] = {r: [] for r in reasons}
-  if not examples:
-    return examples
-  lines = 0
-  pattern = os.path.join(report_dir, mining_spec.QUARANTINE_DIR,
-                         f"{prefix}-*")
-  for path in sorted(tf.io.gfile.glob(pattern)):
-    with tf.io.gfile.GFile(path, "rb") as raw, gzip.GzipFile(
-        fileobj=raw) as f:
-      for line in f:
-        lines += 1
-        record = json.loads(line)
-        found = examples.get(record.get(cleaning.REASON))
-        if found is not None and len(found) < EXAMPLES_PER_REASON:
-          found.append(record)
-        if lines >= _MAX_QUARANTINE_LINES or all(
-            len(v) >= EXAMPLES_PER_REASON for v in examples.values()):
-          return examples
-  return examples
 
 
 def _inputs(run) -> str:
@@ -421,7 +282,7 @@ def _inputs(run) -> str:
   inputs = run.get("inputs") or {}
   rows = []
   for name in ("logs", "catalog"):
-    read = _statistics_rows(statistics.get(name))
+    read = report_data.statistics_rows(statistics.get(name))
     rows.append(f"<tr><th>{_INPUT_TITLES[name]}</th>"
                 f"<td><code>{_e(inputs.get(name) or 'not recorded')}</code>"
                 "</td>"
@@ -439,13 +300,13 @@ def _inputs(run) -> str:
   parts = [table,
            f"<h3>Log rows set aside: {_count(mining['rows_set_aside'])} of "
            f"{_count(mining['rows_read'])}</h3>",
-           _set_aside(logs_reasons, read_quarantine(
+           _set_aside(logs_reasons, report_data.read_quarantine(
                report_dir, mining_spec.LOGS_QUARANTINE,
                [r for r, n in logs_reasons.items() if n])),
            f"<h3>Catalogue rows set aside: "
            f"{_count(sum(catalog_reasons.values()))} of "
            f"{_count(catalog_counts.get('rows_read', 0))}</h3>",
-           _set_aside(catalog_reasons, read_quarantine(
+           _set_aside(catalog_reasons, report_data.read_quarantine(
                report_dir, mining_spec.CATALOG_QUARANTINE,
                [r for r, n in catalog_reasons.items() if n]))]
   missing_titles = catalog_counts.get(catalog_lib.MISSING_TITLE, 0)
@@ -532,47 +393,6 @@ def _count_or_blank(counts: Mapping[str, int], key: str) -> str:
 # -------------------------------------------------------------- validation
 
 
-def _split_dirs(uri: str) -> List[Tuple[str, str]]:
-  """[(split, dir)] of an artifact's Split-* folders, train first."""
-  found = []
-  for name in tf.io.gfile.listdir(uri):
-    name = name.rstrip("/")
-    if name.startswith("Split-"):
-      found.append((name[len("Split-"):], os.path.join(uri, name)))
-  return sorted(found, key=lambda s: (s[0] != "train", s[0]))
-
-
-def _load_statistics(uri: Optional[str]):
-  """[(split, DatasetFeatureStatisticsList)] of a statistics artifact."""
-  if not uri or not tf.io.gfile.isdir(uri):
-    return []
-  return [(split, tfdv.load_stats_binary(os.path.join(path, "FeatureStats.pb")))
-          for split, path in _split_dirs(uri)
-          if tf.io.gfile.exists(os.path.join(path, "FeatureStats.pb"))]
-
-
-def _statistics_rows(uri: Optional[str]) -> Optional[int]:
-  splits = _load_statistics(uri)
-  if not splits:
-    return None
-  return sum(s.datasets[0].num_examples for _, s in splits if s.datasets)
-
-
-def read_anomalies(uri: str) -> Dict[str, List[str]]:
-  """{split: ["feature: description", ...]} of an ExampleAnomalies artifact."""
-  found = {}
-  for split, path in _split_dirs(uri):
-    with tf.io.gfile.GFile(os.path.join(path, "SchemaDiff.pb"), "rb") as f:
-      anomalies = anomalies_pb2.Anomalies.FromString(f.read())
-    lines = [f"{feature}: {info.short_description} ({info.description})"
-             for feature, info in sorted(anomalies.anomaly_info.items())]
-    if anomalies.HasField("dataset_anomaly_info"):
-      info = anomalies.dataset_anomaly_info
-      lines.append(f"dataset: {info.short_description} ({info.description})")
-    found[split] = lines
-  return found
-
-
 def _drift(gate) -> str:
   """The drift DataGate measured against the served version, as a table."""
   if not gate:
@@ -609,7 +429,7 @@ def _validation(run) -> str:
       rows.append(f"<tr><th>{_INPUT_TITLES[name]}</th>"
                   f"<td>{_not_found(anomalies[name])}</td></tr>")
       continue
-    by_split = read_anomalies(anomalies[name])
+    by_split = report_data.read_anomalies(anomalies[name])
     problems = [f"{split}: {line}" for split, lines in by_split.items()
                 for line in lines]
     verdict_html = ('<span class="pass">no anomalies</span>' if not problems
@@ -629,7 +449,7 @@ def _statistics_tables(run) -> str:
   statistics = run.get("statistics") or {}
   parts = []
   for name in [n for n in _INPUT_TITLES if n in statistics]:
-    splits = _load_statistics(statistics[name])
+    splits = report_data.load_statistics(statistics[name])
     if not splits or not splits[0][1].datasets:
       parts.append(f"<h3>{_INPUT_TITLES[name]}</h3>"
                    + _not_found(statistics[name]))
@@ -683,7 +503,7 @@ def _tfdv_views(run) -> str:
            "offline this view stays empty, and the tables above hold the "
            "statistics.</p>"]
   for name in [n for n in _INPUT_TITLES if n in statistics]:
-    splits = _load_statistics(statistics[name])
+    splits = report_data.load_statistics(statistics[name])
     if not splits:
       continue
     (lhs_name, lhs), *rest = splits
@@ -749,10 +569,9 @@ def _image(png: Optional[bytes], alt: str) -> str:
           f'src="data:image/png;base64,{data}">')
 
 
-def _png(fig: figure.Figure) -> bytes:
-  buffer = io.BytesIO()
-  backend_agg.FigureCanvasAgg(fig).print_png(buffer)
-  return buffer.getvalue()
+def _css() -> str:
+  with open(_CSS_FILE, encoding="utf-8") as f:
+    return f.read()
 
 
 def _e(text: Any) -> str:
@@ -782,60 +601,3 @@ def _duration(seconds: float) -> str:
   minutes, rest = divmod(round(seconds), 60)
   return f"{minutes} min {rest} s"
 
-
-_CSS = """
-body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
- margin:0;background:#f3f4f6;color:#1f2328}
-header.verdict{padding:18px 28px;color:#fff}
-header.ok{background:#1a7f37}header.bad{background:#b35900}
-header.failed{background:#cf222e}
-header .run{opacity:.85;font-size:13px}
-header .decision{font-size:28px;font-weight:700;margin:2px 0}
-header .why{font-size:16px}header .where{font-size:13px;opacity:.9}
-header code{color:#fff}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));
- gap:12px;padding:16px 28px 0}
-.tile{background:#fff;border-radius:8px;padding:10px 14px;
- box-shadow:0 1px 2px rgba(0,0,0,.08)}
-.tile .label{font-size:12px;color:#57606a;text-transform:uppercase;
- letter-spacing:.03em}
-.tile .value{font-size:26px;font-weight:700;white-space:nowrap}
-.tile .note{font-size:12px;color:#57606a}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:16px;padding:16px 28px 0}
-section{background:#fff;border-radius:8px;padding:12px 18px;
- box-shadow:0 1px 2px rgba(0,0,0,.08);min-width:0}
-body>section{margin:16px 28px 0}body>section:last-child{margin-bottom:28px}
-.grid>div>section+section{margin-top:16px}
-h2{font-size:17px;margin:0 0 8px}h3{font-size:14px;margin:12px 0 4px}
-table{border-collapse:collapse;font-size:13px}
-th,td{padding:3px 8px;text-align:left;vertical-align:top}
-tr+tr>*{border-top:1px solid #eaeef2}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-table.metrics td{text-align:right;font-variant-numeric:tabular-nums;
- font-size:15px}
-table.metrics th{white-space:nowrap}
-table.metrics td.chosen{background:#ddf4ff;font-weight:700}
-.base{font-size:11px;color:#57606a;font-weight:400;white-space:nowrap}
-.up{color:#1a7f37}.down{color:#cf222e}
-.small{font-size:12px;color:#57606a}
-.plot{width:100%;max-width:640px;display:block;margin:6px 0}
-.decision-box{border-left:4px solid;padding:6px 10px;margin-top:8px;
- font-size:13px}
-.decision-box.ok{border-color:#1a7f37;background:#dafbe1}
-.decision-box.bad{border-color:#b35900;background:#fff1e5}
-code{font-size:12px;word-break:break-all}
-table.records{font-size:11px;font-family:ui-monospace,monospace}
-table.records td{white-space:nowrap}
-table.records th{color:#57606a;font-weight:400}
-tr.zero{color:#8c959f}.empty{color:#cf222e;font-style:italic}
-.pass{color:#1a7f37;font-weight:700}.fail{color:#cf222e;font-weight:700}
-ul.anomalies{margin:0;padding-left:18px;color:#cf222e}
-table.wall{width:100%}td.bar-cell{width:45%}
-.bar{height:12px;background:#1f6feb;border-radius:2px;min-width:1px}
-.bar.cached{background:#afb8c1}.bar.failed,td.failed{background:#cf222e;
- color:#fff}
-details.statistics{margin:6px 0}summary{cursor:pointer;font-weight:600}
-table.features td,table.features th{font-size:12px}
-.facets iframe{border:0;width:100%}
-.missing{color:#cf222e}
-"""

@@ -12,6 +12,8 @@ from contracts import features
 from contracts import text as text_rule
 from evaluation import metrics
 from sample_data import simulator
+from sample_data import templates
+from sample_data import world
 
 TINY = dict(num_items=300, num_queries=40, num_judged_queries=10,
             num_requests=400, page_size=12)
@@ -64,7 +66,7 @@ def test_catalog_parses_with_the_project_reader(tiny):
   assert len(ids) == summary["items"] == 300
   # Numeric ids, read as text: the same digits.
   numbers = ids.astype(np.int64)
-  assert numbers.min() == simulator.FIRST_ITEM_ID
+  assert numbers.min() == world.FIRST_ITEM_ID
   numbers.sort()
   assert np.all(np.diff(numbers) > 0) and (
       numbers[-1] - numbers[0] >= len(ids))  # Gaps.
@@ -83,8 +85,8 @@ def test_logs_have_the_benchmark_format(tiny):
   assert {r["request_id"] for r in rows} == {f"r{i:07d}" for i in range(400)}
   times = [int(r["event_time"]) for r in rows]
   assert times == sorted(times)
-  assert simulator.LOG_START_TIME <= times[0]
-  assert times[-1] < simulator.LOG_START_TIME + 14 * 86400
+  assert world.LOG_START_TIME <= times[0]
+  assert times[-1] < world.LOG_START_TIME + 14 * 86400
   assert {int(r["position"]) for r in rows} == set(range(1, 13))
   for column in ("clicked", "added_to_cart", "ordered"):
     assert {r[column] for r in rows} == {"0", "1"}
@@ -131,16 +133,16 @@ def test_click_through_rate_falls_with_position(tiny):
 
 def test_deeper_stages_go_to_higher_graded_items(tiny):
   _, summary = tiny
-  world = simulator.build_world(7, TINY["num_items"], TINY["num_queries"],
-                                TINY["num_judged_queries"])
-  query_index = {q.text: i for i, q in enumerate(world.queries)}
-  item_index = {int(i): n for n, i in enumerate(world.catalog.item_ids)}
+  shop = world.build_world(7, TINY["num_items"], TINY["num_queries"],
+                           TINY["num_judged_queries"])
+  query_index = {q.text: i for i, q in enumerate(shop.queries)}
+  item_index = {int(i): n for n, i in enumerate(shop.catalog.item_ids)}
   grades = collections.defaultdict(list)
   for row in _log_rows(summary):
     if row["query"] not in query_index or int(row["item_id"]) not in item_index:
       continue  # Dirt.
-    grade = world.grades[query_index[row["query"]],
-                         item_index[int(row["item_id"])]]
+    grade = shop.grades[query_index[row["query"]],
+                        item_index[int(row["item_id"])]]
     clicked, ordered = int(row["clicked"]), int(row["ordered"])
     if ordered and clicked:
       grades["ordered"].append(grade)
@@ -173,19 +175,19 @@ def test_dirt_counts_match_the_summary(tiny):
 
 def test_click_model_matches_its_formula():
   # P(click) = position ** -0.9 * 0.05 * 19 ** ((grade - 1) / 2).
-  assert simulator.click_probability(1, 3.0) == pytest.approx(0.95, abs=1e-9)
-  assert simulator.click_probability(1, 1.0) == pytest.approx(0.05, abs=1e-9)
-  assert simulator.click_probability(1, 2.0) == pytest.approx(0.217945,
-                                                               abs=1e-5)
-  assert simulator.click_probability(4, 3.0) == pytest.approx(0.272816,
-                                                               abs=1e-5)
-  assert simulator.cart_probability(3.0) == pytest.approx(0.6, abs=1e-9)
-  assert simulator.order_probability(1.0) == pytest.approx(0.15, abs=1e-9)
-  assert simulator.order_probability(2.0) == pytest.approx(0.3125, abs=1e-9)
+  assert world.click_probability(1, 3.0) == pytest.approx(0.95, abs=1e-9)
+  assert world.click_probability(1, 1.0) == pytest.approx(0.05, abs=1e-9)
+  assert world.click_probability(1, 2.0) == pytest.approx(0.217945,
+                                                           abs=1e-5)
+  assert world.click_probability(4, 3.0) == pytest.approx(0.272816,
+                                                           abs=1e-5)
+  assert world.cart_probability(3.0) == pytest.approx(0.6, abs=1e-9)
+  assert world.order_probability(1.0) == pytest.approx(0.15, abs=1e-9)
+  assert world.order_probability(2.0) == pytest.approx(0.3125, abs=1e-9)
 
 
 def _type_index(name):
-  return [p.name for p in simulator.PRODUCT_TYPES].index(name)
+  return [p.name for p in templates.PRODUCT_TYPES].index(name)
 
 
 def test_latent_grades_follow_attribute_overlap():
@@ -194,23 +196,23 @@ def test_latent_grades_follow_attribute_overlap():
   fan = _type_index("Ceiling Fan")
   types = [drill, drill, drill, impact, fan]
   # Columns: voltage code, feature code; brands 0 and 2 differ.
-  catalog = simulator.Catalog(
+  catalog = world.Catalog(
       item_ids=np.arange(5), titles=[""] * 5, type_index=np.array(types),
       brand_index=np.array([0, 0, 2, 0, 1]),
       attributes=np.array([[2, 0], [1, 0], [1, -1], [2, 1], [-1, 2]]),
       prices=np.ones(5),
       categories=np.array(
-          [simulator.PRODUCT_TYPES[t].category for t in types]),
+          [templates.PRODUCT_TYPES[t].category for t in types]),
       slot_names=["voltage", "feature"], attribute_keys=[[], []], brands=[])
   # "dewalt 20v drill": voltage 2 and brand 0 named.
-  query = simulator.Query("dewalt 20v drill", drill, 0, np.array([2, -1]))
+  query = world.Query("dewalt 20v drill", drill, 0, np.array([2, -1]))
   np.testing.assert_allclose(
-      simulator.latent_grades(query, catalog),
+      world.latent_grades(query, catalog),
       [3.0, 3.0 - 0.6, 3.0 - 1.2, 1.3 + 0.15 * 2, 1.0], atol=1e-9)
   # Three named, none matched by item 2: 3 - 1.8 = 1.2, floored at 1.6.
-  query = simulator.Query("dewalt 20v brushless drill", drill, 0,
-                          np.array([2, 0]))
-  assert simulator.latent_grades(query, catalog)[2] == pytest.approx(
+  query = world.Query("dewalt 20v brushless drill", drill, 0,
+                      np.array([2, 0]))
+  assert world.latent_grades(query, catalog)[2] == pytest.approx(
       1.6, abs=1e-9)
 
 
@@ -235,13 +237,13 @@ def test_bad_sizes_are_clear_errors(tmp_path, sizes, message):
 
 
 def test_everyday_names_share_no_word_with_any_title():
-  catalog = simulator.build_catalog(np.random.default_rng(0), 2000)
+  catalog = world.build_catalog(np.random.default_rng(0), 2000)
   title_words = {w for title in catalog.titles
                  for w in text_rule.canonical(title).split()}
-  assert set(simulator.EVERYDAY_NAMES) == {
-      p.name for p in simulator.PRODUCT_TYPES}
+  assert set(templates.EVERYDAY_NAMES) == {
+      p.name for p in templates.PRODUCT_TYPES}
   shared = {name: set(text_rule.canonical(name).split()) & title_words
-            for names in simulator.EVERYDAY_NAMES.values() for name in names}
+            for names in templates.EVERYDAY_NAMES.values() for name in names}
   assert not {name: words for name, words in shared.items() if words}
 
 

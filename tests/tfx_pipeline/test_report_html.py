@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from contracts import catalog as catalog_lib
 from tfx_pipeline import cli
+from tfx_pipeline import report_data
 from tfx_pipeline import report_html
 from tfx_pipeline import run_report
 
@@ -90,7 +91,7 @@ def test_quarantine_examples_are_a_few_of_each_reason(tmp_path):
   records.append({"query": None, "reason": "empty_query"})
   with gzip.open(quarantine / "logs-00000-of-00001.jsonl.gz", "wt") as f:
     f.write("\n".join(json.dumps(r) for r in records) + "\n")
-  examples = report_html.read_quarantine(
+  examples = report_data.read_quarantine(
       str(tmp_path), "logs", ["duplicate", "empty_query", "malformed"])
   assert [r["query"] for r in examples["duplicate"]] == ["q0", "q1", "q2"]
   assert examples["empty_query"] == [{"query": None, "reason": "empty_query"}]
@@ -102,7 +103,7 @@ def test_training_curves_are_read_from_the_event_files(tmp_path):
     with tf.summary.create_file_writer(str(tmp_path / run)).as_default():
       for epoch, loss in enumerate(losses):
         tf.summary.scalar("epoch/retrieval_loss", loss, step=epoch)
-  curves = report_html.read_training_curves(str(tmp_path))
+  curves = report_data.read_training_curves(str(tmp_path))
   for run, losses in (("train", [3.0, 2.0]), ("validation", [3.5, 3.25])):
     steps, values = zip(*curves[run]["epoch/retrieval_loss"])
     assert steps == (0, 1)
