@@ -96,8 +96,10 @@ def query(server: str, text: str, k: int = 10,
 
 def format_hits(hits: Sequence[Hit]) -> str:
   """One line per hit: rank, score, item id and title when known."""
-  lines = [f"{'rank':>4}  {'score':>8}  {'item_id':>10}  title"]
+  # Ids are text of any length (SKUs, GTINs): the column fits the longest.
+  width = max([len("item_id")] + [len(hit.item_id) for hit in hits])
+  lines = [f"{'rank':>4}  {'score':>8}  {'item_id':<{width}}  title"]
   for rank, hit in enumerate(hits, start=1):
-    lines.append(f"{rank:>4}  {hit.score:>8.4f}  {hit.item_id:>10}  "
+    lines.append(f"{rank:>4}  {hit.score:>8.4f}  {hit.item_id:<{width}}  "
                  f"{hit.title if hit.title is not None else '-'}")
   return "\n".join(lines)
