@@ -182,13 +182,9 @@ def _with_text_columns(column_infos: List[csv_decoder.ColumnInfo]
   """The inferred column types, with the contract's text columns as text."""
   return [
       csv_decoder.ColumnInfo(info.name, csv_decoder.ColumnType.STRING)
-      if _column_name(info.name) in features.TEXT_COLUMNS else info
+      if info.name in features.TEXT_COLUMNS else info
       for info in column_infos
   ]
-
-
-def _column_name(name: Any) -> str:
-  return name.decode("utf-8") if isinstance(name, bytes) else name
 
 
 @beam.typehints.with_input_types(beam.Pipeline)
