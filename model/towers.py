@@ -32,16 +32,26 @@ def head_kinds(num_heads: int) -> Tuple[str, ...]:
   return HEAD_KINDS[:num_heads]
 
 
-def _padding_mask(ids: tf.Tensor) -> tf.Tensor:
-  """1.0 at the non-padding (id != 0) positions, [..., L, 1]."""
-  return tf.cast(ids != 0, tf.float32)[..., tf.newaxis]
+def _non_padding(ids: tf.Tensor) -> tf.RaggedTensor:
+  """Each text's ids without its padding (id 0), ragged [N, None]."""
+  return tf.ragged.boolean_mask(ids, ids != 0)
 
 
-def _masked_mean(embeddings: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
-  """Mean over the non-padding positions; zeros for empty text."""
-  mask = _padding_mask(ids)
-  total = tf.reduce_sum(embeddings * mask, axis=-2)
-  return total / tf.maximum(tf.reduce_sum(mask, axis=-2), 1.0)
+def _summed(vectors_of, ids: tf.RaggedTensor) -> tf.Tensor:
+  """[N, D]: the sum of `vectors_of` over each text's ids; zeros if none.
+
+  Only the real ids are looked up: most of a padded text is padding (and
+  word dropout adds more), and embedding it only to mask it out was the
+  bulk of a training step's work.
+  """
+  return tf.reduce_sum(ids.with_flat_values(vectors_of(ids.flat_values)),
+                       axis=1)
+
+
+def _mean(embedding, ids: tf.RaggedTensor) -> tf.Tensor:
+  """[N, D]: the mean of `embedding` over each text's ids; zeros if none."""
+  count = tf.cast(ids.row_lengths(), tf.float32)[:, tf.newaxis]
+  return _summed(embedding, ids) / tf.maximum(count, 1.0)
 
 
 class TextEncoder(tf.keras.layers.Layer):
@@ -92,13 +102,13 @@ class TextEncoder(tf.keras.layers.Layer):
     if training and self._word_dropout:
       token_ids = self._drop(token_ids)
       trigram_ids = self._drop(trigram_ids)
+    token_ids = _non_padding(token_ids)
     lexical = None
     if self.word_codes is not None:
-      lexical = tf.reduce_sum(
-          self.word_codes(token_ids) * self.word_weights(token_ids) *
-          _padding_mask(token_ids), axis=-2)
-    return (_masked_mean(self.token_embedding(token_ids), token_ids),
-            _masked_mean(self.trigram_embedding(trigram_ids), trigram_ids),
+      lexical = _summed(
+          lambda ids: self.word_codes(ids) * self.word_weights(ids), token_ids)
+    return (_mean(self.token_embedding, token_ids),
+            _mean(self.trigram_embedding, _non_padding(trigram_ids)),
             lexical)
 
   def _drop(self, ids: tf.Tensor) -> tf.Tensor:

@@ -82,6 +82,33 @@ def test_word_dropout_only_in_training():
   assert not np.allclose(trained, served, atol=1e-3)
 
 
+def test_text_is_pooled_over_its_non_padding_ids_only():
+  encoder = towers.TextEncoder(20, 50, CONFIG)
+  # Padding anywhere (word dropout leaves it between words), and a text that
+  # is all padding.
+  tokens = tf.constant([[3, 0, 5, 0], [0, 0, 0, 0], [7, 7, 2, 9]], tf.int64)
+  trigrams = tf.constant([[0, 11, 0], [4, 0, 0], [0, 0, 0]], tf.int64)
+  with tf.GradientTape() as tape:
+    pooled_tokens, pooled_trigrams, _ = encoder(tokens, trigrams)
+    total = tf.reduce_sum(pooled_tokens) + tf.reduce_sum(pooled_trigrams)
+  token_table = encoder.token_embedding.embeddings.numpy()
+  trigram_table = encoder.trigram_embedding.embeddings.numpy()
+
+  def mean(table, ids):
+    real = [i for i in ids if i]
+    return table[real].mean(0) if real else np.zeros(table.shape[1])
+
+  np.testing.assert_allclose(
+      pooled_tokens, [mean(token_table, t) for t in tokens.numpy()],
+      atol=1e-6)
+  np.testing.assert_allclose(
+      pooled_trigrams, [mean(trigram_table, t) for t in trigrams.numpy()],
+      atol=1e-6)
+  # Padding rows are never looked up, so they learn nothing.
+  gradient = tape.gradient(total, encoder.token_embedding.embeddings)
+  assert 0 not in tf.convert_to_tensor(gradient).numpy().any(-1).nonzero()[0]
+
+
 def test_head_kinds_follow_num_heads():
   assert towers.head_kinds(1) == ("mixed",)
   assert towers.head_kinds(4)[-1] == "lexical"
