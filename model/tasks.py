@@ -100,6 +100,31 @@ def _whole_batch(candidates, slot_item, is_candidate, row_query, row_item,
                      positives + tf.cast(offset, positives.dtype))
 
 
+def _positive_of_query(row_query: tf.Tensor, all_row_query: tf.Tensor,
+                       all_row_item: tf.Tensor,
+                       slot_item: tf.Tensor) -> tf.Tensor:
+  """[R, C]: whether slot c holds an item that is a positive of r's query.
+
+  Args:
+    row_query: [R] query keys of this replica's rows.
+    all_row_query: [R_all] query keys of every row of the batch.
+    all_row_item: [R_all] item keys of those rows' positives.
+    slot_item: [C] item keys of the batch's slots.
+
+  Through a table of the batch's (query, positive item) pairs, [queries,
+  items]: comparing every row with every row and then with every slot
+  (an [R, R_all] by [R_all, C] product) cost as much as the logits.
+  """
+  queries, query_index = tf.unique(tf.concat([all_row_query, row_query], 0))
+  items, item_index = tf.unique(tf.concat([all_row_item, slot_item], 0))
+  rows = tf.size(all_row_query)
+  pairs = tf.stack([query_index[:rows], item_index[:rows]], axis=1)
+  is_pair = tf.scatter_nd(pairs, tf.ones([rows], tf.int32),
+                          tf.stack([tf.size(queries), tf.size(items)])) > 0
+  return tf.gather(tf.gather(is_pair, query_index[rows:]),
+                   item_index[tf.size(all_row_item):], axis=1)
+
+
 class MultiStageRetrieval(tf.keras.layers.Layer, tfrs.tasks.base.Task):
   """Softmax of each positive against every item of the batch.
 
@@ -206,12 +231,8 @@ class MultiStageRetrieval(tf.keras.layers.Layer, tfrs.tasks.base.Task):
     excluded = tf.logical_not(batch.is_candidate)[tf.newaxis, :]
 
     if self._remove_accidental_hits:
-      same_query = tf.cast(row_query[:, None] == batch.row_query[None, :],
-                           tf.float32)
-      same_item = tf.cast(batch.row_item[:, None] == batch.slot_item[None, :],
-                          tf.float32)
-      # [R, C]: candidate c holds an item that is a positive of r's query.
-      positive_of_query = tf.matmul(same_query, same_item) > 0
+      positive_of_query = _positive_of_query(
+          row_query, batch.row_query, batch.row_item, batch.slot_item)
       excluded = excluded | (positive_of_query & tf.logical_not(labels))
 
     if self._sampling_bias_correction:

@@ -193,6 +193,20 @@ def test_retrieval_removes_padding_and_accidental_hits():
   assert _retrieval_loss() == pytest.approx(expected, abs=1e-5)
 
 
+def test_accidental_hits_are_the_slots_holding_a_positive_of_the_query():
+  rng = np.random.default_rng(3)
+  all_row_query = rng.integers(0, 6, 40)
+  all_row_item = rng.integers(0, 15, 40)
+  slot_item = rng.integers(0, 20, 90)
+  row_query = all_row_query[10:25]  # one replica's rows
+  expected = [[any(q == q2 and i2 == item
+                   for q2, i2 in zip(all_row_query, all_row_item))
+               for item in slot_item] for q in row_query]
+  hits = tasks._positive_of_query(*(tf.constant(x, tf.int64) for x in (
+      row_query, all_row_query, all_row_item, slot_item)))
+  np.testing.assert_array_equal(hits, expected)
+
+
 def test_retrieval_without_hit_removal_and_random_negatives():
   rows = [
       _xent(0.5, [0.5, 0.2, 0.4, 0.3]),
