@@ -35,26 +35,34 @@ class QueryLog(NamedTuple):
     return dict(zip(self.item_ids.tolist(), self.impressions.tolist()))
 
 
+# Stages as plain ints: an impression travels between Beam workers once per
+# kept row, and Beam's fast coder pickles an IntEnum member.
+_ORDERED = int(features.Stage.ORDERED)
+_CLICKED = int(features.Stage.CLICKED)
+_UNCLICKED = int(features.Stage.UNCLICKED)
+
+
 def impression_stage(row: Tuple[Any, ...]) -> int:
-  """The stage one kept row (see `cleaning`) gives its item."""
+  """The stage one kept row (see `cleaning`) gives its item, as an int."""
   if row[cleaning.ORDERED_INDEX]:
-    return features.Stage.ORDERED
+    return _ORDERED
   if row[cleaning.CLICKED_INDEX] or row[cleaning.CARTED_INDEX]:
-    return features.Stage.CLICKED
-  return features.Stage.UNCLICKED
+    return _CLICKED
+  return _UNCLICKED
 
 
-def set_aside_copies(row: Tuple[Any, ...], copies: int
-                    ) -> Tuple[List[Dict[str, Any]], collections.Counter]:
+def set_aside_copies(row: Tuple[Any, ...], copies: int,
+                     counts: collections.Counter) -> List[Dict[str, Any]]:
   """A kept row logged `copies` times: one is kept, the others are exact
-  duplicates. Returns their quarantine records and the counts."""
-  counts = collections.Counter({count_keys.ROWS_KEPT: 1})
+  duplicates. Returns their quarantine records; tallies them in `counts`."""
+  counts[count_keys.ROWS_KEPT] += 1
+  if copies == 1:  # Nearly every row: no record to build.
+    return []
+  counts[count_keys.set_aside(cleaning.DUPLICATE)] += copies - 1
   record = cleaning.set_aside_record(row[:cleaning.EXTRAS_INDEX],
                                      row[cleaning.EXTRAS_INDEX],
                                      cleaning.DUPLICATE)
-  if copies > 1:
-    counts[count_keys.set_aside(cleaning.DUPLICATE)] = copies - 1
-  return [dict(record) for _ in range(copies - 1)], counts
+  return [dict(record) for _ in range(copies - 1)]
 
 
 class QueryStats:

@@ -54,6 +54,8 @@ def query_key(raw: Any) -> str:
 
 def parse_int(value: Any) -> Optional[int]:
   """An int cell (position, a flag): an int, an integral float or digits."""
+  if type(value) is int:  # pylint: disable=unidiomatic-typecheck
+    return value  # ExampleGen's int64 cells: most cells of every row.
   if isinstance(value, (bool, np.bool_)):
     return None
   if isinstance(value, (int, np.integer)):
@@ -66,6 +68,13 @@ def parse_int(value: Any) -> Optional[int]:
     except ValueError:
       return None
   return None
+
+
+# Ids repeat across rows (the catalogue is far smaller than the logs), and
+# checking one costs a pass over its characters. `typed`: True and 1 hash
+# alike but are a bad id and the id "1".
+_parse_item_id = functools.lru_cache(maxsize=200_000, typed=True)(
+    catalog_lib.parse_item_id)
 
 
 def set_aside_reason(query: str, item_id: Optional[str],
@@ -133,7 +142,7 @@ def clean_rows(rows: Iterable[Tuple[Sequence[Any], Extras]],
   for values, extras in rows:
     counts[count_keys.ROWS_READ] += 1
     query = query_key(values[QUERY_INDEX])
-    item_id, id_problem = catalog_lib.parse_item_id(values[ITEM_INDEX])
+    item_id, id_problem = _parse_item_id(values[ITEM_INDEX])
     position, *flags = map(parse_int, values[ITEM_INDEX + 1:])
     parsed = (item_id, position, *flags)
     reason = set_aside_reason(query, item_id, position, flags, catalog,

@@ -162,14 +162,27 @@ class _CleanLogs(beam.DoFn):
       logging.info("MultiStageSamples: cleaned %d log rows", self._rows)
 
 
-def _set_aside_copies(counted) -> Iterator[Any]:
-  """((query, row), copies) -> (query, impression) once, duplicates aside."""
-  (query, row), copies = counted
-  records, counts = aggregation.set_aside_copies(row, copies)
-  for record in records:
-    yield beam.pvalue.TaggedOutput(_QUARANTINE, record)
-  yield from _counted(counts)
-  yield query, (row[cleaning.ITEM_INDEX], aggregation.impression_stage(row))
+class _SetAsideCopies(beam.DoFn):
+  """((query, row), copies) -> (query, impression) once, duplicates aside.
+
+  The counts are summed over the bundle and emitted as it ends: one count
+  element per kept row would double the elements this step emits.
+  """
+
+  def start_bundle(self):
+    self._counts = collections.Counter()
+
+  def process(self, counted) -> Iterator[Any]:
+    (query, row), copies = counted
+    for record in aggregation.set_aside_copies(row, copies, self._counts):
+      yield beam.pvalue.TaggedOutput(_QUARANTINE, record)
+    yield query, (row[cleaning.ITEM_INDEX], aggregation.impression_stage(row))
+
+  def finish_bundle(self) -> Iterator[Any]:
+    for key, count in self._counts.items():
+      yield beam.pvalue.TaggedOutput(
+          _COUNTS, beam.transforms.window.GlobalWindows.windowed_value(
+              (key, count)))
 
 
 class _QueryStats(beam.CombineFn):
@@ -318,7 +331,7 @@ def _mine(pipeline: beam.Pipeline, logs: types.Artifact,
   impressions = (
       cleaned.rows
       | "CountCopies" >> beam.combiners.Count.PerElement()
-      | "SetAsideCopies" >> beam.FlatMap(_set_aside_copies).with_outputs(
+      | "SetAsideCopies" >> beam.ParDo(_SetAsideCopies()).with_outputs(
           _QUARANTINE, _COUNTS, main="impressions"))
   aggregated = (
       (impressions.impressions, cleaned[_SHOWN])

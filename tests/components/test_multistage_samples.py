@@ -25,9 +25,15 @@ from components.multistage_samples import spec
 from contracts import catalog as catalog_lib
 from contracts import config_io
 from contracts import features
+from mining import aggregation
 from mining import cleaning
+from mining import count_keys
+from mining import report as report_lib
+from mining import slates as slates_lib
 from mining import splits
+from mining import title_queries
 from mining.config import MiningConfig
+from mining.negatives import NegativeSampler
 
 COLUMNS = features.LOG_COLUMNS
 # Three context slots and two random negatives: slates of six.
@@ -442,3 +448,70 @@ def test_no_eval_query_is_trained_on(mined_with_titles):
   assert counts["examples"]["eval"] == len(run["by_split"]["eval"])
   assert run["report"].get_int_custom_property("title_queries_held_out") == (
       counts["title_queries_held_out"])
+
+
+def _library_run(config, logs, catalog_rows):
+  """What the mining library makes of the rows, step by step in plain
+  Python, with no Beam: ({split: slates}, counts report, quarantined logs).
+  """
+  builder = catalog_lib.CatalogBuilder()
+  for row in catalog_rows:
+    builder.add_row(row)
+  catalog = builder.build()
+  cleaned = cleaning.clean_rows(
+      ((tuple(row[c] for c in COLUMNS), ()) for row in logs), catalog)
+  counts = collections.Counter(cleaned.counts)
+  counts.update({count_keys.catalog(k): n for k, n in catalog.counts.items()})
+  quarantine = list(cleaned.set_aside)
+  query_logs = []
+  for query, (kept, shown) in cleaned.by_query.items():
+    stats = aggregation.QueryStats()
+    for row, copies in collections.Counter(kept).items():
+      quarantine += aggregation.set_aside_copies(row, copies, counts)
+      stats.add_impression(row[cleaning.ITEM_INDEX],
+                           aggregation.impression_stage(row))
+    for item_id in shown:
+      stats.add_shown(item_id)
+    aggregated = aggregation.query_log(query, stats, config)
+    counts.update(aggregated.counts)
+    if aggregated.log is not None:
+      query_logs.append(aggregated.log)
+  impressions = collections.Counter()
+  for log in query_logs:
+    impressions.update(log.impressions_by_item())
+  sampler = NegativeSampler.for_catalog(impressions, catalog,
+                                        config.popularity_exponent)
+  by_split = {split: [] for split in splits.SPLITS}
+  for log in query_logs:
+    by_split[log.split] += slates_lib.query_examples(log, catalog, sampler,
+                                                     config, counts)
+  by_split[splits.TRAIN] += title_queries.title_query_examples(
+      catalog, sampler, config, counts)
+  by_split = {split: [tf.train.Example.FromString(e) for e in examples]
+              for split, examples in by_split.items()}
+  return by_split, report_lib.report_from_counts(counts, config), quarantine
+
+
+def _contents(examples):
+  # Feature maps serialize in any order; compare the values.
+  return sorted(json.dumps({n: _values(e, n) for n in e.features.feature},
+                           sort_keys=True) for e in examples)
+
+
+def test_the_beam_graph_mines_what_the_library_does_row_by_row(tmp_path):
+  # Every set-aside reason, duplicates and title pseudo-queries: the
+  # batched, combined Beam graph must give exactly the slates, counts and
+  # quarantine of the library's steps run one row after another.
+  logs = [r for r, _ in DIRTY] + KEPT + [
+      _log("b1", "hammer", "1\x07", 2), _log("b2", "saw", "9" * 300, 3)]
+  run = _run(tmp_path, TITLES_CONFIG, logs=logs)
+  by_split, counts, quarantine = _library_run(TITLES_CONFIG, logs,
+                                              _catalog_rows())
+  assert all(counts["set_aside"].values())  # Every reason is exercised.
+  assert counts["examples"][splits.EVAL] and counts["title_queries"]
+  for split in splits.SPLITS:
+    assert _contents(run["by_split"][split]) == _contents(by_split[split])
+  assert run["counts"] == json.loads(json.dumps(counts))
+  assert sorted(json.dumps(r, sort_keys=True)
+                for r in run["quarantine"][spec.LOGS_QUARANTINE]) == sorted(
+                    json.dumps(r, sort_keys=True) for r in quarantine)

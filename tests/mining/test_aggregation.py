@@ -25,9 +25,7 @@ def _stats(*pieces):
     cleaned = cleaning.clean_rows([(r, ()) for r in rows], CATALOG)
     for kept, shown in cleaned.by_query.values():
       for row, copies in collections.Counter(kept).items():
-        records, row_counts = aggregation.set_aside_copies(row, copies)
-        duplicates += records
-        counts += row_counts
+        duplicates += aggregation.set_aside_copies(row, copies, counts)
         stats.add_impression(row[cleaning.ITEM_INDEX],
                              aggregation.impression_stage(row))
       for item_id in shown:
