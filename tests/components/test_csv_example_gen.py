@@ -1,4 +1,5 @@
 """The gzip-aware CSV ExampleGen executor reads .csv.gz like plain CSV."""
+import csv
 import gzip
 
 import apache_beam as beam
@@ -6,6 +7,7 @@ from apache_beam.testing import util as beam_util
 import pytest
 
 from components.csv_example_gen import executor
+from contracts import features
 
 CSV = ('item_id,title,price\n'
        '100001,"Cordless Drill, 20V",99.5\n'
@@ -17,7 +19,7 @@ def _examples(input_base, pattern):
     examples = pipeline | executor._CsvToExample(  # pylint: disable=protected-access
         {"input_base": str(input_base)}, pattern)
     beam_util.assert_that(
-        examples | beam.Map(lambda e: e.SerializeToString()),
+        examples,
         lambda got: _check(got))
 
 
@@ -70,7 +72,7 @@ def _parsed_rows(input_base, pattern, **options):
     examples = pipeline | executor._CsvToExample(  # pylint: disable=protected-access
         {"input_base": str(input_base)}, pattern, **options)
     beam_util.assert_that(
-        examples | beam.Map(lambda e: e.SerializeToString()), collect)
+        examples, collect)
   rows = {}
   for serialized in _PARSED:
     feature = tf.train.Example.FromString(serialized).features.feature
@@ -134,16 +136,18 @@ def test_ids_and_text_columns_stay_text_where_numbers_stay_numbers(tmp_path):
                "price": [2.0]}}
 
 
-def test_one_file_is_parsed_in_chunks_with_the_same_rows(tmp_path):
-  rows = "".join(f'{100003 + i},"Hinge\nNo. {i}",{i}.5\n' for i in range(5))
+def test_one_file_is_converted_in_batches_with_the_same_rows(tmp_path):
+  rows = "".join(f'{100003 + i},"Hinge\nNo. {i}",{i}.5\n' for i in range(50))
   (tmp_path / "rows.csv").write_text(CSV + rows)
-  chunks = list(executor._ReadCsvRecords(2).process(  # pylint: disable=protected-access
-      str(tmp_path / "rows.csv")))
-  assert [len(chunk) for chunk in chunks] == [2, 2, 2, 1]
-  assert chunks[0][1] == '100002,"Tape\nMeasure",\n'
-  chunked = _parsed_rows(tmp_path, "rows.csv", records_per_chunk=2)
-  assert len(chunked) == 7
-  assert chunked == _parsed_rows(tmp_path, "rows.csv")
+  batches = list(executor._ReadCsvBatches(  # pylint: disable=protected-access
+      ["item_id", "title", "price"], block_bytes=256).process(
+          str(tmp_path / "rows.csv")))
+  assert len(batches) > 1
+  assert sum(batch.num_rows for batch in batches) == 52
+  assert batches[0].column("title")[1].as_py() == "Tape\nMeasure"
+  batched = _parsed_rows(tmp_path, "rows.csv", block_bytes=256)
+  assert len(batched) == 52
+  assert batched == _parsed_rows(tmp_path, "rows.csv")
 
 
 def _truncated_gzip(path):
@@ -156,6 +160,14 @@ def _truncated_gzip(path):
      r"a.csv: line 5 is not UTF-8 text \(invalid continuation byte"),
     (lambda p: p.write_text(CSV + '100003,"Hammer,1.0\n'),
      "a.csv: a quoted field is not closed before the end of the file"),
+    # Arrow reads a stray quote as a character; the rows after it would
+    # shift, so the file is refused as before.
+    (lambda p: p.write_text(CSV + '100003,Hammer 16" claw,1.0\n'),
+     "a.csv: a quoted field is not closed before the end of the file"),
+    (lambda p: p.write_text(CSV + "100003,Hammer,1.0,spare\n"),
+     "a.csv: line 5 has 4 cells where the header has 3"),
+    (lambda p: p.write_text(CSV + "\n100003,Hammer,1.0\n"),
+     "a.csv: line 5 has 0 cells where the header has 3"),
 ])
 def test_unreadable_files_are_named(tmp_path, write, message):
   write(tmp_path / "a.csv")
@@ -175,3 +187,58 @@ def test_a_file_that_is_not_gzip_is_named(tmp_path):
   with pytest.raises(executor.UnreadableInput, match="a.csv.gz: cannot be "
                      "read"):
     executor.read_csv_header(str(tmp_path / "a.csv.gz"))
+
+
+# Cells whose type and value Python's int() and float() decide, which the
+# Arrow path must read as they do; `empty` has no value at all.
+ODD_NUMBERS = (
+    "item_id,ints,spaced,floats,odd_floats,big,mixed,empty,words\n"
+    "1,007,  5,0.1,nan,12345678901234567890,1,,x\n"
+    "2,-42, +6 ,1e39,+1.5,3,2.5,,1\n"
+    "3,,1_000,-.5e-3, inf ,,-0,,\n"
+    "4,9223372036854775807,-0,3.4028235e38,1_0.5,4,1e3,,caf\u00e9\n"
+    '5,-9223372036854775808,7,1.,-Infinity,5,-7,,"a,""b"""\n'
+    ",,,,,,,,\n")
+
+
+def _stock_examples(path):
+  """The tf.Examples the stock row-by-row conversion writes for a CSV file:
+  csv_decoder's parsing and inference, the contract's text columns as text,
+  CsvExampleGen's conversion, serialized as ExampleGen hashes them."""
+  from tfx.components.example_gen.csv_example_gen import executor as stock  # pylint: disable=g-import-not-at-top
+  from tfx_bsl.coders import csv_decoder  # pylint: disable=g-import-not-at-top
+  with open(path, newline="", encoding="utf-8-sig") as f:
+    header, *rows = list(csv.reader(f))
+  rows = [[cell.encode() for cell in row] for row in rows]
+  inferrer = csv_decoder.ColumnTypeInferrer(header, skip_blank_lines=True)
+  infos = inferrer.extract_output(
+      inferrer.add_inputs(inferrer.create_accumulator(), rows))
+  infos = [csv_decoder.ColumnInfo(info.name, csv_decoder.ColumnType.STRING)
+           if info.name in features.TEXT_COLUMNS else info
+           for info in infos]
+  convert = stock._ParsedCsvToTfExample()  # pylint: disable=protected-access
+  return sorted(example.SerializeToString(deterministic=True)
+                for row in rows for example in convert.process(row, infos))
+
+
+def _arrow_examples(input_base, pattern):
+  del _PARSED[:]
+  with beam.Pipeline() as pipeline:
+    examples = pipeline | executor._CsvToExample(  # pylint: disable=protected-access
+        {"input_base": str(input_base)}, pattern)
+    beam_util.assert_that(examples, _collect)
+  return sorted(_PARSED)
+
+
+def _collect(serialized):
+  _PARSED.extend(serialized)
+
+
+@pytest.mark.parametrize("name", sorted(DIALECTS) + ["plain", "odd_numbers"])
+def test_examples_are_byte_for_byte_the_stock_conversion(tmp_path, name):
+  text = {"plain": CSV, "odd_numbers": ODD_NUMBERS, **DIALECTS}[name]
+  with open(tmp_path / "rows.csv", "w", newline="", encoding="utf-8") as f:
+    f.write(text)
+  stock = _stock_examples(tmp_path / "rows.csv")
+  assert len(stock) == {"odd_numbers": 6}.get(name, 2)
+  assert _arrow_examples(tmp_path, "rows.csv") == stock

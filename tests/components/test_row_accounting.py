@@ -77,8 +77,9 @@ class _LoseEveryTenthRow(beam.PTransform):
 
   def expand(self, pipeline):
     return (pipeline | self._inner
-            | beam.Filter(lambda e: int(e.features.feature["item_id"]
-                                        .bytes_list.value[0]) % 10 != 0))
+            | beam.Filter(lambda e: int(
+                tf.train.Example.FromString(e).features.feature["item_id"]
+                .bytes_list.value[0]) % 10 != 0))
 
 
 def test_example_gen_stops_when_the_runner_loses_rows(tmp_path, monkeypatch):
