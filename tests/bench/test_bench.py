@@ -291,3 +291,14 @@ def test_drift_pairs_measure_what_they_change():
   later, earlier = drift_bench._weeks(logs)  # pylint: disable=protected-access
   assert len(later) + len(earlier) == len(logs) and len(later) > 0
 
+
+
+def test_pipeline_time_table_puts_runs_side_by_side():
+  from bench import pipeline_time
+  lines = pipeline_time.table([
+      ("before", {"Trainer": 400.0, "LogsExampleGen": 200.0}, 700.0),
+      ("after", {"Trainer": 200.0, "Pusher": 1.0}, 350.0)])
+  assert lines[0] == "| component | before s | after s | before / after |"
+  assert lines[2] == "| Trainer | 400.0 | 200.0 | 2.00x |"
+  assert lines[3] == "| LogsExampleGen | 200.0 |  |  |"
+  assert lines[-1] == "| **pipeline** | 700.0 | 350.0 | 2.00x |"
