@@ -62,7 +62,7 @@ def _render_limit(results: Dict[str, object], k: int) -> List[str]:
       "batch size (*cores*: the process's CPU seconds per second, as the "
       "tower and the index spread over threads), and the tower and the "
       "index alone; the index searches "
-      "on as many threads as in the server (`ServerOptions.index_threads`), "
+      "on as many threads as one batch of the batched server (`ServerOptions.run_options`), "
       "and on every core in the last column. Recall@"
       f"{k} of the index against exact search on these queries: "
       f"{limit.get(f'index_recall@{k}', 'not measured')}" +

@@ -31,6 +31,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from contracts import serving_layout
 from retrieval import ann
+from serving import batching
 from serving import model_registry
 from serving import prediction
 from serving import rest
@@ -56,17 +57,27 @@ class ServerOptions:
   # Calls admitted at once, per API; RESOURCE_EXHAUSTED beyond.
   max_concurrent_rpcs: int = 256
   poll_interval_s: float = 1.0
-  batch_timeout_s: float = 0.0
-  max_concurrent_batches: int = 1
-  # Threads one index search uses (FAISS shares a batch's queries among
-  # them); every core answered more than one (docs/serving.md).
-  index_threads: int = dataclasses.field(
-      default_factory=lambda: os.cpu_count() or 1)
+  # TF Serving's --enable_batching with these parameters; None: no batching.
+  batching_parameters: Optional[batching.BatchingParameters] = None
 
   @property
   def limits(self) -> prediction.RequestLimits:
-    return prediction.RequestLimits(max_batch_rows=self.max_batch_rows,
+    max_rows = self.max_batch_rows
+    if self.batching_parameters is not None:
+      # As in TF Serving, a request larger than a batch is refused.
+      max_rows = min(max_rows, self.batching_parameters.max_batch_size)
+    return prediction.RequestLimits(max_batch_rows=max_rows,
                                     max_string_bytes=self.max_string_bytes)
+
+  @property
+  def run_options(self) -> servables.RunOptions:
+    """Threads per model call: the cores shared among the calls that run at
+    once, so that concurrent batches' TensorFlow ops and index searches do
+    not oversubscribe the cores."""
+    options = servables.RunOptions(
+        batching_parameters=self.batching_parameters)
+    return dataclasses.replace(options, threads_per_call=max(
+        1, (os.cpu_count() or 1) // options.concurrent_calls))
 
 
 def _servable(registry: model_registry.ModelRegistry, model_spec):
@@ -308,13 +319,9 @@ def start(model_base_path: str,
                     "and has no authentication", options.host)
   sources = model_registry.read_sources(model_base_path)
   base_paths = {s.name: s.base_path for s in sources}
-  ann.set_search_threads(options.index_threads)
-  loader = servables.make_loader(
-      base_paths,
-      servables.BatchingOptions(
-          max_batch_rows=options.max_batch_rows,
-          max_concurrent_batches=options.max_concurrent_batches,
-          batch_timeout_s=options.batch_timeout_s))
+  run_options = options.run_options
+  ann.set_search_threads(run_options.threads_per_call)
+  loader = servables.make_loader(base_paths, run_options)
   # Each swap collects the versions no request holds any more before the
   # new version answers (milliseconds, the imports being frozen).
   registry = model_registry.ModelRegistry(sources, loader,
