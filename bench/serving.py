@@ -78,7 +78,7 @@ SECTIONS = ("limit", "plans", "load", "swap", "ann", "build")
 APIS = ("grpc", "rest")
 # Servers compared under load: name -> `mmse serve` flags (a batching
 # parameters file is written for the one that names it).
-DEFAULT_SERVER = "batched"
+DEFAULT_SERVER = serving_report.DEFAULT_SERVER
 ONE_BATCH_THREAD = "batched, 1 batch thread"
 SERVERS = {
     "unbatched": (),
