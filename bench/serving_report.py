@@ -361,9 +361,11 @@ def render(results: Dict[str, object]) -> str:
       "# Serving benchmark", "",
       f"{env['cpus']} CPU cores; {setup.get('towers', 'no towers')}; "
       f"catalogue of {results['catalog_items']:,} items; top-{k}. "
-      "Regenerate with `python -m bench.serving` (`--sections` reruns a "
-      "part, `--serving-dir` names the pushed towers, by default those "
-      "`mmse run` pushed to outputs/serving).", ""
+      "Regenerate with `make bench-serving` (it installs the load "
+      "generators, h2load and wrk, when missing), or `python -m "
+      "bench.serving` (`--sections` reruns a part, `--serving-dir` names "
+      "the pushed towers, by default those `mmse run` pushed to "
+      "outputs/serving; through make, `BENCH_ARGS=\"...\"`).", ""
   ]
   if "limit" in results:
     lines += _render_limit(results, k)
