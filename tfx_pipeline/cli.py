@@ -9,6 +9,7 @@ imports TensorFlow before a subcommand needs it, so `mmse --help` and
 import argparse
 import contextlib
 import dataclasses
+import functools
 import glob
 import importlib.metadata
 import json
@@ -221,9 +222,14 @@ def cmd_serve(args):
   # event loop needs; libgomp reads this when FAISS first loads it.
   os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
   from serving import server  # pylint: disable=g-import-not-at-top
+  options = server.ServerOptions(batching_parameters=parameters)
+  if args.server_processes is not None:
+    options = dataclasses.replace(options,
+                                  server_processes=args.server_processes)
   server.serve(args.model_base_path, host=args.host, port=args.port,
-               rest_port=args.rest_port or None,
-               options=server.ServerOptions(batching_parameters=parameters))
+               rest_port=args.rest_port or None, options=options,
+               # Each server process logs as this one does.
+               process_setup=functools.partial(_start, args))
 
 
 def cmd_query(args):
@@ -451,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
                  "(max_batch_size, batch_timeout_micros, num_batch_threads, "
                  "max_enqueued_batches, allowed_batch_sizes); unset fields "
                  "keep mmse's defaults (docs/serving.md).")
+  p.add_argument("--server_processes", "--server-processes", type=int,
+                 help="Server processes sharing the ports (SO_REUSEPORT), "
+                 "each loading the models (docs/serving.md); default: "
+                 "ServerOptions.server_processes.")
   _add_verbose(p)
   p.set_defaults(func=cmd_serve)
 

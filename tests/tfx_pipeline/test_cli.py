@@ -260,3 +260,12 @@ def test_serve_reads_tf_servings_batching_flags(tmp_path, capsys):
   assert cli.main(["serve", "--model-base-path", str(tmp_path),
                    "--batching_parameters_file", str(bad)]) == 2
   assert "needs --enable_batching" in capsys.readouterr().err
+
+
+def test_serve_takes_the_number_of_server_processes():
+  parser = cli.build_parser()
+  assert parser.parse_args(["serve", "--model-base-path", "m",
+                            "--server_processes", "3"]).server_processes == 3
+  # Unset: ServerOptions' default (a process per core).
+  assert parser.parse_args(["serve", "--model-base-path",
+                            "m"]).server_processes is None
