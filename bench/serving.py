@@ -17,9 +17,11 @@ writes `bench/results/serving.md` and `serving.json`:
   warm-up: queries/s, mean, p50 and p99 latency, failed requests, the
   server's cores and each figure as a share of the in-process limit at the
   same batch size. Side by side in one run: the server without batching
-  (TF Serving's default), batched on one batch thread, and batched with
-  the defaults (`serving.batching.BatchingParameters`); and the pushed
-  `retrieval` (top-1000 with titles). The Python clients
+  (TF Serving's default), batched on one batch thread, batched in one
+  server process, and batched with the defaults
+  (`serving.batching.BatchingParameters`, a server process per core); and
+  the pushed `retrieval` (top-1000 with titles) in one process and as it
+  ships. The Python clients
   (`bench.serving_load`) check every answer's k ids meanwhile.
 - Hot swap (`bench.serving_swap`): the first request to a freshly published
   version against the median, with and without its warm-up requests.
@@ -80,9 +82,11 @@ APIS = ("grpc", "rest")
 # parameters file is written for the one that names it).
 DEFAULT_SERVER = serving_report.DEFAULT_SERVER
 ONE_BATCH_THREAD = "batched, 1 batch thread"
+ONE_PROCESS = "batched, 1 process"
 SERVERS = {
     "unbatched": (),
     ONE_BATCH_THREAD: ("--enable_batching", "--batching_parameters_file"),
+    ONE_PROCESS: ("--enable_batching", "--server_processes", "1"),
     DEFAULT_SERVER: ("--enable_batching",),
 }
 TOWERS = (serving_layout.QUERY_TOWER, serving_layout.ITEM_TOWER)
@@ -200,7 +204,7 @@ def load_section(serving_dir: str, pushed_dir: str, work_dir: str,
             queries, 8, args.check_seconds, 1.0, K, api=api)
                   for api in apis]
   pushed_k = serving_generators.served_k(pushed_dir)
-  for name in (ONE_BATCH_THREAD, DEFAULT_SERVER):
+  for name in (ONE_PROCESS, DEFAULT_SERVER):
     with serve_process.running_server(
         pushed_dir, flags=_server_flags(name, work_dir)) as endpoints:
       rows.append({"server": name, "k": pushed_k,

@@ -92,6 +92,7 @@ def _finish(row: Dict[str, object], server_pid: Optional[int],
   if server_pid:
     row["server_cores"] = round(
         (_server_cpu(server_pid) - cpu_before) / wall, 2)
+    row["server_rss_mib"] = round(serving_load.process_rss_mib(server_pid))
   if scraped is not None:
     row["server_batches"] = serving_load.batch_breakdown(
         scraped, serving_load.scrape_metrics(metrics_url))

@@ -208,15 +208,18 @@ def _render_load(results: Dict[str, object], k: int) -> List[str]:
       "JSON (rotating over the queries). They run on the same cores as the "
       "server. *Server*: `mmse serve` without batching (TF Serving's "
       "default), with `--enable_batching` and `num_batch_threads` 1 (one "
-      "batch at a time, on every core), and with `--enable_batching` as it "
-      "ships; the answer carries k ids, scores and titles. *Cores*: the "
-      "server's CPU seconds per second. *Share of limit*: queries/s over "
-      "the in-process limit at a batch as large as the number of "
-      "connections.", "",
+      "batch at a time, on every core), with `--enable_batching` in one "
+      "process (`--server_processes 1`), and with `--enable_batching` as it "
+      "ships (one server process per core); the answer carries k ids, "
+      "scores and titles. *Cores*: the server's CPU seconds per second, "
+      "all its processes. *CPU ms/query*: its CPU per answered query. "
+      "*MiB*: its resident memory, all its processes. *Share of limit*: "
+      "queries/s over the in-process limit at a batch as large as the "
+      "number of connections.", "",
       "| Server | API | Top-k | Connections | Requests | Failed | "
       "Queries/s | Share of limit | Mean ms | p50 ms | p99 ms | "
-      "Server cores |",
-      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      "Server cores | CPU ms/query | MiB |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   ]
   for r in rows:
     limit = _limit_at(results, r["clients"]) if r["k"] == k else None
@@ -226,7 +229,8 @@ def _render_load(results: Dict[str, object], k: int) -> List[str]:
         f"| {r['server']} | {r['api']} | {r['k']} | {r['clients']} | "
         f"{r['requests']:,} | {r['failed']} | {r['qps']:,.0f} | {share} | "
         f"{r['mean_ms']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-        f"{r.get('server_cores', '-')} |")
+        f"{r.get('server_cores', '-')} | {_cpu_ms_per_query(r)} | "
+        f"{r.get('server_rss_mib', '-')} |")
   lines += _render_batches(rows)
   lines += [""] + _targets(rows, k)
   for check in load.get("python_check", []):
@@ -236,6 +240,12 @@ def _render_load(results: Dict[str, object], k: int) -> List[str]:
         f"{_mark(check['failed'] == 0)} ({check['requests']:,} answers, "
         f"{check['failed']} failed)")
   return lines + [""]
+
+
+def _cpu_ms_per_query(row: Dict[str, object]) -> str:
+  if "server_cores" not in row or not row["qps"]:
+    return "-"
+  return f"{row['server_cores'] * 1000 / row['qps']:.2f}"
 
 
 def _render_batches(rows: List[Dict[str, object]]) -> List[str]:
