@@ -447,7 +447,9 @@ def _serve_in_processes(model_base_path: str, options: ServerOptions,
       if child.is_alive():
         os.kill(child.pid, signal.SIGTERM)
     for child in children:
-      child.join()
+      if child.pid is not None:  # Started.
+        child.join()
+    del os.environ[metrics.MULTIPROCESS_DIR_ENV]
     shutil.rmtree(metrics_dir, ignore_errors=True)
   failed = [c.exitcode for c in children if c.exitcode]
   if failed and not stopping.is_set():
