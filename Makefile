@@ -76,8 +76,12 @@ lock-airflow: venv
 bench-quality: venv
 	$(PY) -m bench.quality
 
+# The load generators (h2load, wrk) are Debian packages; CI runs as root.
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--sections limit,load".
 bench-serving: venv
-	$(PY) -m bench.serving
+	@command -v h2load >/dev/null && command -v wrk >/dev/null || \
+	  (apt-get update && apt-get install -y nghttp2-client wrk)
+	$(PY) -m bench.serving $(BENCH_ARGS)
 
 clean:
 	rm -rf outputs

@@ -10,12 +10,19 @@ writes `bench/results/serving.md` and `serving.json`:
   loads (query tower + index search) called in process at batch 1, 8 and
   32, the tower and the index alone, and each part of one request timed
   alone (decode, tower, index, encode).
-- Load (`bench.serving_load`): `mmse serve` in its own process
+- Load (`bench.serving_generators`): `mmse serve` in its own process
   (`tfx_pipeline.serve_process`) answers query -> top-100 (ids, scores, titles)
-  through the ANN index for 1, 8 and 32 closed-loop clients over gRPC and
-  over REST, `--duration` seconds each after a warm-up; p50/p99 latency,
-  queries/s, failed requests, the cores clients and server used, and each
-  figure as a share of the in-process limit at the same batch size.
+  through the ANN index for 1, 8 and 32 connections of C load generators,
+  h2load over gRPC and wrk over REST, `--duration` seconds each after a
+  warm-up: queries/s, mean, p50 and p99 latency, failed requests, the
+  server's cores and each figure as a share of the in-process limit at the
+  same batch size. Side by side in one run: the server without batching
+  (TF Serving's default), batched on one batch thread, batched in one
+  server process, and batched with the defaults
+  (`serving.batching.BatchingParameters`, a server process per core); and
+  the pushed `retrieval` (top-1000 with titles) in one process and as it
+  ships. The Python clients
+  (`bench.serving_load`) check every answer's k ids meanwhile.
 - Hot swap (`bench.serving_swap`): the first request to a freshly published
   version against the median, with and without its warm-up requests.
 - ANN against exact (`bench.serving_ann`): recall@100 of the index's top-100
@@ -46,6 +53,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from bench import serving_ann
+from bench import serving_generators
 from bench import serving_limit
 from bench import serving_load
 from tfx_pipeline import serve_process
@@ -70,6 +78,17 @@ JSON_FILE = "serving.json"
 K = 100
 SECTIONS = ("limit", "plans", "load", "swap", "ann", "build")
 APIS = ("grpc", "rest")
+# Servers compared under load: name -> `mmse serve` flags (a batching
+# parameters file is written for the one that names it).
+DEFAULT_SERVER = serving_report.DEFAULT_SERVER
+ONE_BATCH_THREAD = "batched, 1 batch thread"
+ONE_PROCESS = "batched, 1 process"
+SERVERS = {
+    "unbatched": (),
+    ONE_BATCH_THREAD: ("--enable_batching", "--batching_parameters_file"),
+    ONE_PROCESS: ("--enable_batching", "--server_processes", "1"),
+    DEFAULT_SERVER: ("--enable_batching",),
+}
 TOWERS = (serving_layout.QUERY_TOWER, serving_layout.ITEM_TOWER)
 
 
@@ -143,6 +162,59 @@ def _ints(text: str) -> List[int]:
   return [int(x) for x in text.split(",") if x.strip()]
 
 
+def _server_flags(name: str, work_dir: str) -> List[str]:
+  flags = list(SERVERS[name])
+  if "--batching_parameters_file" in flags:
+    path = os.path.join(work_dir, "one_batch_thread.config")
+    with open(path, "w", encoding="utf-8") as f:
+      f.write("num_batch_threads { value: 1 }\n")
+    flags.append(path)
+  return flags
+
+
+def load_section(serving_dir: str, pushed_dir: str, work_dir: str,
+                 queries: List[str], args) -> Dict[str, object]:
+  """Each server of SERVERS under h2load (and the default under wrk and the
+  Python clients' check), then the pushed `retrieval` at 8 connections."""
+  missing = serving_generators.missing_tools()
+  if missing:
+    raise FileNotFoundError(
+        f"the load generators are missing: apt-get install {' '.join(missing)}"
+        " (`make bench-serving` installs them)")
+  stamp = serving_report.section_stamp()
+  duration, warmup = int(args.duration), int(args.warmup)
+  rows, checks = [], []
+  apis = args.apis.split(",")
+  for name in SERVERS:
+    with serve_process.running_server(
+        serving_dir, flags=_server_flags(name, work_dir)) as endpoints:
+      load = dict(server_pid=endpoints.pid, metrics_url=endpoints.rest_url)
+      for clients in _ints(args.clients):
+        if "grpc" in apis:
+          rows.append({"server": name, "k": K, **serving_generators.h2load_grpc(
+              endpoints.grpc_address, queries, clients, duration, warmup,
+              **load)})
+        if "rest" in apis and name == DEFAULT_SERVER:
+          rows.append({"server": name, "k": K, **serving_generators.wrk_rest(
+              endpoints.rest_url, queries, clients, duration, warmup,
+              **load)})
+      if name == DEFAULT_SERVER:
+        checks = [serving_load.load_test(
+            endpoints.grpc_address if api == "grpc" else endpoints.rest_url,
+            queries, 8, args.check_seconds, 1.0, K, api=api)
+                  for api in apis]
+  pushed_k = serving_generators.served_k(pushed_dir)
+  for name in (ONE_PROCESS, DEFAULT_SERVER):
+    with serve_process.running_server(
+        pushed_dir, flags=_server_flags(name, work_dir)) as endpoints:
+      rows.append({"server": name, "k": pushed_k,
+                   **serving_generators.h2load_grpc(
+                       endpoints.grpc_address, queries, 8, duration, warmup,
+                       server_pid=endpoints.pid,
+                       metrics_url=endpoints.rest_url)})
+  return {**stamp, "rows": rows, "python_check": checks}
+
+
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--serving-dir",
@@ -159,8 +231,11 @@ def _parser() -> argparse.ArgumentParser:
                       "kept from the existing serving.json.")
   parser.add_argument("--kind", default=IndexConfig.kind, choices=ann.KINDS,
                       help="Index the server answers through.")
-  parser.add_argument("--duration", type=float, default=30.0)
-  parser.add_argument("--warmup", type=float, default=3.0)
+  parser.add_argument("--duration", type=int, default=10,
+                      help="Seconds of each load, after its warm-up.")
+  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--check-seconds", type=float, default=3.0,
+                      help="Seconds the Python clients check answers.")
   parser.add_argument("--clients", default="1,8,32")
   parser.add_argument("--batch-sizes", default="1,8,32",
                       help="Batch sizes of the in-process limit.")
@@ -218,18 +293,11 @@ def main(argv=None) -> int:
         stamp = serving_report.section_stamp()
         results["plans"] = {**stamp, "rows": serving_ann.catalogue_plans(
             serving_dir, queries, read_judgments(args.queries), K)}
-      if sections & {"load", "swap"}:
+      if "load" in sections:
+        results["load"] = load_section(serving_dir, pushed_dir, work_dir,
+                                       queries, args)
+      if "swap" in sections:
         with serve_process.running_server(serving_dir) as endpoints:
-          if "load" in sections:
-            stamp = serving_report.section_stamp()
-            rows = [serving_load.load_test(
-                endpoints.grpc_address if api == "grpc" else
-                endpoints.rest_url, queries, clients, args.duration,
-                args.warmup, K, api=api, server_pid=endpoints.pid,
-                metrics_url=endpoints.rest_url)
-                    for api in args.apis.split(",")
-                    for clients in _ints(args.clients)]
-            results["load"] = {**stamp, "rows": rows}
           if "swap" in sections:
             stamp = serving_report.section_stamp()
             results["swap"] = {**stamp, "rows": [

@@ -19,6 +19,7 @@ from contracts import serving_layout
 from evaluation import metrics
 from retrieval import ann
 from retrieval import topk
+from serving import batching
 from serving import rest
 from serving import server
 from serving import servables
@@ -29,7 +30,7 @@ def _load(serving_dir: str, name: str) -> servables.Servable:
   base_paths = {n: os.path.join(serving_dir, n)
                 for n in serving_layout.SERVED_MODELS}
   version_dir = serving_layout.latest_version_dir(serving_dir, name)
-  return servables.make_loader(base_paths, servables.BatchingOptions())(
+  return servables.make_loader(base_paths, servables.RunOptions())(
       name, int(os.path.basename(version_dir)), version_dir)
 
 
@@ -56,7 +57,10 @@ def in_process_limit(serving_dir: str, queries: Sequence[str],
                      seconds: float = 5.0) -> List[Dict[str, object]]:
   """Queries/s of tower + index, tower alone and index alone, per batch,
   with the index on the server's threads; and the index on every core."""
-  served_threads = server.ServerOptions().index_threads
+  # The threads each batch of `mmse serve --enable_batching` gets.
+  served_threads = server.ServerOptions(
+      batching_parameters=batching.BatchingParameters()
+  ).run_options.threads_per_call
   ann.set_search_threads(served_threads)
   retrieval = _load(serving_dir, serving_layout.RETRIEVAL)
   tower = _load(serving_dir, serving_layout.QUERY_TOWER)

@@ -91,10 +91,25 @@ def batch_breakdown(before: Dict[tuple, float],
 
 
 def process_cpu_seconds(pid: int) -> float:
-  """User + system CPU seconds a process has used (Linux /proc)."""
+  """User + system CPU seconds a process and its live child processes (a
+  server's `--server_processes`) have used (Linux /proc)."""
   with open(f"/proc/{pid}/stat", encoding="ascii") as f:
     fields = f.read().rsplit(")", 1)[1].split()
-  return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+  return ((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") +
+          sum(process_cpu_seconds(child) for child in _children(pid)))
+
+
+def _children(pid: int) -> List[int]:
+  with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+    return [int(child) for child in f.read().split()]
+
+
+def process_rss_mib(pid: int) -> float:
+  """Resident memory of a process and its child processes (Linux /proc)."""
+  with open(f"/proc/{pid}/status", encoding="ascii") as f:
+    kib = next(int(line.split()[1]) for line in f
+               if line.startswith("VmRSS:"))
+  return kib / 1024 + sum(process_rss_mib(child) for child in _children(pid))
 
 
 async def _closed_loop(clients: int, duration_s: float, warmup_s: float,

@@ -6,13 +6,19 @@ request's time goes: the rows of each batch a model ran, the seconds each
 batch took, and for an index-backed `retrieval` the share of those seconds
 in the query tower and in the index search.
 """
+import os
 from typing import Dict, Tuple
 
 import prometheus_client
+from prometheus_client import multiprocess
 from prometheus_client import parser
 
 PATH = "/monitoring/prometheus/metrics"
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+
+# prometheus_client's multiprocess mode: set (to an empty directory) before
+# the server processes start, each records its metrics in files there.
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # One registry per process, apart from prometheus_client's default one, so
 # that only these metrics are exported.
@@ -45,7 +51,13 @@ def observe_batch(model: str, signature: str, rows: int,
 
 
 def exposition() -> bytes:
-  """Every metric, as a scrape of `PATH` returns it."""
+  """Every metric, as a scrape of `PATH` returns it: summed over the server
+  processes when there are several (`MULTIPROCESS_DIR_ENV` set), whichever
+  of them answers the scrape."""
+  if os.environ.get(MULTIPROCESS_DIR_ENV):
+    registry = prometheus_client.CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return prometheus_client.generate_latest(registry)
   return prometheus_client.generate_latest(REGISTRY)
 
 

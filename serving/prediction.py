@@ -17,6 +17,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
 from contracts import serving_layout
+from serving import batching
 from serving import model_registry
 from serving import tensor_codec
 
@@ -172,6 +173,8 @@ async def predict(found, signature_name: str, inputs: Dict[str, np.ndarray],
   rows = batch_rows(inputs, limits)
   try:
     outputs = await found.run(signature_name, inputs, rows)
+  except batching.QueueFullError as e:
+    raise RequestError(grpc.StatusCode.UNAVAILABLE, str(e)) from e
   except Exception as e:  # pylint: disable=broad-except
     if _is_invalid_argument(e):
       raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,

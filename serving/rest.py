@@ -325,13 +325,14 @@ async def _metrics(request: web.Request) -> web.Response:
                       headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
-async def start(app: web.Application, host: str,
-                port: int) -> Tuple[web.AppRunner, int]:
-  """Binds and starts `app`; returns its runner and the bound port."""
+async def start(app: web.Application, host: str, port: int,
+                reuse_port: bool = False) -> Tuple[web.AppRunner, int]:
+  """Binds and starts `app`; returns its runner and the bound port.
+  `reuse_port`: share the port with other processes (SO_REUSEPORT)."""
   runner = web.AppRunner(app, access_log=None)
   await runner.setup()
   try:
-    await web.TCPSite(runner, host, port, reuse_port=False).start()
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
   except OSError as e:
     await runner.cleanup()
     raise OSError(f"Cannot bind {host}:{port} for REST: {e}") from e

@@ -39,12 +39,23 @@ _INIT_OP_SIGNATURE = "__saved_model_init_op"
 
 
 @dataclasses.dataclass(frozen=True)
-class BatchingOptions:
-  """How concurrent requests to one signature are merged (TF Serving's
-  `--enable_batching` parameters, by their meaning)."""
-  max_batch_rows: int = 256
-  max_concurrent_batches: int = 1
-  batch_timeout_s: float = 0.0
+class RunOptions:
+  """How the loaded models run requests."""
+  # Merge concurrent requests (`mmse serve --enable_batching`); None: every
+  # request runs alone, as in TF Serving without the flag.
+  batching_parameters: Optional[batching.BatchingParameters] = None
+  # Threads one model call may use: TensorFlow's intra-op threads. Batches
+  # running at once each get this many, so they share the cores instead of
+  # fighting over them.
+  threads_per_call: int = dataclasses.field(
+      default_factory=lambda: os.cpu_count() or 1)
+
+  @property
+  def concurrent_calls(self) -> int:
+    """Model calls running at once: the batch threads, or without batching
+    one request per core."""
+    return (self.batching_parameters.num_batch_threads if self.batching_parameters else
+            os.cpu_count() or 1)
 
 
 def read_signature_defs(
@@ -94,10 +105,11 @@ class SessionModel:
   intra-op threads.
   """
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, intra_op_threads: int):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from tensorflow.core.protobuf import config_pb2  # pylint: disable=g-import-not-at-top
-    config = config_pb2.ConfigProto()
+    config = config_pb2.ConfigProto(
+        intra_op_parallelism_threads=intra_op_threads)
     # A pool must be configured for a run to pick the caller thread (-1).
     config.session_inter_op_thread_pool.add().num_threads = 1
     graph = tf.Graph()
@@ -162,21 +174,17 @@ class _SessionModelCache:
     self._lock = threading.Lock()
     self._loaded = weakref.WeakValueDictionary()
 
-  def load(self, path: str) -> SessionModel:
+  def load(self, path: str, intra_op_threads: int) -> SessionModel:
     path = os.path.realpath(path)
     with self._lock:
       loaded = self._loaded.get(path)
       if loaded is None:
-        loaded = SessionModel(path)
+        loaded = SessionModel(path, intra_op_threads)
         self._loaded[path] = loaded
       return loaded
 
 
 _CACHE = _SessionModelCache()
-# Threads that run models off the server's event loop. TensorFlow and the
-# indexes release the GIL while they compute, so a few threads suffice.
-_MODEL_THREADS = concurrent.futures.ThreadPoolExecutor(
-    max_workers=4, thread_name_prefix="model")
 
 
 class Servable:
@@ -186,7 +194,8 @@ class Servable:
                signature_defs: Dict[str, meta_graph_pb2.SignatureDef],
                runners: Dict[str, Callable[[batching.Tensors],
                                            batching.Tensors]],
-               options: BatchingOptions, description: str,
+               options: RunOptions,
+               executor: concurrent.futures.Executor, description: str,
                index: Optional[ann.Index] = None):
     self.name = name
     self.version = version
@@ -198,12 +207,13 @@ class Servable:
     # Requests of the warm-up file replayed by `warm_up` (0: none found).
     self.warmup_requests = 0
     self._runners = runners
+    self._executor = executor
     self._batchers = {
         key: batching.Batcher(
-            fn, options.max_batch_rows, _MODEL_THREADS,
-            options.max_concurrent_batches, options.batch_timeout_s,
+            fn, options.batching_parameters, executor,
             on_batch=functools.partial(metrics.observe_batch, name, key))
-        for key, fn in runners.items() if _is_batched(signature_defs[key])
+        for key, fn in runners.items()
+        if options.batching_parameters and _is_batched(signature_defs[key])
     }
 
   async def run(self, signature_name: str, inputs: batching.Tensors,
@@ -212,8 +222,16 @@ class Servable:
     batcher = self._batchers.get(signature_name)
     if batcher is None:
       return await asyncio.get_running_loop().run_in_executor(
-          _MODEL_THREADS, self._runners[signature_name], inputs)
+          self._executor, self._run_alone, signature_name, inputs, rows)
     return await batcher.run(inputs, rows)
+
+  def _run_alone(self, signature_name: str, inputs: batching.Tensors,
+                 rows: int) -> batching.Tensors:
+    started = time.perf_counter()
+    outputs = self._runners[signature_name](inputs)
+    metrics.observe_batch(self.name, signature_name, rows,
+                          time.perf_counter() - started)
+    return outputs
 
   def call(self, signature_name: str,
            inputs: batching.Tensors) -> batching.Tensors:
@@ -254,17 +272,17 @@ class Servable:
       self._runners[key](inputs)
 
 
-def load_saved_model(name: str, version: int, path: str,
-                     options: BatchingOptions) -> Servable:
+def load_saved_model(name: str, version: int, path: str, options: RunOptions,
+                     executor: concurrent.futures.Executor) -> Servable:
   """Serves every signature of the SavedModel at `path` as it is."""
   signature_defs = read_signature_defs(path)
-  loaded = _CACHE.load(path)
+  loaded = _CACHE.load(path, options.threads_per_call)
   missing = set(signature_defs) - set(loaded.signature_defs)
   if missing:
     raise ValueError(f"{path}: signatures {sorted(missing)} did not load")
   runners = {key: loaded.runner(key) for key in signature_defs}
   return Servable(name, version, path, signature_defs, runners, options,
-                  "SavedModel")
+                  executor, "SavedModel")
 
 
 class PairedTowerFinder:
@@ -326,8 +344,8 @@ def _served_k(signature: meta_graph_pb2.SignatureDef,
   return k
 
 
-def load_retrieval(name: str, version: int, path: str,
-                   options: BatchingOptions,
+def load_retrieval(name: str, version: int, path: str, options: RunOptions,
+                   executor: concurrent.futures.Executor,
                    towers: PairedTowerFinder) -> Servable:
   """`retrieval` through its ANN index when it has one, else exactly.
 
@@ -338,7 +356,7 @@ def load_retrieval(name: str, version: int, path: str,
   """
   index_dir = serving_layout.index_dir(path)
   if not os.path.isdir(index_dir):
-    return load_saved_model(name, version, path, options)
+    return load_saved_model(name, version, path, options, executor)
   signature_defs = read_signature_defs(path)
   signature = signature_defs.get(serving_layout.SERVING_SIGNATURE)
   if (signature is None or
@@ -353,9 +371,10 @@ def load_retrieval(name: str, version: int, path: str,
         "%s version %d: the query tower its index was built with is not "
         "under the query_tower base path; serving it exactly instead", name,
         version)
-    return load_saved_model(name, version, path, options)
+    return load_saved_model(name, version, path, options, executor)
   k = _served_k(signature, index)
-  embed = _CACHE.load(tower_dir).runner(serving_layout.SERVING_SIGNATURE)
+  embed = _CACHE.load(tower_dir, options.threads_per_call).runner(
+      serving_layout.SERVING_SIGNATURE)
   search_index = index.index
   titles = index.titles
   # DT_STRING values are bytes on the wire: encode each id once, not per
@@ -390,25 +409,30 @@ def load_retrieval(name: str, version: int, path: str,
     }
   return Servable(
       name, version, path, signature_defs,
-      {serving_layout.SERVING_SIGNATURE: retrieve}, options,
+      {serving_layout.SERVING_SIGNATURE: retrieve}, options, executor,
       f"{index.meta['kind']} index over {search_index.size} items, "
       f"query tower {tower_dir}", index=search_index)
 
 
-def make_loader(base_paths: Dict[str, str], options: BatchingOptions
+def make_loader(base_paths: Dict[str, str], options: RunOptions
                ) -> Callable[[str, int, str], Servable]:
   """The load function the registry calls for `(name, version, path)`.
 
   `base_paths` maps served model names to their base paths; `retrieval`
-  pairs with the `query_tower` among them.
+  pairs with the `query_tower` among them. The servables it loads run their
+  models on one pool of `options.concurrent_calls` threads (TensorFlow and
+  the indexes release the GIL while they compute).
   """
   towers = PairedTowerFinder(base_paths.get(serving_layout.QUERY_TOWER))
+  executor = concurrent.futures.ThreadPoolExecutor(
+      max_workers=options.concurrent_calls, thread_name_prefix="model")
 
   def load(name: str, version: int, path: str) -> Servable:
     if name == serving_layout.RETRIEVAL:
-      servable = load_retrieval(name, version, path, options, towers)
+      servable = load_retrieval(name, version, path, options, executor,
+                                towers)
     else:
-      servable = load_saved_model(name, version, path, options)
+      servable = load_saved_model(name, version, path, options, executor)
     servable.warm_up()
     return servable
 

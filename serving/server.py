@@ -18,10 +18,13 @@ import dataclasses
 import gc
 import ipaddress
 import logging
+import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import threading
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import grpc
 import numpy as np
@@ -31,6 +34,8 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from contracts import serving_layout
 from retrieval import ann
+from serving import batching
+from serving import metrics
 from serving import model_registry
 from serving import prediction
 from serving import rest
@@ -56,17 +61,43 @@ class ServerOptions:
   # Calls admitted at once, per API; RESOURCE_EXHAUSTED beyond.
   max_concurrent_rpcs: int = 256
   poll_interval_s: float = 1.0
-  batch_timeout_s: float = 0.0
-  max_concurrent_batches: int = 1
-  # Threads one index search uses (FAISS shares a batch's queries among
-  # them); every core answered more than one (docs/serving.md).
-  index_threads: int = dataclasses.field(
+  # TF Serving's --enable_batching with these parameters; None: no batching.
+  batching_parameters: Optional[batching.BatchingParameters] = None
+  # `serve`'s processes on the same ports (SO_REUSEPORT: the kernel spreads
+  # connections among them), each with its own models, batchers, event loop
+  # and share of the cores: what bounds one process is its event loop's CPU
+  # per call under the GIL, not the model (bench/results/serving.md
+  # measures one process against the default).
+  server_processes: int = dataclasses.field(
       default_factory=lambda: os.cpu_count() or 1)
+
+  def __post_init__(self):
+    if self.server_processes < 1:
+      raise ValueError(
+          f"server_processes must be >= 1, got {self.server_processes}")
+
+  @property
+  def cores_per_process(self) -> int:
+    return max(1, (os.cpu_count() or 1) // self.server_processes)
 
   @property
   def limits(self) -> prediction.RequestLimits:
-    return prediction.RequestLimits(max_batch_rows=self.max_batch_rows,
+    max_rows = self.max_batch_rows
+    if self.batching_parameters is not None:
+      # As in TF Serving, a request larger than a batch is refused.
+      max_rows = min(max_rows, self.batching_parameters.max_batch_size)
+    return prediction.RequestLimits(max_batch_rows=max_rows,
                                     max_string_bytes=self.max_string_bytes)
+
+  @property
+  def run_options(self) -> servables.RunOptions:
+    """Threads per model call: the cores shared among the calls that run at
+    once, so that concurrent batches' TensorFlow ops and index searches do
+    not oversubscribe the cores."""
+    options = servables.RunOptions(
+        batching_parameters=self.batching_parameters)
+    return dataclasses.replace(options, threads_per_call=max(
+        1, self.cores_per_process // options.concurrent_calls))
 
 
 def _servable(registry: model_registry.ModelRegistry, model_spec):
@@ -248,7 +279,8 @@ async def _start_servers(registry: model_registry.ModelRegistry,
                         options.max_concurrent_rpcs)
     try:
       servers.rest_runner, servers.rest_port = await rest.start(
-          app, options.host, options.rest_port)
+          app, options.host, options.rest_port,
+          reuse_port=options.server_processes > 1)
     except BaseException:
       await grpc_server.stop(0)
       raise
@@ -262,8 +294,9 @@ async def _start_grpc(registry: model_registry.ModelRegistry,
           ("grpc.max_receive_message_length",
            options.max_receive_message_bytes),
           ("grpc.max_send_message_length", options.max_send_message_bytes),
-          # One server per port: a second `mmse serve` must fail, not share.
-          ("grpc.so_reuseport", 0),
+          # One server per port: a second `mmse serve` must fail, not share;
+          # only the processes of one `mmse serve` share theirs.
+          ("grpc.so_reuseport", int(options.server_processes > 1)),
       ],
       maximum_concurrent_rpcs=options.max_concurrent_rpcs)
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
@@ -298,23 +331,27 @@ def _freeze_imported_objects() -> None:
 
 def start(model_base_path: str,
           options: ServerOptions = ServerOptions()) -> RunningServer:
-  """Loads the models under `model_base_path` and starts answering.
+  """Loads the models under `model_base_path` and starts answering, in this
+  process (`options.server_processes` is `serve`'s).
 
   Returns once every model's current version has been tried, so a client
   may call right away. Port 0 binds a free port (see `.port`).
   """
+  return _start(model_base_path,
+                dataclasses.replace(options, server_processes=1))
+
+
+def _start(model_base_path: str, options: ServerOptions) -> RunningServer:
+  """`start`, as one of `options.server_processes` processes sharing the
+  ports and the cores."""
   if not _is_loopback(options.host):
     logging.warning("Binding %s: the server is reachable from other hosts "
                     "and has no authentication", options.host)
   sources = model_registry.read_sources(model_base_path)
   base_paths = {s.name: s.base_path for s in sources}
-  ann.set_search_threads(options.index_threads)
-  loader = servables.make_loader(
-      base_paths,
-      servables.BatchingOptions(
-          max_batch_rows=options.max_batch_rows,
-          max_concurrent_batches=options.max_concurrent_batches,
-          batch_timeout_s=options.batch_timeout_s))
+  run_options = options.run_options
+  ann.set_search_threads(run_options.threads_per_call)
+  loader = servables.make_loader(base_paths, run_options)
   # Each swap collects the versions no request holds any more before the
   # new version answers (milliseconds, the imports being frozen).
   registry = model_registry.ModelRegistry(sources, loader,
@@ -342,22 +379,95 @@ def start(model_base_path: str,
   return running
 
 
-def serve(model_base_path: str, host: str = "127.0.0.1", port: int = 8500,
-          rest_port: Optional[int] = 8501,
-          options: Optional[ServerOptions] = None) -> None:
-  """`mmse serve`: serves until SIGINT or SIGTERM, then drains and stops."""
-  options = dataclasses.replace(options or ServerOptions(), host=host,
-                                port=port, rest_port=rest_port)
-  running = start(model_base_path, options)
-  stopping = threading.Event()
+def _stop_on_signals(stopping: threading.Event) -> None:
   if threading.current_thread() is threading.main_thread():
     for sig in (signal.SIGINT, signal.SIGTERM):
       signal.signal(sig, lambda *_: stopping.set())
+
+
+def _serve_until_stopped(model_base_path: str, options: ServerOptions,
+                         parent_pid: Optional[int] = None) -> None:
+  """Serves until SIGINT or SIGTERM (or, in a server process, until the
+  process that started it is gone), then drains and stops."""
+  running = _start(model_base_path, options)
+  stopping = threading.Event()
+  _stop_on_signals(stopping)
   rest_note = f", REST on {running.rest_url}" if running.rest_url else ""
+  process_note = (f" (process {os.getpid()}, one of "
+                  f"{options.server_processes})" if parent_pid else "")
   print(f"Serving {', '.join(running.registry.model_names)} from "
-        f"{model_base_path}: gRPC on {running.address}{rest_note} "
-        "(Ctrl-C stops)", flush=True)
+        f"{model_base_path}: gRPC on {running.address}{rest_note}"
+        f"{process_note} (Ctrl-C stops)", flush=True)
   while not stopping.wait(1.0):
-    pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+      logging.warning("The process that started this one is gone")
+      break
   logging.info("Stopping: draining calls in flight")
   running.stop()
+
+
+def _serve_in_child(model_base_path: str, options: ServerOptions,
+                    parent_pid: int,
+                    process_setup: Optional[Callable[[], None]]) -> None:
+  if process_setup is not None:
+    process_setup()
+  _serve_until_stopped(model_base_path, options, parent_pid)
+
+
+def _serve_in_processes(model_base_path: str, options: ServerOptions,
+                        process_setup: Optional[Callable[[], None]]) -> None:
+  """Starts `options.server_processes` servers on the same ports; stops them
+  all (SIGTERM, so each drains) on SIGINT or SIGTERM or when one exits."""
+  if not options.port or options.rest_port == 0:
+    raise ValueError("server_processes > 1 needs fixed ports (not 0): the "
+                     "processes must bind the same ones")
+  # Spawned, not forked: each process imports TensorFlow and loads its own
+  # models, and forking after threads started is unsafe.
+  context = multiprocessing.get_context("spawn")
+  children = [
+      context.Process(target=_serve_in_child,
+                      args=(model_base_path, options, os.getpid(),
+                            process_setup),
+                      name=f"mmse-serve-{i}")
+      for i in range(options.server_processes)
+  ]
+  stopping = threading.Event()
+  _stop_on_signals(stopping)
+  # Each process records its metrics there; a scrape sums them all.
+  metrics_dir = tempfile.mkdtemp(prefix="mmse-serve-metrics-")
+  os.environ[metrics.MULTIPROCESS_DIR_ENV] = metrics_dir
+  try:
+    for child in children:
+      child.start()
+    while not stopping.wait(1.0):
+      if any(not child.is_alive() for child in children):
+        break
+  finally:
+    for child in children:
+      if child.is_alive():
+        os.kill(child.pid, signal.SIGTERM)
+    for child in children:
+      if child.pid is not None:  # Started.
+        child.join()
+    del os.environ[metrics.MULTIPROCESS_DIR_ENV]
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+  failed = [c.exitcode for c in children if c.exitcode]
+  if failed and not stopping.is_set():
+    raise OSError(f"a server process exited with {failed[0]}; stopped the "
+                  "others")
+
+
+def serve(model_base_path: str, host: str = "127.0.0.1", port: int = 8500,
+          rest_port: Optional[int] = 8501,
+          options: Optional[ServerOptions] = None,
+          process_setup: Optional[Callable[[], None]] = None) -> None:
+  """`mmse serve`: serves until SIGINT or SIGTERM, then drains and stops.
+
+  `process_setup` (picklable) runs first in each of `server_processes`
+  processes when there are several, e.g. to set up their logging."""
+  options = dataclasses.replace(options or ServerOptions(), host=host,
+                                port=port, rest_port=rest_port)
+  if options.server_processes == 1:
+    _serve_until_stopped(model_base_path, options)
+  else:
+    _serve_in_processes(model_base_path, options, process_setup)

@@ -9,6 +9,7 @@ imports TensorFlow before a subcommand needs it, so `mmse --help` and
 import argparse
 import contextlib
 import dataclasses
+import functools
 import glob
 import importlib.metadata
 import json
@@ -207,13 +208,28 @@ def cmd_evaluate(args):
 
 
 def cmd_serve(args):
+  # A bad batching file fails before TensorFlow's import.
+  from serving import batching  # pylint: disable=g-import-not-at-top
+  if args.batching_parameters_file and not args.enable_batching:
+    raise ValueError("--batching_parameters_file needs --enable_batching")
+  parameters = None
+  if args.enable_batching:
+    parameters = (batching.read_parameters(args.batching_parameters_file)
+                  if args.batching_parameters_file else
+                  batching.BatchingParameters())
   _start(args)  # Version loads and swaps: an operator wants to see them.
   # FAISS's OpenMP threads would spin between searches on the cores the
   # event loop needs; libgomp reads this when FAISS first loads it.
   os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
   from serving import server  # pylint: disable=g-import-not-at-top
+  options = server.ServerOptions(batching_parameters=parameters)
+  if args.server_processes is not None:
+    options = dataclasses.replace(options,
+                                  server_processes=args.server_processes)
   server.serve(args.model_base_path, host=args.host, port=args.port,
-               rest_port=args.rest_port or None)
+               rest_port=args.rest_port or None, options=options,
+               # Each server process logs as this one does.
+               process_setup=functools.partial(_start, args))
 
 
 def cmd_query(args):
@@ -432,6 +448,19 @@ def build_parser() -> argparse.ArgumentParser:
                  "--rest_api_port does).")
   p.add_argument("--host", default="127.0.0.1",
                  help="Loopback unless told otherwise.")
+  p.add_argument("--enable_batching", "--enable-batching",
+                 action="store_true",
+                 help="Merge concurrent requests into batches, as TF "
+                 "Serving's flag does.")
+  p.add_argument("--batching_parameters_file", "--batching-parameters-file",
+                 help="TF Serving's BatchingParameters as text protobuf "
+                 "(max_batch_size, batch_timeout_micros, num_batch_threads, "
+                 "max_enqueued_batches, allowed_batch_sizes); unset fields "
+                 "keep mmse's defaults (docs/serving.md).")
+  p.add_argument("--server_processes", "--server-processes", type=int,
+                 help="Server processes sharing the ports (SO_REUSEPORT), "
+                 "each loading the models (docs/serving.md); default: "
+                 "ServerOptions.server_processes.")
   _add_verbose(p)
   p.set_defaults(func=cmd_serve)
 

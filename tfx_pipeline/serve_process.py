@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2
@@ -18,6 +18,8 @@ from contracts import serving_layout
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _HOST = "127.0.0.1"
+# How the chain's tests and the benchmarks serve: batched, as in production.
+BATCHED = ("--enable_batching",)
 
 
 def free_port() -> int:
@@ -27,14 +29,16 @@ def free_port() -> int:
 
 
 def start_server(serving_dir: str, port: int, rest_port: int = 0,
-                 log_file=None) -> subprocess.Popen:
+                 log_file=None,
+                 flags: Sequence[str] = BATCHED) -> subprocess.Popen:
   """Runs `mmse serve --model-base-path serving_dir --port port` (REST on
-  `rest_port`; 0 turns it off), its output to `log_file` when given."""
+  `rest_port`; 0 turns it off) with `flags`, its output to `log_file` when
+  given."""
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(_REPO)}
   return subprocess.Popen([
       sys.executable, "-m", "tfx_pipeline.cli", "serve", "--model-base-path",
       serving_dir, "--host", _HOST, "--port", str(port), "--rest-port",
-      str(rest_port)
+      str(rest_port), *flags
   ], env=env, stdout=log_file, stderr=subprocess.STDOUT if log_file else None)
 
 
@@ -77,9 +81,10 @@ class Endpoints:
 
 
 @contextlib.contextmanager
-def running_server(serving_dir: str,
-                   log_path: Optional[str] = None) -> Iterator[Endpoints]:
-  """Serves `serving_dir` on free ports; yields them, then stops it."""
+def running_server(serving_dir: str, log_path: Optional[str] = None,
+                   flags: Sequence[str] = BATCHED) -> Iterator[Endpoints]:
+  """Serves `serving_dir` on free ports (`mmse serve` with `flags`); yields
+  them, then stops it."""
   port, rest_port = free_port(), free_port()
   while rest_port == port:
     rest_port = free_port()
@@ -87,7 +92,7 @@ def running_server(serving_dir: str,
   with contextlib.ExitStack() as stack:
     log_file = (stack.enter_context(open(log_path, "w", encoding="utf-8"))
                 if log_path else None)
-    process = start_server(serving_dir, port, rest_port, log_file)
+    process = start_server(serving_dir, port, rest_port, log_file, flags)
     try:
       wait_until_available(address, process)
       yield Endpoints(address, f"http://{_HOST}:{rest_port}", process.pid,

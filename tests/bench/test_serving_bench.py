@@ -1,12 +1,17 @@
 """The serving benchmark's parts run end to end on toy towers (briefly)."""
+import os
 import shutil
 
+import pytest
+
 from bench import serving_ann
+from bench import serving_generators
 from bench import serving_limit
 from bench import serving_load
 from bench import serving_report
 from bench import serving_swap
 from contracts import serving_layout
+from serving import batching
 from serving import server
 from tests.fixtures import toy_serving
 
@@ -68,24 +73,42 @@ def test_limit_load_swap_and_report(serving_dir, tmp_path):
       "limit": {**serving_report.section_stamp(), "rows": limit,
                 "parts_ms": parts, **quality},
       "plans": {**serving_report.section_stamp(), "rows": plans},
-      "load": {**serving_report.section_stamp(), "rows": rows},
+      "load": {**serving_report.section_stamp(),
+               "rows": [{"server": serving_report.DEFAULT_SERVER, "k": k,
+                         **row} for row in rows],
+               "python_check": rows},
       "swap": {**serving_report.section_stamp(), "rows": [swap]},
   }
   table = serving_report.render(results)
-  assert "| rest | 2 |" in table and "| grpc | 2 |" in table
+  assert f"| batched | rest | {k} | 2 |" in table
+  assert f"| batched | grpc | {k} | 2 |" in table
+  assert f"every answer carries {k} ids (Python grpc clients" in table
   assert "Inside the server, from its metrics" in table
   assert "Requests across a hot swap" in table
   assert "| scann, partitioned |" in table
   assert "by exact search" in table and "Index q/s, every core" in table
 
 
-def test_the_cpu_budget_adds_the_model_and_the_clients_at_the_target_rate():
-  at8 = {"qps": 500.0, "client_cores": 0.2, "server_cores": 1.0}
-  limit = {"tower_and_index": {"qps": 2000.0, "cores": 1.6}}
-  [line] = serving_report._cpu_budget(at8, limit, cpus=2)
-  # 0.8 ms of model and 0.4 ms of client per query at 70% of 2,000/s.
-  assert "the server 2.00 ms, the clients 0.40 ms" in line
-  assert "at batch 8 0.80 ms" in line and "(1,400 queries/s)" in line
-  assert "would take 1.7 of the machine's 2 cores" in line
-  assert serving_report._cpu_budget(at8, {"tower_and_index": {
-      "qps": 2000.0}}, cpus=2) == []
+@pytest.mark.skipif(bool(serving_generators.missing_tools()),
+                    reason="h2load or wrk is not installed")
+def test_c_generators_load_the_server(serving_dir):
+  running = server.start(serving_dir, server.ServerOptions(
+      port=0, rest_port=0,
+      batching_parameters=batching.BatchingParameters()))
+  try:
+    rows = [serving_generators.h2load_grpc(
+        running.address, QUERIES, 2, 1, 1, server_pid=os.getpid(),
+        metrics_url=running.rest_url),
+            serving_generators.wrk_rest(
+                running.rest_url, QUERIES, 2, 1, 1,
+                metrics_url=running.rest_url)]
+  finally:
+    running.stop()
+  for row in rows:
+    assert row["requests"] > 0 and row["failed"] == 0, row
+    assert 0 < row["p50_ms"] <= row["p99_ms"] and row["mean_ms"] > 0
+    # Every request ran in some batch of the server's.
+    batches = row["server_batches"]
+    assert batches["batches"] * batches["mean_batch_rows"] >= row["requests"]
+  assert rows[0]["server_cores"] > 0
+

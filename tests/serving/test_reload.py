@@ -12,6 +12,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from serving import batching
 from serving import indexing
 from serving import server
 from serving import tensor_codec
@@ -93,8 +94,11 @@ def serving_dir(tmp_path):
 
 
 def test_hot_reload_under_load(serving_dir, tmp_path):
-  running = server.start(serving_dir,
-                         server.ServerOptions(port=0, poll_interval_s=0.1))
+  # Batched, as `mmse serve --enable_batching` serves: swaps under merged
+  # batches lose no request either.
+  running = server.start(serving_dir, server.ServerOptions(
+      port=0, poll_interval_s=0.1,
+      batching_parameters=batching.BatchingParameters()))
   address = f"127.0.0.1:{running.port}"
   retrieval = os.path.join(serving_dir, "retrieval")
   queries = ["cordless drill kit", "red claw hammer", "led light bulb"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import requests
 
+from serving import batching
 from serving import metrics
 from serving import server
 from tests.fixtures import toy_serving
@@ -221,7 +222,9 @@ def test_calls_beyond_the_limit_get_429(serving_dir):
   # still in flight when the others, sent at the same moment, arrive.
   import threading  # pylint: disable=g-import-not-at-top
   running = server.start(serving_dir, server.ServerOptions(
-      port=0, rest_port=0, max_concurrent_rpcs=1, batch_timeout_s=1.0))
+      port=0, rest_port=0, max_concurrent_rpcs=1,
+      batching_parameters=batching.BatchingParameters(
+          batch_timeout_micros=1_000_000)))
   responses = []
   try:
     threads = [threading.Thread(target=lambda: responses.append(_predict(

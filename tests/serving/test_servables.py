@@ -1,5 +1,6 @@
 """Loaded versions: signatures from saved_model.pb, retrieval via its index."""
 import asyncio
+import concurrent.futures
 import os
 
 import numpy as np
@@ -19,7 +20,7 @@ def _retrieval_dir(serving_dir):
 
 
 def _load_retrieval(serving_dir, base_paths):
-  load = servables.make_loader(base_paths, servables.BatchingOptions())
+  load = servables.make_loader(base_paths, servables.RunOptions())
   return load(serving_layout.RETRIEVAL, RETRIEVAL_VERSION,
               _retrieval_dir(serving_dir))
 
@@ -96,7 +97,7 @@ def test_session_runner_answers_as_the_loaded_signature(serving_dir, model):
       name: tf.constant(value, dtype=specs[name].dtype)
       for name, value in inputs.items()}).items()}
 
-  outputs = servables.SessionModel(path).runner(
+  outputs = servables.SessionModel(path, intra_op_threads=1).runner(
       serving_layout.SERVING_SIGNATURE)(inputs)
 
   assert set(outputs) == set(expected)
@@ -118,8 +119,10 @@ def test_a_loaded_model_stays_shared_while_a_servable_uses_it(
       serving_dir, serving_layout.QUERY_TOWER), path)
   path = os.path.realpath(path)
   loaded = servables._CACHE._loaded  # pylint: disable=protected-access
-  servable = servables.load_saved_model(serving_layout.QUERY_TOWER, 1, path,
-                                        servables.BatchingOptions())
+  with concurrent.futures.ThreadPoolExecutor(1) as executor:
+    servable = servables.load_saved_model(serving_layout.QUERY_TOWER, 1,
+                                          path, servables.RunOptions(),
+                                          executor)
   gc.collect()
   assert path in loaded  # Held by the servable's runners.
   del servable
@@ -131,6 +134,6 @@ def test_servables_of_one_loaded_model_share_its_runners(serving_dir):
   # A new callable would hold the session's lock while the served one runs.
   path = serving_layout.latest_version_dir(serving_dir,
                                            serving_layout.QUERY_TOWER)
-  model = servables.SessionModel(path)
+  model = servables.SessionModel(path, intra_op_threads=1)
   first = model.runner(serving_layout.SERVING_SIGNATURE)
   assert model.runner(serving_layout.SERVING_SIGNATURE) is first

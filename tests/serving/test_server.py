@@ -15,6 +15,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from serving import batching
 from serving import server
 from serving import tensor_codec
 from tests.fixtures import toy_serving
@@ -24,11 +25,15 @@ DIM = toy_serving.DIM
 K = toy_serving.K
 LIMITS = dict(max_batch_rows=8, max_string_bytes=64,
               max_receive_message_bytes=64 * 1024)
+# The shared server merges requests, as `mmse serve --enable_batching` does
+# (tests/serving/test_rest.py's serves them one by one).
+BATCHED = batching.BatchingParameters(num_batch_threads=2)
 
 
 @pytest.fixture(scope="module")
 def running(serving_dir):
-  started = server.start(serving_dir, server.ServerOptions(port=0, **LIMITS))
+  started = server.start(serving_dir, server.ServerOptions(
+      port=0, batching_parameters=BATCHED, **LIMITS))
   yield started
   started.stop()
 
@@ -280,7 +285,8 @@ call(sys.stdin.buffer.read(), timeout=30)
 def test_client_disconnecting_mid_call(serving_dir):
   # Requests wait up to 2 s for batch-mates, so a lone call is mid-flight.
   slow = server.start(serving_dir, server.ServerOptions(
-      port=0, batch_timeout_s=2.0, **LIMITS))
+      port=0, batching_parameters=batching.BatchingParameters(
+          batch_timeout_micros=2_000_000), **LIMITS))
   address = f"127.0.0.1:{slow.port}"
   try:
     request = _request("retrieval", {"query": _texts("red claw hammer")})

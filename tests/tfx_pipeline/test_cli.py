@@ -241,3 +241,31 @@ def test_native_stderr_is_shown_when_the_block_fails(tmp_path, capfd,
       os.write(2, b"libfoo.so: cannot open shared object file\n")
       raise ImportError("libfoo")
   assert "cannot open shared object file" in capfd.readouterr().err
+
+
+def test_serve_reads_tf_servings_batching_flags(tmp_path, capsys):
+  parser = cli.build_parser()
+  args = parser.parse_args(["serve", "--model-base-path", "m",
+                            "--enable_batching", "--batching_parameters_file",
+                            "b.config"])
+  assert args.enable_batching and args.batching_parameters_file == "b.config"
+  assert not parser.parse_args(["serve", "--model-base-path",
+                                "m"]).enable_batching
+  bad = tmp_path / "batching.config"
+  bad.write_text("max_batch_size { value: 0 }")
+  assert cli.main(["serve", "--model-base-path", str(tmp_path),
+                   "--enable_batching", "--batching_parameters_file",
+                   str(bad)]) == 2
+  assert f"{bad}: max_batch_size must be >= 1" in capsys.readouterr().err
+  assert cli.main(["serve", "--model-base-path", str(tmp_path),
+                   "--batching_parameters_file", str(bad)]) == 2
+  assert "needs --enable_batching" in capsys.readouterr().err
+
+
+def test_serve_takes_the_number_of_server_processes():
+  parser = cli.build_parser()
+  assert parser.parse_args(["serve", "--model-base-path", "m",
+                            "--server_processes", "3"]).server_processes == 3
+  # Unset: ServerOptions' default (a process per core).
+  assert parser.parse_args(["serve", "--model-base-path",
+                            "m"]).server_processes is None
