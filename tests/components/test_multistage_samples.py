@@ -34,6 +34,7 @@ from mining import splits
 from mining import title_queries
 from mining.config import MiningConfig
 from mining.negatives import NegativeSampler
+from tests.mining import fixtures as mining_fixtures
 
 COLUMNS = features.LOG_COLUMNS
 # Three context slots and two random negatives: slates of six.
@@ -465,13 +466,8 @@ def _library_run(config, logs, catalog_rows):
   quarantine = list(cleaned.set_aside)
   query_logs = []
   for query, (kept, shown) in cleaned.by_query.items():
-    stats = aggregation.QueryStats()
-    for row, copies in collections.Counter(kept).items():
-      quarantine += aggregation.set_aside_copies(row, copies, counts)
-      stats.add_impression(row[cleaning.ITEM_INDEX],
-                           aggregation.impression_stage(row))
-    for item_id in shown:
-      stats.add_shown(item_id)
+    stats, set_aside = mining_fixtures.query_stats(kept, shown, counts)
+    quarantine += set_aside
     aggregated = aggregation.query_log(query, stats, config)
     counts.update(aggregated.counts)
     if aggregated.log is not None:

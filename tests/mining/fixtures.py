@@ -1,6 +1,10 @@
 """Small catalogues and configs shared by the mining library tests."""
+import collections
+
 from contracts import catalog as catalog_lib
 from contracts import features
+from mining import aggregation
+from mining import cleaning
 from mining.config import MiningConfig
 
 # Three context slots and two random negatives: slates of six.
@@ -28,3 +32,18 @@ def log_row(query, item, position=1, clicked=0, carted=0, ordered=0,
   """LOG_COLUMNS values of one impression."""
   return (request, 1767225600, "u1", query, item, position, clicked, carted,
           ordered)
+
+
+def query_stats(kept, shown, counts: collections.Counter):
+  """One query's cleaned rows rolled up as the Beam graph does, in plain
+  Python: each distinct kept row once, its copies set aside (tallied in
+  `counts`). Returns the QueryStats and the copies' quarantine records."""
+  stats = aggregation.QueryStats()
+  quarantine = []
+  for row, copies in collections.Counter(kept).items():
+    quarantine += aggregation.set_aside_copies(row, copies, counts)
+    stats.add_impression(row[cleaning.ITEM_INDEX],
+                         aggregation.impression_stage(row))
+  for item_id in shown:
+    stats.add_shown(item_id)
+  return stats, quarantine

@@ -21,16 +21,11 @@ def _stats(*pieces):
   counts = collections.Counter()
   duplicates = []
   for rows in pieces:
-    stats = aggregation.QueryStats()
     cleaned = cleaning.clean_rows([(r, ()) for r in rows], CATALOG)
     for kept, shown in cleaned.by_query.values():
-      for row, copies in collections.Counter(kept).items():
-        duplicates += aggregation.set_aside_copies(row, copies, counts)
-        stats.add_impression(row[cleaning.ITEM_INDEX],
-                             aggregation.impression_stage(row))
-      for item_id in shown:
-        stats.add_shown(item_id)
-    merged.merge(stats)
+      stats, set_aside = fixtures.query_stats(kept, shown, counts)
+      duplicates += set_aside
+      merged.merge(stats)
   return merged, counts, duplicates
 
 
